@@ -1,0 +1,7 @@
+"""``python -m roomcast``."""
+
+import sys
+
+from roomcast.cli import main
+
+sys.exit(main())

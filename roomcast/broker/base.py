@@ -1,0 +1,111 @@
+"""The broker interface: where a publication goes, and who receives it back.
+
+Contract of every implementation:
+
+- ``publish`` hands the payload to the local handler synchronously *and* to the
+  other instances; an instance never delivers its own publication twice
+  (the Redis echo carrying our ``server_id`` is dropped).
+- Delivery to other instances is at-most-once and ordered per publisher.
+- ``publish`` raises :class:`~roomcast.exceptions.BrokerUnavailable` at once
+  when the backend is unreachable, after local delivery has happened; it never
+  buffers without bound.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from roomcast.types import ConnId, GroupId, RoomId, UserId
+
+
+@dataclass(frozen=True, slots=True)
+class ToConnection:
+    """One connection, wherever it lives."""
+
+    conn_id: ConnId
+
+
+@dataclass(frozen=True, slots=True)
+class ToUser:
+    """Every connection of a user."""
+
+    user_id: UserId
+
+
+@dataclass(frozen=True, slots=True)
+class ToRoom:
+    """Every member of a room, optionally but one (the connection that caused it)."""
+
+    room: RoomId
+    exclude: ConnId | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToAll:
+    """Every connection of the cluster."""
+
+
+Target = ToConnection | ToUser | ToRoom | ToAll
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChanged:
+    """A user joined or left a group; every instance moves its live connections."""
+
+    user_id: UserId
+    group_id: GroupId
+    group_name: str
+    joined: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Close every connection of a user, or one connection, cluster-wide."""
+
+    user_id: UserId | None = None
+    conn_id: ConnId | None = None
+    code: int = 3500
+    reason: str = "disconnected by administrator"
+
+
+ControlCommand = MembershipChanged | Disconnect
+
+
+class BrokerHandler(Protocol):
+    """What a broker calls back into: the node of this instance."""
+
+    def handle_publication(self, target: Target, payload: bytes) -> int:
+        """Deliver an encoded envelope to the local recipients; return how many."""
+
+    async def handle_control(self, command: ControlCommand) -> None:
+        """Apply a control command to the local connections."""
+
+
+class Broker(Protocol):
+    """Pub/sub between instances."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether other instances can currently be reached."""
+
+    @property
+    def health_reason(self) -> str | None:
+        """Why the broker is unhealthy, if it is."""
+
+    async def start(self, handler: BrokerHandler) -> None:
+        """Begin receiving from other instances."""
+
+    async def publish(self, target: Target, payload: bytes) -> int:
+        """Deliver locally, then to every other instance; return local recipients.
+
+        Raises:
+            BrokerUnavailable: the other instances could not be reached
+                (local recipients have already received the payload).
+        """
+
+    async def publish_control(self, command: ControlCommand) -> None:
+        """Apply a control command locally, then on every other instance."""
+
+    async def close(self) -> None:
+        """Stop receiving and release the backend."""

@@ -1,0 +1,12 @@
+"""``roomcast token``: placeholder until implemented."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the ``token`` subcommand."""
+    parser: argparse.ArgumentParser = sub.add_parser("token", help="(not yet implemented)")
+    parser.set_defaults(func=lambda args: 2)

@@ -1,0 +1,79 @@
+"""All roomcast exceptions, in one hierarchy.
+
+.. code-block:: text
+
+    RoomcastError
+    ├── ProtocolError        invalid client input; carries a wire ``code``
+    ├── Forbidden            room or connection not shared with the sender
+    ├── NotFound             unknown connection, room or user
+    ├── AuthError            missing, invalid or expired credentials
+    ├── ConnectionClosed     writing to a connection that is gone
+    ├── BrokerError          a publish could not be carried out
+    │   └── BrokerUnavailable    the broker backend is unreachable
+    ├── StoreError           the membership store failed
+    └── ConfigError (ValueError)  a bad setting; the CLI prints it as one line
+"""
+
+from __future__ import annotations
+
+from roomcast.protocol.codes import ErrorCode
+
+
+class RoomcastError(Exception):
+    """Base class of every roomcast error."""
+
+
+class ProtocolError(RoomcastError):
+    """A client frame that roomcast cannot accept."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        #: The ``id`` of the offending client message, when it could be read.
+        self.message_id: str | None = None
+
+    @property
+    def temporary(self) -> bool:
+        """Whether retrying the same input could succeed."""
+        return self.code.temporary
+
+
+class Forbidden(ProtocolError):
+    """The sender may not address that room or connection."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.FORBIDDEN, message)
+
+
+class NotFound(RoomcastError):
+    """An unknown connection, room or user."""
+
+
+class AuthError(RoomcastError):
+    """Credentials are missing, malformed, expired or wrongly signed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        #: Short machine-readable reason, used as a metrics label.
+        self.reason = reason
+
+
+class ConnectionClosed(RoomcastError):
+    """The connection is closed or closing."""
+
+
+class BrokerError(RoomcastError):
+    """A publish or history call failed."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker backend cannot be reached right now."""
+
+
+class StoreError(RoomcastError):
+    """The membership store failed."""
+
+
+class ConfigError(RoomcastError, ValueError):
+    """A setting is invalid; ``str(exc)`` is a one-line explanation."""

@@ -1,0 +1,159 @@
+"""Parse and validate one client frame into a typed command.
+
+compat.md fixes the envelope: ``{id?, type, room?, from?, to?, data?, timestamp?}``.
+The server overwrites ``from`` and ``timestamp``, so only their types are checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from roomcast.exceptions import ProtocolError
+from roomcast.protocol.codes import ErrorCode
+
+#: The ten types of the Go gateway; the only types the server API may publish.
+SERVER_API_TYPES: Final = (
+    "message",
+    "user_profile_update",
+    "group_membership_change",
+    "system_notification",
+    "presence",
+    "notification",
+    "room_update",
+    "backend_status",
+    "critical_alert",
+    "service_recovery",
+)
+#: Every type either side of compat.md knows.
+KNOWN_TYPES: Final = frozenset(
+    (*SERVER_API_TYPES, "heartbeat", "custom_event", "room_joined", "room_left", "system", "error")
+)
+#: Types a client connection may send; the rest are the server's to send.
+CLIENT_TYPES: Final = frozenset({"message", "custom_event", "presence", "heartbeat", "system"})
+
+SystemAction = Literal["ping", "join", "leave", "members"]
+_SYSTEM_ACTIONS: Final = frozenset({"ping", "join", "leave", "members"})
+MAX_ID_LENGTH: Final = 128
+MAX_ROOM_LENGTH: Final = 256
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+
+    id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    type: str
+    room: str | None = Field(default=None, min_length=1, max_length=MAX_ROOM_LENGTH)
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+    data: dict[str, Any] | None = None
+    timestamp: str | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A ``message`` or ``custom_event`` to a room or to one connection."""
+
+    type: str
+    id: str | None
+    data: dict[str, Any]
+    room: str | None = None
+    to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SystemCommand:
+    """A ``system`` message: ping, join, leave, or a room's member list."""
+
+    id: str | None
+    action: SystemAction
+    room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A ``presence`` message; the server answers with the sender's status."""
+
+    id: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A ``heartbeat`` message; the server echoes it."""
+
+    id: str | None
+
+
+ClientCommand = Publish | SystemCommand | Presence | Heartbeat
+
+
+def parse_client_message(frame: str | bytes, *, max_size: int) -> ClientCommand:
+    """Parse one text frame from a client.
+
+    Raises:
+        ProtocolError: with the wire code of what is wrong, and ``message_id``
+            set to the frame's ``id`` whenever one could be read.
+    """
+    if len(frame) > max_size:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_size} bytes")
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.INVALID_JSON, f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.NOT_AN_OBJECT, "a message must be a JSON object")
+    raw_id = obj.get("id")
+    message_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_LENGTH else None
+    try:
+        return _to_command(obj)
+    except ProtocolError as exc:
+        exc.message_id = message_id
+        raise
+
+
+def _to_command(obj: dict[str, Any]) -> ClientCommand:
+    try:
+        env = _Envelope.model_validate(obj)
+    except ValidationError as exc:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, _describe(exc)) from None
+    kind = env.type
+    if kind not in KNOWN_TYPES:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"type {kind!r} is sent by the server only")
+    data = env.data or {}
+    if kind in ("message", "custom_event"):
+        if (env.room is None) == (env.to is None):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"{kind} needs exactly one of room, to")
+        return Publish(type=kind, id=env.id, data=data, room=env.room, to=env.to)
+    if kind == "system":
+        return _system(env.id, data, env.room)
+    if kind == "presence":
+        return Presence(id=env.id, data=data)
+    return Heartbeat(id=env.id)
+
+
+def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> SystemCommand:
+    action = data.get("action")
+    if action not in _SYSTEM_ACTIONS:
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD,
+            "system data.action must be one of " + ", ".join(sorted(_SYSTEM_ACTIONS)),
+        )
+    # compat.md: the React client's room hooks put the room in data.room.
+    target = data.get("room", room)
+    if action == "ping":
+        return SystemCommand(id=message_id, action="ping")
+    if not isinstance(target, str) or not 0 < len(target) <= MAX_ROOM_LENGTH:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"system {action} needs a room (string)")
+    return SystemCommand(id=message_id, action=action, room=target)
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in first["loc"]) or "message"
+    return f"{where}: {first['msg']}"
