@@ -1,0 +1,140 @@
+"""A throwaway ``redis-server`` on a free port, which a test can stop and start again.
+
+Never the Redis on 6379: each server gets its own port and temp directory, keeps
+nothing on disk (``--save "" --appendonly no``), and can be stopped to simulate an
+outage, then started on the *same* port so clients can reconnect to it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+#: How long a server may take to answer PING after it was launched.
+START_TIMEOUT = 10.0
+
+
+def redis_server_binary() -> str | None:
+    """Path of the ``redis-server`` binary, or None if there is none."""
+    return shutil.which("redis-server")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One ``redis-server`` process that a test owns.
+
+    Args:
+        directory: where the server runs and writes its log.
+        binary: the ``redis-server`` to run (found on PATH by default).
+    """
+
+    def __init__(self, directory: Path, binary: str | None = None) -> None:
+        found = binary or redis_server_binary()
+        if found is None:
+            raise RuntimeError("no redis-server binary on PATH")
+        self.binary = found
+        self.directory = directory
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://`` URL of the server (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Launch the server and return once it answers PING.
+
+        The first start picks a free port; later starts reuse it, so clients
+        holding the URL reconnect to the new process.
+        """
+        if self.running:
+            return
+        attempts = 3 if self.port == 0 else 1
+        for attempt in range(attempts):
+            if self.port == 0 or attempt > 0:
+                self.port = free_port()
+            if self._launch():
+                return
+        raise RuntimeError(f"redis-server did not start: {self._log_tail()}")
+
+    def _launch(self) -> bool:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        log = self.directory / "redis.log"
+        self._proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--dir", str(self.directory),
+                "--save", "",
+                "--appendonly", "no",
+                "--logfile", str(log),
+                "--daemonize", "no",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                return False  # exited: most likely the port was taken meanwhile
+            if _answers_ping(self.port):
+                return True
+            time.sleep(0.01)  # polling the port: there is no event to await
+        self.stop()
+        return False
+
+    def _log_tail(self) -> str:
+        try:
+            lines = (self.directory / "redis.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(lines[-5:])
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the server (SIGTERM, or SIGKILL to simulate a crash) and wait for it."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
