@@ -1,0 +1,80 @@
+"""``roomcast serve``: run the gateway until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from roomcast import config, logs
+from roomcast.config import Settings
+from roomcast.server.app import create_app
+
+
+def register(sub: Any) -> None:
+    """Add the ``serve`` subcommand with one flag per setting."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the roomcast gateway. Every flag can also be set by the environment "
+        "variable named in its help; flags win.",
+    )
+    config.add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load(args)
+    logs.configure(settings.log_level, settings.log_format)
+    ssl_context = settings.ssl_context()
+    try:
+        import uvloop
+
+        runner_factory: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner_factory = asyncio.run
+    return int(runner_factory(_serve(settings, ssl_context)))
+
+
+async def _serve(settings: Settings, ssl_context: Any) -> int:
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           shutdown_timeout=settings.shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context,
+                       backlog=4096, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        print(f"roomcast: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    port = _bound_port(runner) or settings.port
+    scheme = "https" if ssl_context else "http"
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"{scheme}://{host}:{port}"
+    ws_url = settings.websocket_url or f"{'wss' if ssl_context else 'ws'}://{host}:{port}" \
+        f"{settings.websocket_path}"
+    open_at = f"{base}/login" if settings.dev_login_enabled else f"{base}/websocket/status"
+    print(f"roomcast listening on {base} (WebSocket {ws_url})", flush=True)
+    print(f"Open {open_at}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    return 0
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return None

@@ -1,0 +1,249 @@
+"""Settings: every option has a flag, an environment variable and a default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import ssl
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from roomcast.exceptions import ConfigError
+
+
+def _port(raw: str) -> int:
+    port = int(raw)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be 0-65535")
+    return port
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _origins(raw: str) -> frozenset[str]:
+    out: set[str] = set()
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        if item == "*":
+            out.add(item)
+            continue
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ValueError(f"{item!r} is not an origin like https://app.example.com")
+        out.add(f"{parts.scheme}://{parts.netloc}".lower())
+    return frozenset(out)
+
+
+def _tristate(raw: str) -> bool | None:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("", "auto"):
+        return None
+    raise ValueError("must be on, off or auto")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError("must be one of " + ", ".join(allowed))
+        return raw
+
+    return parse
+
+
+def _path(raw: str) -> str:
+    return raw
+
+
+def _opt(env: str, parse: Callable[[str], Any], help: str, default: Any = None) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "help": help})
+
+
+@dataclass
+class Settings:
+    """The gateway's configuration; see ``roomcast serve --help``."""
+
+    host: str = _opt("ROOMCAST_HOST", str, "interface to listen on", "127.0.0.1")
+    port: int = _opt("ROOMCAST_PORT", _port, "TCP port (0 picks a free one)", 8080)
+    jwt_secret: str | None = _opt(
+        "JWT_SECRET", str, "HS256 secret of the gateway's tokens (default: a generated dev secret)"
+    )
+    jwt_issuer: str | None = _opt("JWT_ISSUER", str, "required iss claim, e.g. go-falcon")
+    websocket_path: str = _opt("WEBSOCKET_PATH", str, "WebSocket endpoint", "/websocket/connect")
+    allowed_origins: frozenset[str] = _opt(
+        "WEBSOCKET_ALLOWED_ORIGINS",
+        _origins,
+        "comma-separated browser origins allowed to connect (our own origin always is)",
+        frozenset(),
+    )
+    websocket_url: str | None = _opt("WEBSOCKET_URL", str, "public URL clients use")
+    redis_url: str | None = _opt("REDIS_URL", str, "Redis for multi-instance pub/sub")
+    membership_url: str | None = _opt(
+        "ROOMCAST_MEMBERSHIP_URL",
+        str,
+        "membership store: sqlite path, redis:// or postgresql:// "
+        "(default: Redis when REDIS_URL is set, else DATABASE_URL, else the SQLite file)",
+    )
+    database_url: str | None = _opt("DATABASE_URL", str, "PostgreSQL for memberships")
+    sqlite_path: str = _opt("ROOMCAST_DB", _path, "SQLite membership file", "roomcast.db")
+    dev_login: bool | None = _opt(
+        "ROOMCAST_DEV_LOGIN", _tristate, "dev login page: on, off, auto (on without JWT_SECRET)"
+    )
+    demo: bool | None = _opt("ROOMCAST_DEMO", _tristate, "demo app at /: on, off, auto (= dev login)")
+    ssl_certfile: str | None = _opt("ROOMCAST_SSL_CERTFILE", _path, "TLS certificate (PEM)")
+    ssl_keyfile: str | None = _opt("ROOMCAST_SSL_KEYFILE", _path, "TLS private key (PEM)")
+    max_message_size: int = _opt(
+        "ROOMCAST_MAX_MESSAGE_SIZE", _positive_int, "largest client frame in bytes", 65536
+    )
+    max_queue_bytes: int = _opt(
+        "ROOMCAST_MAX_QUEUE_BYTES", _positive_int, "per-connection write queue limit", 1 << 20
+    )
+    ping_interval: float = _opt(
+        "ROOMCAST_PING_INTERVAL", _positive_float, "seconds between protocol pings", 30.0
+    )
+    ping_timeout: float = _opt(
+        "ROOMCAST_PING_TIMEOUT", _positive_float, "close a connection silent this long", 60.0
+    )
+    client_rate: float = _opt(
+        "ROOMCAST_CLIENT_RATE", _positive_float, "client messages per second per connection", 50.0
+    )
+    client_burst: int = _opt(
+        "ROOMCAST_CLIENT_BURST", _positive_int, "client message burst allowance", 200
+    )
+    room_event_threshold: int = _opt(
+        "ROOMCAST_ROOM_EVENT_THRESHOLD",
+        _positive_int,
+        "rooms above this many members get coalesced room_update events",
+        100,
+    )
+    room_event_interval: float = _opt(
+        "ROOMCAST_ROOM_EVENT_INTERVAL", _positive_float, "seconds between coalesced events", 1.0
+    )
+    admin_scope: str = _opt("ROOMCAST_ADMIN_SCOPE", str, "scope that makes a user admin",
+                            "websocket:admin")
+    admin_users: frozenset[str] = _opt(
+        "ROOMCAST_ADMIN_USERS",
+        lambda raw: frozenset(u.strip() for u in raw.split(",") if u.strip()),
+        "comma-separated user ids that are administrators",
+        frozenset(),
+    )
+    api_key: str | None = _opt("ROOMCAST_API_KEY", str, "X-API-Key of app backends")
+    server_id: str = _opt("ROOMCAST_SERVER_ID", str, "this instance's id (default: a UUID)", "")
+    broker_mode: str = _opt(
+        "ROOMCAST_BROKER_MODE", _choice("compat", "sharded"), "Redis channels: compat or sharded",
+        "compat",
+    )
+    shutdown_timeout: float = _opt(
+        "ROOMCAST_SHUTDOWN_TIMEOUT", _positive_float, "seconds to close clients on SIGTERM", 5.0
+    )
+    log_level: str = _opt(
+        "ROOMCAST_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level", "info"
+    )
+    log_format: str = _opt("ROOMCAST_LOG_FORMAT", _choice("text", "json"), "log format", "text")
+    #: True when the secret was generated at start-up (development mode).
+    generated_secret: bool = False
+
+    @property
+    def dev_login_enabled(self) -> bool:
+        """compat: the dev login is off whenever JWT_SECRET is set, unless turned on."""
+        return self.dev_login if self.dev_login is not None else self.generated_secret
+
+    @property
+    def demo_enabled(self) -> bool:
+        return self.demo if self.demo is not None else self.dev_login_enabled
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server TLS context, or None for plain ws://."""
+        if self.ssl_certfile is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load TLS certificate/key: {exc}") from None
+        return ctx
+
+    def check(self) -> None:
+        """Cross-field validation; raises ConfigError with one line."""
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
+        for name in ("ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ConfigError(f"{name.replace('_', '-')}: cannot read {path}")
+        if not self.websocket_path.startswith("/"):
+            raise ConfigError("WEBSOCKET_PATH must start with /")
+        if self.ping_timeout <= self.ping_interval:
+            raise ConfigError("ping timeout must be longer than the ping interval")
+        if self.jwt_secret is not None and len(self.jwt_secret) < 16:
+            raise ConfigError("JWT_SECRET must be at least 16 characters")
+        if self.sqlite_path and Path(self.sqlite_path).is_dir():
+            raise ConfigError(f"ROOMCAST_DB {self.sqlite_path} is a directory")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per setting, documenting its environment variable and default."""
+    for f in fields(Settings):
+        if "env" not in f.metadata:
+            continue
+        default = f.default if not isinstance(f.default, frozenset) else ",".join(f.default)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            metavar=f.metadata["env"],
+            help=f"{f.metadata['help']} [env {f.metadata['env']}; default {default!r}]",
+        )
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags, then environment variables, then defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        env = f.metadata.get("env")
+        if env is None:
+            continue
+        raw = getattr(args, f.name, None) if args is not None else None
+        source = f"--{f.name.replace('_', '-')}"
+        if raw is None:
+            raw, source = environ.get(env), env
+        if raw is None or (raw == "" and f.default is None):
+            continue
+        try:
+            values[f.name] = f.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}={raw!r}: {exc}") from None
+    settings = Settings(**values)
+    if settings.jwt_secret is None:
+        settings.jwt_secret = secrets.token_urlsafe(32)
+        settings.generated_secret = True
+    if not settings.server_id:
+        settings.server_id = str(uuid.uuid4())
+    settings.check()
+    return settings

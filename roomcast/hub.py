@@ -1,0 +1,138 @@
+"""The hub: this instance's live connections and rooms, and fan-out to them.
+
+Every method is a plain ``def``: on one event loop, state cannot change in the
+middle of a broadcast. I/O (broker, stores, registry) happens in ``node``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
+from roomcast.membership.base import Group
+from roomcast.protocol.frames import text_frame
+from roomcast.types import ConnId, GroupId, RoomId, UserId
+from roomcast.writer import ConnectionWriter
+
+
+class Closer(Protocol):
+    """Closes a connection's socket once; provided by the transport layer."""
+
+    def __call__(self, code: int, reason: str) -> None: ...
+
+    async def wait(self) -> None: ...
+
+
+@dataclass(eq=False, slots=True)
+class LocalConnection:
+    """One WebSocket connection on this instance."""
+
+    id: ConnId
+    user_id: UserId
+    character_id: int | None
+    character_name: str
+    scopes: frozenset[str]
+    created_at: str
+    writer: ConnectionWriter
+    #: Groups the user may be in right now (store + token), by id.
+    groups: dict[GroupId, Group] = field(default_factory=dict)
+    #: Rooms this connection receives.
+    rooms: set[RoomId] = field(default_factory=set)
+    last_seen: float = 0.0
+    #: Closes the socket (code, reason); set by the transport layer.
+    closer: Closer | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the transport to close this connection (idempotent there)."""
+        if self.closer is not None:
+            self.closer(code, reason)
+
+    def send(self, payload: bytes) -> bool:
+        """Queue one encoded envelope for this connection only."""
+        return self.writer.enqueue(text_frame(payload))
+
+
+class Hub:
+    """Indexes local connections by id, user and room, both ways."""
+
+    def __init__(self) -> None:
+        self.connections: dict[ConnId, LocalConnection] = {}
+        self.users: dict[UserId, dict[ConnId, LocalConnection]] = {}
+        self.rooms: dict[RoomId, dict[ConnId, LocalConnection]] = {}
+        self.room_names: dict[RoomId, str] = {}
+
+    def add(self, conn: LocalConnection) -> None:
+        self.connections[conn.id] = conn
+        self.users.setdefault(conn.user_id, {})[conn.id] = conn
+
+    def remove(self, conn: LocalConnection) -> list[RoomId]:
+        """Forget a connection; returns the rooms it was in."""
+        if self.connections.pop(conn.id, None) is None:
+            return []
+        user_conns = self.users.get(conn.user_id)
+        if user_conns is not None:
+            user_conns.pop(conn.id, None)
+            if not user_conns:
+                del self.users[conn.user_id]
+        left = list(conn.rooms)
+        for room in left:
+            self.leave(conn, room)
+        return left
+
+    def join(self, conn: LocalConnection, room: RoomId, name: str) -> bool:
+        """Put a connection in a room; False if it already was."""
+        if room in conn.rooms:
+            return False
+        conn.rooms.add(room)
+        self.rooms.setdefault(room, {})[conn.id] = conn
+        self.room_names[room] = name
+        return True
+
+    def leave(self, conn: LocalConnection, room: RoomId) -> bool:
+        """Take a connection out of a room; empty rooms disappear."""
+        if room not in conn.rooms:
+            return False
+        conn.rooms.discard(room)
+        members = self.rooms.get(room)
+        if members is not None:
+            members.pop(conn.id, None)
+            if not members:
+                del self.rooms[room]
+                self.room_names.pop(room, None)
+        return True
+
+    def member_count(self, room: RoomId) -> int:
+        members = self.rooms.get(room)
+        return len(members) if members else 0
+
+    def recipients(self, target: Target) -> Iterator[LocalConnection]:
+        """The local connections a target addresses."""
+        if isinstance(target, ToRoom):
+            members = self.rooms.get(target.room)
+            if members:
+                exclude = target.exclude
+                yield from (c for c in members.values() if c.id != exclude)
+        elif isinstance(target, ToUser):
+            yield from self.users.get(target.user_id, {}).values()
+        elif isinstance(target, ToConnection):
+            conn = self.connections.get(target.conn_id)
+            if conn is not None:
+                yield conn
+        elif isinstance(target, ToAll):
+            yield from self.connections.values()
+
+    def deliver(self, target: Target, payload: bytes) -> int:
+        """Frame ``payload`` once and queue the same bytes for every recipient."""
+        frame = text_frame(payload)
+        if isinstance(target, ToRoom) and target.exclude is None:
+            # The hot path: one room, everyone in it.
+            members = self.rooms.get(target.room)
+            if not members:
+                return 0
+            count = 0
+            for conn in members.values():
+                count += conn.writer.enqueue(frame)
+            return count
+        return sum(conn.writer.enqueue(frame) for conn in self.recipients(target))

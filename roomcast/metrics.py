@@ -1,0 +1,48 @@
+"""Prometheus metrics of this instance (served at ``/metrics``).
+
+Hot paths count once per publication or per batch, never per recipient call.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CONNECTIONS_ACTIVE = Gauge(
+    "roomcast_connections_active", "Open WebSocket connections", registry=REGISTRY
+)
+CONNECTIONS_TOTAL = Counter(
+    "roomcast_connections", "WebSocket connections accepted", registry=REGISTRY
+)
+ROOMS = Gauge("roomcast_rooms", "Local rooms by type", ["type"], registry=REGISTRY)
+MESSAGES_RECEIVED = Counter(
+    "roomcast_messages_received", "Client messages received, by type", ["type"], registry=REGISTRY
+)
+MESSAGES_SENT = Counter(
+    "roomcast_messages_published", "Messages published, by type", ["type"], registry=REGISTRY
+)
+DELIVERIES = Counter(
+    "roomcast_deliveries", "Frames queued to local connections", registry=REGISTRY
+)
+REJECTED = Counter(
+    "roomcast_messages_rejected", "Client messages rejected, by error code", ["code"],
+    registry=REGISTRY,
+)
+AUTH_FAILURES = Counter(
+    "roomcast_auth_failures", "Refused handshakes and API calls, by reason", ["reason"],
+    registry=REGISTRY,
+)
+SLOW_CONSUMERS = Counter(
+    "roomcast_slow_consumers_dropped", "Connections closed for a full write queue",
+    registry=REGISTRY,
+)
+BROKER_PUBLISH_ERRORS = Counter(
+    "roomcast_broker_publish_errors", "Publishes the broker could not carry out",
+    registry=REGISTRY,
+)
+HANDSHAKE_SECONDS = Histogram(
+    "roomcast_handshake_seconds", "Time from upgrade request to welcome message",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)

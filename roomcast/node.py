@@ -1,0 +1,214 @@
+"""The node: this instance's hub, broker, membership store and registry, together.
+
+It is the broker's handler (remote publications land in ``handle_publication``)
+and the one place where a room change turns into events for clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from roomcast import metrics
+from roomcast.broker.base import (
+    Broker,
+    ControlCommand,
+    Disconnect,
+    MembershipChanged,
+    Target,
+    ToRoom,
+)
+from roomcast.exceptions import BrokerError
+from roomcast.hub import Hub, LocalConnection
+from roomcast.logs import log_event
+from roomcast.membership.base import Group, MembershipStore
+from roomcast.protocol import messages
+from roomcast.registry.base import Registry
+from roomcast.types import GroupId, RoomId, UserId, group_room, group_room_name, personal_room
+
+_log = logging.getLogger("roomcast.node")
+
+
+class Node:
+    """One roomcast instance."""
+
+    def __init__(
+        self,
+        *,
+        server_id: str,
+        broker: Broker,
+        store: MembershipStore,
+        registry: Registry,
+        hub: Hub,
+        room_event_threshold: int = 100,
+        room_event_interval: float = 1.0,
+    ) -> None:
+        self.server_id = server_id
+        self.hub = hub
+        self.broker = broker
+        self.store = store
+        self.registry = registry
+        self.messages_processed = 0
+        self._threshold = room_event_threshold
+        self._interval = room_event_interval
+        self._coalesced: set[RoomId] = set()
+        self._coalesce_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self.registry.start()
+        await self.broker.start(self)
+
+    async def close(self) -> None:
+        if self._coalesce_task is not None:
+            self._coalesce_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._coalesce_task
+        await self.broker.close()
+        await self.registry.close()
+        await self.store.close()
+
+    # -- broker handler -------------------------------------------------------
+
+    def handle_publication(self, target: Target, payload: bytes) -> int:
+        delivered = self.hub.deliver(target, payload)
+        self.messages_processed += 1
+        metrics.DELIVERIES.inc(delivered)
+        return delivered
+
+    async def handle_control(self, command: ControlCommand) -> None:
+        if isinstance(command, MembershipChanged):
+            await self._apply_membership(command)
+        elif isinstance(command, Disconnect):
+            for conn in list(self.hub.connections.values()):
+                if conn.id == command.conn_id or conn.user_id == command.user_id:
+                    conn.close(command.code, command.reason)
+
+    # -- publishing -----------------------------------------------------------
+
+    async def publish(self, target: Target, envelope: dict[str, Any]) -> int:
+        """Encode once and publish; returns local recipients.
+
+        Raises:
+            BrokerError: other instances could not be reached (local delivery happened).
+        """
+        metrics.MESSAGES_SENT.labels(envelope["type"]).inc()
+        try:
+            return await self.broker.publish(target, messages.encode(envelope))
+        except BrokerError:
+            metrics.BROKER_PUBLISH_ERRORS.inc()
+            raise
+
+    async def _publish_quietly(self, target: Target, envelope: dict[str, Any]) -> None:
+        """Publish an event whose loss on other instances must not fail the caller."""
+        try:
+            await self.publish(target, envelope)
+        except BrokerError as exc:
+            log_event(_log, "event_publish_failed", logging.WARNING, type=envelope["type"],
+                      error=str(exc))
+
+    # -- connections and rooms ----------------------------------------------
+
+    async def entitled_groups(self, user_id: UserId, token_groups: tuple[Group, ...]) -> list[Group]:
+        """The user's groups: the membership store's, plus the token's ``groups`` claim."""
+        groups = {g.id: g for g in token_groups}
+        groups.update((g.id, g) for g in await self.store.groups_of(user_id))
+        return [groups[k] for k in sorted(groups)]
+
+    async def open_connection(self, conn: LocalConnection) -> None:
+        """Register a connection, greet it and put it in its rooms."""
+        self.hub.add(conn)
+        metrics.CONNECTIONS_ACTIVE.inc()
+        metrics.CONNECTIONS_TOTAL.inc()
+        self.registry.connection_opened(conn)
+        conn.send(messages.encode(messages.welcome(conn.id, conn.user_id)))
+        await self.join_room(conn, personal_room(conn.user_id), f"User: {conn.character_name}")
+        for group in conn.groups.values():
+            await self.join_room(conn, group_room(group.id), group_room_name(group.name))
+
+    async def close_connection(self, conn: LocalConnection) -> None:
+        """Forget a closed connection and tell the rooms it was in."""
+        left = self.hub.remove(conn)
+        metrics.CONNECTIONS_ACTIVE.dec()
+        self.registry.connection_closed(conn)
+        for room in left:
+            await self._announce(room, "member_left", conn)
+
+    async def join_room(self, conn: LocalConnection, room: RoomId, name: str) -> bool:
+        """Add a connection to a room with its ``room_joined`` and ``room_update`` events."""
+        if not self.hub.join(conn, room, name):
+            return False
+        self.registry.rooms_changed(conn)
+        kind = "personal" if room == personal_room(conn.user_id) else "group"
+        count = await self.registry.count(ToRoom(room))
+        conn.send(messages.encode(messages.room_joined(room, kind, name, count)))
+        await self._announce(room, "member_joined", conn)
+        return True
+
+    async def leave_room(self, conn: LocalConnection, room: RoomId, reason: str) -> bool:
+        """Take a connection out of a room with its ``room_left`` and ``room_update`` events."""
+        if not self.hub.leave(conn, room):
+            return False
+        self.registry.rooms_changed(conn)
+        conn.send(messages.encode(messages.room_left(room, reason)))
+        await self._announce(room, "member_left", conn)
+        return True
+
+    async def _announce(self, room: RoomId, action: str, conn: LocalConnection) -> None:
+        """compat.md ``room_update`` to the other members, coalesced in big rooms."""
+        if self.hub.member_count(room) > self._threshold:
+            # N joins into one room would cost N^2/2 frames; one event per interval instead.
+            self._coalesced.add(room)
+            if self._coalesce_task is None or self._coalesce_task.done():
+                self._coalesce_task = asyncio.create_task(self._flush_coalesced())
+            return
+        count = await self.registry.count(ToRoom(room))
+        event = messages.room_update(room, action, count, conn.id)
+        await self._publish_quietly(ToRoom(room, exclude=conn.id), event)
+
+    async def _flush_coalesced(self) -> None:
+        while self._coalesced:
+            await asyncio.sleep(self._interval)
+            rooms, self._coalesced = self._coalesced, set()
+            for room in rooms:
+                count = await self.registry.count(ToRoom(room))
+                await self._publish_quietly(ToRoom(room), messages.room_update(room, "members", count))
+
+    # -- memberships ------------------------------------------------------------
+
+    async def change_membership(
+        self, user_id: UserId, group_id: GroupId, name: str | None, joined: bool
+    ) -> bool:
+        """Change the store and move every live connection of the user, cluster-wide.
+
+        Returns False when nothing changed (the call is idempotent, no events sent).
+        """
+        if joined:
+            group_name = name or group_id
+            if not await self.store.add(user_id, group_id, group_name):
+                return False
+        else:
+            removed = await self.store.remove(user_id, group_id)
+            if removed is None:
+                return False
+            group_name = removed.name
+        await self.broker.publish_control(MembershipChanged(user_id, group_id, group_name, joined))
+        return True
+
+    async def _apply_membership(self, change: MembershipChanged) -> None:
+        room = group_room(change.group_id)
+        event = messages.encode(
+            messages.group_membership_change(
+                change.user_id, change.group_id, change.group_name, change.joined
+            )
+        )
+        for conn in list(self.hub.users.get(change.user_id, {}).values()):
+            if change.joined:
+                conn.groups[change.group_id] = Group(change.group_id, change.group_name)
+                await self.join_room(conn, room, group_room_name(change.group_name))
+            else:
+                conn.groups.pop(change.group_id, None)
+                await self.leave_room(conn, room, "membership_removed")
+            conn.send(event)

@@ -1,0 +1,115 @@
+"""Build the aiohttp application: wire settings into a node and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from roomcast.broker.base import Broker
+from roomcast.broker.memory import MemoryBroker
+from roomcast.config import Settings
+from roomcast.hub import Hub
+from roomcast.logs import log_event
+from roomcast.membership.base import MembershipStore
+from roomcast.node import Node
+from roomcast.protocol.codes import CloseCode
+from roomcast.registry.base import Registry
+from roomcast.registry.local import LocalRegistry
+from roomcast.server import login, pages
+from roomcast.server.state import GATEWAY, Gateway
+from roomcast.server.status import status
+from roomcast.server.websocket import liveness, websocket_endpoint
+from roomcast.writer import Flusher
+
+_log = logging.getLogger("roomcast.server")
+
+
+def membership_store(settings: Settings) -> MembershipStore:
+    """The store the settings ask for (see ``ROOMCAST_MEMBERSHIP_URL``)."""
+    try:
+        from roomcast.membership import open_store
+    except ImportError:  # TODO(lead): remove once the store factory lands
+        from roomcast.membership.sqlite import SqliteMembershipStore
+
+        return SqliteMembershipStore(settings.sqlite_path)
+    url = settings.membership_url or settings.redis_url or settings.database_url
+    return open_store(url or settings.sqlite_path)
+
+
+def broker_and_registry(settings: Settings, hub: Hub) -> tuple[Broker, Registry]:
+    """In-memory without ``REDIS_URL``; Redis pub/sub and registry with it."""
+    if settings.redis_url is None:
+        return MemoryBroker(), LocalRegistry(hub, settings.server_id)
+    from roomcast.broker.redis import RedisBroker
+
+    broker = RedisBroker(settings.redis_url, settings.server_id, mode=settings.broker_mode)
+    try:
+        from roomcast.registry.redis import RedisRegistry
+    except ImportError:
+        return broker, LocalRegistry(hub, settings.server_id)
+    return broker, RedisRegistry(settings.redis_url, hub, settings.server_id)
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The gateway as an aiohttp application (not yet started)."""
+    app = web.Application(client_max_size=1 << 20)
+    hub = Hub()
+    broker, registry = broker_and_registry(settings, hub)
+    node = Node(
+        server_id=settings.server_id,
+        broker=broker,
+        store=membership_store(settings),
+        registry=registry,
+        hub=hub,
+        room_event_threshold=settings.room_event_threshold,
+        room_event_interval=settings.room_event_interval,
+    )
+    gw = Gateway(settings=settings, node=node, flusher=Flusher())
+    app[GATEWAY] = gw
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_close_sockets)
+
+    app.router.add_get(settings.websocket_path, websocket_endpoint)
+    app.router.add_get("/websocket/status", status)
+    app.router.add_get("/api/me", login.me)
+    if settings.dev_login_enabled:
+        login.add_routes(app)
+    pages.add_routes(app, demo=settings.demo_enabled)
+    with contextlib.suppress(ImportError):
+        from roomcast.server import admin
+
+        admin.add_routes(app)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    await gw.node.start()
+    sweeper = asyncio.create_task(liveness(gw))
+    log_event(_log, "started", server_id=gw.node.server_id,
+              broker=type(gw.node.broker).__name__, store=type(gw.node.store).__name__)
+    yield
+    sweeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sweeper
+    await gw.node.close()
+    log_event(_log, "stopped", server_id=gw.node.server_id)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """SIGTERM: every client gets 1001 (going away) so it reconnects elsewhere."""
+    gw = app[GATEWAY]
+    gw.closing = True
+    sockets = list(gw.sockets.values())
+    log_event(_log, "shutdown", connections=len(sockets))
+    for _ws, conn in sockets:
+        conn.close(CloseCode.GOING_AWAY, "server shutting down")
+    closing = [conn.closer.wait() for _ws, conn in sockets if conn.closer is not None]
+    if closing:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True),
+                                   gw.settings.shutdown_timeout)

@@ -1,0 +1,28 @@
+"""Static pages and the browser client module, served from ``roomcast/web``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def _file(relative: str) -> web.Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        path = WEB_DIR / relative
+        if not path.is_file():
+            raise web.HTTPNotFound(text=f"{relative} is not built into this roomcast")
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return handler
+
+
+def add_routes(app: web.Application, *, demo: bool) -> None:
+    app.router.add_get("/websocket/client.js", _file("client.js"))
+    app.router.add_get("/websocket/tanstack.js", _file("tanstack.js"))
+    app.router.add_get("/admin", _file("admin/index.html"))
+    if demo:
+        app.router.add_get("/", _file("demo/index.html"))
+    app.router.add_static("/static/", WEB_DIR, show_index=False, follow_symlinks=False)

@@ -1,0 +1,191 @@
+"""The WebSocket endpoint: handshake checks, then the read loop of one connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+
+from aiohttp import WSMsgType, web
+
+from roomcast import metrics
+from roomcast.auth import decode_token, extract_token, origin_allowed
+from roomcast.exceptions import AuthError, ProtocolError, StoreError
+from roomcast.hub import LocalConnection
+from roomcast.logs import log_event
+from roomcast.protocol import messages
+from roomcast.protocol.codes import CloseCode, ErrorCode
+from roomcast.protocol.envelope import parse_client_message
+from roomcast.protocol.frames import PING_FRAME
+from roomcast.server.state import Gateway, gateway
+from roomcast.session import Session, TokenBucket
+from roomcast.types import ConnId
+from roomcast.writer import ConnectionWriter
+
+_log = logging.getLogger("roomcast.websocket")
+
+
+def own_origin(request: web.Request) -> str:
+    """The origin this request was addressed to (same-origin pages are always allowed)."""
+    return f"{request.scheme}://{request.host}".lower()
+
+
+async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
+    """``GET /websocket/connect``: authenticate, upgrade, serve until closed."""
+    gw = gateway(request)
+    started = time.perf_counter()
+    if gw.closing:
+        return web.json_response({"error": "shutting down"}, status=503)
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, gw.settings.allowed_origins, own_origin(request)):
+        metrics.AUTH_FAILURES.labels("origin").inc()
+        log_event(_log, "handshake_refused", logging.WARNING, reason="origin", origin=origin,
+                  peer=request.remote)
+        return web.json_response({"error": "forbidden", "reason": "origin not allowed"}, status=403)
+    try:
+        claims = decode_token(
+            extract_token(request.headers, request.cookies),
+            gw.settings.jwt_secret or "",
+            issuer=gw.settings.jwt_issuer,
+        )
+    except AuthError as exc:
+        metrics.AUTH_FAILURES.labels(exc.reason).inc()
+        log_event(_log, "handshake_refused", logging.INFO, reason=exc.reason, peer=request.remote)
+        return web.json_response(
+            {"error": "unauthorized", "reason": exc.reason},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="roomcast"'},
+        )
+    try:
+        groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
+    except StoreError as exc:
+        log_event(_log, "membership_store_failed", logging.ERROR, error=str(exc))
+        return web.json_response({"error": "membership store unavailable"}, status=503)
+
+    ws = web.WebSocketResponse(
+        autoping=False,
+        heartbeat=None,
+        compress=False,
+        # Our own size check answers with an error and keeps the socket; aiohttp's hard
+        # limit (twice ours) closes with 1009 before a huge frame is buffered whole.
+        max_msg_size=2 * gw.settings.max_message_size,
+        timeout=2.0,
+    )
+    if not ws.can_prepare(request).ok:
+        return web.json_response({"error": "expected a WebSocket upgrade"}, status=426)
+    await ws.prepare(request)
+    transport = request.transport
+    assert transport is not None
+    loop = asyncio.get_running_loop()
+    conn = LocalConnection(
+        id=ConnId(messages.new_id()),
+        user_id=claims.user_id,
+        character_id=claims.character_id,
+        character_name=claims.character_name,
+        scopes=claims.scopes,
+        created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        writer=ConnectionWriter(transport, gw.flusher, max_bytes=gw.settings.max_queue_bytes),
+        groups={g.id: g for g in groups},
+        last_seen=loop.time(),
+    )
+    closer = _Closer(ws, conn, transport)
+    conn.closer = closer
+    conn.writer.on_overflow = closer.slow_consumer
+    gw.sockets[conn.id] = (ws, conn)
+    reason = "closed by client"
+    try:
+        await gw.node.open_connection(conn)
+        metrics.HANDSHAKE_SECONDS.observe(time.perf_counter() - started)
+        log_event(_log, "connect", conn=conn.id, user=conn.user_id, peer=request.remote,
+                  rooms=len(conn.rooms))
+        reason = await _read_loop(ws, Session(gw.node, conn, TokenBucket(
+            gw.settings.client_rate, gw.settings.client_burst)), gw)
+    except Exception:
+        reason = "internal error"
+        log_event(_log, "connection_failed", logging.ERROR, conn=conn.id, exc_info=True)
+        closer(CloseCode.INTERNAL_ERROR, "internal error")
+    finally:
+        gw.sockets.pop(conn.id, None)
+        conn.writer.close(flush=False)
+        await gw.node.close_connection(conn)
+        log_event(_log, "disconnect", conn=conn.id, user=conn.user_id,
+                  reason=closer.reason or reason, code=ws.close_code)
+    return ws
+
+
+async def _read_loop(ws: web.WebSocketResponse, session: Session, gw: Gateway) -> str:
+    """Handle frames until the socket closes; returns why it ended."""
+    conn = session.conn
+    loop = asyncio.get_running_loop()
+    max_size = gw.settings.max_message_size
+    async for msg in ws:
+        conn.last_seen = loop.time()
+        if msg.type is WSMsgType.TEXT:
+            try:
+                command = parse_client_message(msg.data, max_size=max_size)
+            except ProtocolError as exc:
+                session.reject(exc)
+                continue
+            await session.handle(command)
+        elif msg.type is WSMsgType.BINARY:
+            session.reject(ProtocolError(ErrorCode.BINARY_NOT_SUPPORTED,
+                                         "binary frames are not supported; send JSON text"))
+        elif msg.type is WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type is WSMsgType.ERROR:
+            metrics.REJECTED.labels(str(ErrorCode.TOO_LARGE)).inc()
+            return f"protocol error: {msg.data}"
+    return "closed by client"
+
+
+class _Closer:
+    """Closes one connection once, off the broadcast path."""
+
+    def __init__(self, ws: web.WebSocketResponse, conn: LocalConnection,
+                 transport: asyncio.Transport) -> None:
+        self._ws = ws
+        self._conn = conn
+        self._transport = transport
+        self._task: asyncio.Task[None] | None = None
+        self.reason: str | None = None
+
+    def __call__(self, code: int, reason: str) -> None:
+        if self._task is not None or self._ws.closed:
+            return
+        self.reason = reason
+        self._task = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    def slow_consumer(self) -> None:
+        metrics.SLOW_CONSUMERS.inc()
+        log_event(_log, "slow_consumer", logging.WARNING, conn=self._conn.id,
+                  user=self._conn.user_id)
+        self(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+    async def wait(self) -> None:
+        """Until the close handshake (or the abort) is done."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _close(self, code: int, reason: str) -> None:
+        flush = code not in (CloseCode.SLOW_CONSUMER,)
+        self._conn.writer.close(flush=flush)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._ws.close(code=code, message=reason.encode()), 3.0)
+        if not self._transport.is_closing():
+            self._transport.abort()
+
+
+async def liveness(gw: Gateway) -> None:
+    """Ping every connection each interval; close those silent past the timeout."""
+    loop = asyncio.get_running_loop()
+    interval, timeout = gw.settings.ping_interval, gw.settings.ping_timeout
+    while True:
+        await asyncio.sleep(interval)
+        deadline = loop.time() - timeout
+        for _ws, conn in list(gw.sockets.values()):
+            if conn.last_seen < deadline:
+                conn.close(CloseCode.STALE, "no frame within the liveness timeout")
+            else:
+                conn.writer.enqueue(PING_FRAME)

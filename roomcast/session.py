@@ -1,0 +1,149 @@
+"""What a client message does: permission checks, then publish or reply.
+
+compat.md: every client message that carries an ``id`` gets exactly one reply
+with that ``id`` (the React client times out after 10 s otherwise).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from roomcast import metrics
+from roomcast.broker.base import ToConnection, ToRoom
+from roomcast.exceptions import BrokerError, Forbidden, ProtocolError
+from roomcast.hub import LocalConnection
+from roomcast.node import Node
+from roomcast.protocol import messages
+from roomcast.protocol.codes import ErrorCode
+from roomcast.protocol.envelope import (
+    ClientCommand,
+    Heartbeat,
+    Presence,
+    Publish,
+    SystemCommand,
+)
+from roomcast.types import GroupId, RoomId, RoomType, group_room_name, personal_room, room_type
+
+
+class TokenBucket:
+    """Per-connection flood limit: ``rate`` messages/s with bursts of ``burst``."""
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class Session:
+    """Handles the client messages of one connection."""
+
+    def __init__(self, node: Node, conn: LocalConnection, limiter: TokenBucket) -> None:
+        self.node = node
+        self.conn = conn
+        self.limiter = limiter
+
+    def reply(self, envelope: dict[str, Any]) -> None:
+        self.conn.send(messages.encode(envelope))
+
+    def reject(self, exc: ProtocolError) -> None:
+        """Answer an invalid message with an ``error`` (the connection stays open)."""
+        metrics.REJECTED.labels(str(exc.code)).inc()
+        self.reply(messages.error(exc.code, exc.message, reply_to=exc.message_id))
+
+    async def handle(self, command: ClientCommand) -> None:
+        """Carry out one parsed client message, replying exactly once if it has an id."""
+        kind = "system" if isinstance(command, SystemCommand) else (
+            command.type if isinstance(command, Publish) else
+            "presence" if isinstance(command, Presence) else "heartbeat")
+        metrics.MESSAGES_RECEIVED.labels(kind).inc()
+        try:
+            if not self.limiter.take():
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
+            if isinstance(command, Publish):
+                await self._publish(command)
+            elif isinstance(command, SystemCommand):
+                await self._system(command)
+            elif isinstance(command, Presence):
+                data = {"status": "online", "user_id": self.conn.user_id,
+                        "timestamp": messages.now_rfc3339()}
+                self.reply(messages.envelope("presence", data, id=command.id))
+            else:
+                self.reply(messages.envelope("heartbeat", {"timestamp": messages.now_rfc3339()},
+                                             id=command.id))
+        except ProtocolError as exc:
+            exc.message_id = command.id
+            self.reject(exc)
+        except BrokerError as exc:
+            self.reject(ProtocolError(ErrorCode.UNAVAILABLE, f"not delivered everywhere: {exc}"))
+
+    async def _publish(self, command: Publish) -> None:
+        conn = self.conn
+        if command.room is not None:
+            room = RoomId(command.room)
+            if room not in conn.rooms:
+                raise Forbidden(f"not a member of room {command.room[:64]!r}")
+            target: ToRoom | ToConnection = ToRoom(room)
+        else:
+            assert command.to is not None
+            target = ToConnection(await self._shared_connection(command.to))
+        envelope = messages.envelope(
+            command.type, command.data, room=command.room, from_=conn.id, to=command.to
+        )
+        await self.node.publish(target, envelope)
+        if command.id is not None:
+            self.reply(messages.ack(command.id, message_id=envelope["id"]))
+
+    async def _shared_connection(self, conn_id: str) -> Any:
+        """The target connection id, if it shares a room with the sender."""
+        info = await self.node.registry.connection(conn_id)
+        if info is None or not self.conn.rooms.intersection(info.rooms):
+            # Same answer for unknown and unshared ids: no probing of other users.
+            raise Forbidden("no shared room with that connection")
+        return info.id
+
+    async def _system(self, command: SystemCommand) -> None:
+        if command.action == "ping":
+            self.reply(messages.pong(command.id))
+            return
+        assert command.room is not None
+        room = RoomId(command.room)
+        if command.action == "join":
+            name = self._entitlement(room)
+            await self.node.join_room(self.conn, room, name)
+            extra: dict[str, Any] = {"room": room, "joined": True}
+        elif command.action == "leave":
+            await self.node.leave_room(self.conn, room, "left")
+            extra = {"room": room, "joined": False}
+        else:
+            if room not in self.conn.rooms:
+                raise Forbidden(f"not a member of room {command.room[:64]!r}")
+            members = await self.node.registry.connections(room_id=room)
+            extra = {"room": room, "members": [
+                {"connection_id": m.id, "user_id": m.user_id, "character_name": m.character_name}
+                for m in members
+            ]}
+        if command.id is not None:
+            self.reply(messages.ack(command.id, action_requested=command.action, **extra))
+
+    def _entitlement(self, room: RoomId) -> str:
+        """The display name of a room this user may join; Forbidden otherwise."""
+        if room == personal_room(self.conn.user_id):
+            return f"User: {self.conn.character_name}"
+        if room_type(room) is RoomType.GROUP:
+            group = self.conn.groups.get(GroupId(room.removeprefix("group:")))
+            if group is not None:
+                return group_room_name(group.name)
+        raise Forbidden(f"not entitled to room {room[:64]!r}")

@@ -1,0 +1,108 @@
+"""Run a real ``roomcast serve`` process for a test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from queue import Empty, Queue
+
+READY_TIMEOUT = 20.0
+
+
+class GatewayProcess:
+    """A gateway subprocess on a free port, with start/stop/kill/restart."""
+
+    def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None,
+                 *, tls: bool = False) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="roomcast-test-")
+        self.dir = Path(self._tmp.name)
+        self.secret = secrets.token_urlsafe(32)
+        self.env = {
+            "JWT_SECRET": self.secret,
+            "ROOMCAST_DB": str(self.dir / "members.db"),
+            "ROOMCAST_LOG_FORMAT": "json",
+            **(env or {}),
+        }
+        self.args = list(args or [])
+        self.tls = tls
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_path = self.dir / "gateway.log"
+        self.lines: Queue[str] = Queue()
+
+    @property
+    def base_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        path = self.env.get("WEBSOCKET_PATH", "/websocket/connect")
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}{path}"
+
+    def start(self) -> GatewayProcess:
+        """Start and wait until it listens; the port is read from its banner."""
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1",
+               "--port", str(self.port), *self.args]
+        log = self.log_path.open("a")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        log.close()
+        self.lines = Queue()
+        threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True).start()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(remaining, 0.01))
+            except Empty:
+                self.kill()
+                raise RuntimeError(f"gateway did not start; log:\n{self.log()}") from None
+            if line is None:  # type: ignore[comparison-overlap]
+                raise RuntimeError(f"gateway exited at start; log:\n{self.log()}")
+            if line.startswith("roomcast listening on "):
+                url = line.split()[3]
+                self.port = int(url.rsplit(":", 1)[1])
+            if line.startswith("Open "):
+                return self
+
+    @staticmethod
+    def _pump(proc: subprocess.Popen[str], lines: Queue[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)  # type: ignore[arg-type]
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no goodbye to anyone."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def restart(self) -> GatewayProcess:
+        """Stop (SIGTERM) and start again on the same port."""
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def close(self) -> None:
+        self.kill()
+        self._tmp.cleanup()
