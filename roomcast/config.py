@@ -110,7 +110,9 @@ class Settings:
     dev_login: bool | None = _opt(
         "ROOMCAST_DEV_LOGIN", _tristate, "dev login page: on, off, auto (on without JWT_SECRET)"
     )
-    demo: bool | None = _opt("ROOMCAST_DEMO", _tristate, "demo app at /: on, off, auto (= dev login)")
+    demo: bool | None = _opt(
+        "ROOMCAST_DEMO", _tristate, "demo app at /: on, off, auto (= dev login)"
+    )
     ssl_certfile: str | None = _opt("ROOMCAST_SSL_CERTFILE", _path, "TLS certificate (PEM)")
     ssl_keyfile: str | None = _opt("ROOMCAST_SSL_KEYFILE", _path, "TLS private key (PEM)")
     max_message_size: int = _opt(
@@ -140,8 +142,9 @@ class Settings:
     room_event_interval: float = _opt(
         "ROOMCAST_ROOM_EVENT_INTERVAL", _positive_float, "seconds between coalesced events", 1.0
     )
-    admin_scope: str = _opt("ROOMCAST_ADMIN_SCOPE", str, "scope that makes a user admin",
-                            "websocket:admin")
+    admin_scope: str = _opt(
+        "ROOMCAST_ADMIN_SCOPE", str, "scope that makes a user admin", "websocket:admin"
+    )
     admin_users: frozenset[str] = _opt(
         "ROOMCAST_ADMIN_USERS",
         lambda raw: frozenset(u.strip() for u in raw.split(",") if u.strip()),
@@ -151,7 +154,9 @@ class Settings:
     api_key: str | None = _opt("ROOMCAST_API_KEY", str, "X-API-Key of app backends")
     server_id: str = _opt("ROOMCAST_SERVER_ID", str, "this instance's id (default: a UUID)", "")
     broker_mode: str = _opt(
-        "ROOMCAST_BROKER_MODE", _choice("compat", "sharded"), "Redis channels: compat or sharded",
+        "ROOMCAST_BROKER_MODE",
+        _choice("compat", "sharded"),
+        "Redis channels: compat or sharded",
         "compat",
     )
     shutdown_timeout: float = _opt(
@@ -161,6 +166,12 @@ class Settings:
         "ROOMCAST_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level", "info"
     )
     log_format: str = _opt("ROOMCAST_LOG_FORMAT", _choice("text", "json"), "log format", "text")
+    dev_secret_file: str = _opt(
+        "ROOMCAST_DEV_SECRET_FILE",
+        _path,
+        "where the generated development secret is kept (so cookies survive restarts)",
+        ".roomcast-dev-secret",
+    )
     #: True when the secret was generated at start-up (development mode).
     generated_secret: bool = False
 
@@ -206,6 +217,27 @@ class Settings:
             raise ConfigError(f"ROOMCAST_DB {self.sqlite_path} is a directory")
 
 
+def dev_secret(path: str) -> str:
+    """The development JWT secret, created once (mode 0600) and reused across restarts."""
+    file = Path(path)
+    try:
+        existing = file.read_text().strip()
+        if len(existing) >= 32:
+            return existing
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"cannot read dev secret {path}: {exc.strerror}") from None
+    secret = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write dev secret {path}: {exc.strerror}") from None
+    return secret
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per setting, documenting its environment variable and default."""
     for f in fields(Settings):
@@ -221,7 +253,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load(
+    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
     """Settings from flags, then environment variables, then defaults."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -241,7 +275,7 @@ def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | No
             raise ConfigError(f"{source}={raw!r}: {exc}") from None
     settings = Settings(**values)
     if settings.jwt_secret is None:
-        settings.jwt_secret = secrets.token_urlsafe(32)
+        settings.jwt_secret = dev_secret(settings.dev_secret_file)
         settings.generated_secret = True
     if not settings.server_id:
         settings.server_id = str(uuid.uuid4())

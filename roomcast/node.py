@@ -106,12 +106,15 @@ class Node:
         try:
             await self.publish(target, envelope)
         except BrokerError as exc:
-            log_event(_log, "event_publish_failed", logging.WARNING, type=envelope["type"],
-                      error=str(exc))
+            log_event(
+                _log, "event_publish_failed", logging.WARNING, type=envelope["type"], error=str(exc)
+            )
 
     # -- connections and rooms ----------------------------------------------
 
-    async def entitled_groups(self, user_id: UserId, token_groups: tuple[Group, ...]) -> list[Group]:
+    async def entitled_groups(
+        self, user_id: UserId, token_groups: tuple[Group, ...]
+    ) -> list[Group]:
         """The user's groups: the membership store's, plus the token's ``groups`` claim."""
         groups = {g.id: g for g in token_groups}
         groups.update((g.id, g) for g in await self.store.groups_of(user_id))
@@ -174,7 +177,9 @@ class Node:
             rooms, self._coalesced = self._coalesced, set()
             for room in rooms:
                 count = await self.registry.count(ToRoom(room))
-                await self._publish_quietly(ToRoom(room), messages.room_update(room, "members", count))
+                await self._publish_quietly(
+                    ToRoom(room), messages.room_update(room, "members", count)
+                )
 
     # -- memberships ------------------------------------------------------------
 

@@ -18,7 +18,6 @@ from roomcast.protocol import messages
 from roomcast.protocol.codes import ErrorCode
 from roomcast.protocol.envelope import (
     ClientCommand,
-    Heartbeat,
     Presence,
     Publish,
     SystemCommand,
@@ -65,9 +64,17 @@ class Session:
 
     async def handle(self, command: ClientCommand) -> None:
         """Carry out one parsed client message, replying exactly once if it has an id."""
-        kind = "system" if isinstance(command, SystemCommand) else (
-            command.type if isinstance(command, Publish) else
-            "presence" if isinstance(command, Presence) else "heartbeat")
+        kind = (
+            "system"
+            if isinstance(command, SystemCommand)
+            else (
+                command.type
+                if isinstance(command, Publish)
+                else "presence"
+                if isinstance(command, Presence)
+                else "heartbeat"
+            )
+        )
         metrics.MESSAGES_RECEIVED.labels(kind).inc()
         try:
             if not self.limiter.take():
@@ -77,12 +84,18 @@ class Session:
             elif isinstance(command, SystemCommand):
                 await self._system(command)
             elif isinstance(command, Presence):
-                data = {"status": "online", "user_id": self.conn.user_id,
-                        "timestamp": messages.now_rfc3339()}
+                data = {
+                    "status": "online",
+                    "user_id": self.conn.user_id,
+                    "timestamp": messages.now_rfc3339(),
+                }
                 self.reply(messages.envelope("presence", data, id=command.id))
             else:
-                self.reply(messages.envelope("heartbeat", {"timestamp": messages.now_rfc3339()},
-                                             id=command.id))
+                self.reply(
+                    messages.envelope(
+                        "heartbeat", {"timestamp": messages.now_rfc3339()}, id=command.id
+                    )
+                )
         except ProtocolError as exc:
             exc.message_id = command.id
             self.reject(exc)
@@ -131,10 +144,17 @@ class Session:
             if room not in self.conn.rooms:
                 raise Forbidden(f"not a member of room {command.room[:64]!r}")
             members = await self.node.registry.connections(room_id=room)
-            extra = {"room": room, "members": [
-                {"connection_id": m.id, "user_id": m.user_id, "character_name": m.character_name}
-                for m in members
-            ]}
+            extra = {
+                "room": room,
+                "members": [
+                    {
+                        "connection_id": m.id,
+                        "user_id": m.user_id,
+                        "character_name": m.character_name,
+                    }
+                    for m in members
+                ],
+            }
         if command.id is not None:
             self.reply(messages.ack(command.id, action_requested=command.action, **extra))
 

@@ -47,8 +47,16 @@ class Flusher:
 class ConnectionWriter:
     """The outgoing queue of one connection."""
 
-    __slots__ = ("_flusher", "_transport", "closed", "dirty", "max_bytes", "on_overflow",
-                 "pending", "pending_bytes")
+    __slots__ = (
+        "_flusher",
+        "_transport",
+        "closed",
+        "dirty",
+        "max_bytes",
+        "on_overflow",
+        "pending",
+        "pending_bytes",
+    )
 
     def __init__(
         self,

@@ -42,24 +42,35 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(settings: Settings, ssl_context: Any) -> int:
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=settings.shutdown_timeout)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout
+    )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context,
-                       backlog=4096, reuse_address=True)
+    site = web.TCPSite(
+        runner,
+        settings.host,
+        settings.port,
+        ssl_context=ssl_context,
+        backlog=4096,
+        reuse_address=True,
+    )
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        print(f"roomcast: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"roomcast: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     port = _bound_port(runner) or settings.port
     scheme = "https" if ssl_context else "http"
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"{scheme}://{host}:{port}"
-    ws_url = settings.websocket_url or f"{'wss' if ssl_context else 'ws'}://{host}:{port}" \
-        f"{settings.websocket_path}"
+    ws_url = (
+        settings.websocket_url
+        or f"{'wss' if ssl_context else 'ws'}://{host}:{port}{settings.websocket_path}"
+    )
     open_at = f"{base}/login" if settings.dev_login_enabled else f"{base}/websocket/status"
     print(f"roomcast listening on {base} (WebSocket {ws_url})", flush=True)
     print(f"Open {open_at}", flush=True)

@@ -76,8 +76,13 @@ def welcome(connection_id: str, user_id: str) -> dict[str, Any]:
 
 def room_joined(room: str, room_type: str, name: str, member_count: int) -> dict[str, Any]:
     """Tell a connection it is now in ``room``."""
-    data = {"room": room, "room_id": room, "type": room_type, "name": name,
-            "member_count": member_count}
+    data = {
+        "room": room,
+        "room_id": room,
+        "type": room_type,
+        "name": name,
+        "member_count": member_count,
+    }
     return envelope("room_joined", data, room=room)
 
 
@@ -89,7 +94,7 @@ def room_left(room: str, reason: str) -> dict[str, Any]:
 def room_update(
     room: str, action: str, member_count: int, connection_id: str | None = None
 ) -> dict[str, Any]:
-    """compat.md ``room_update`` for the other members; ``action`` may be ``members`` when coalesced."""
+    """compat.md ``room_update`` to the other members (``action="members"`` when coalesced)."""
     data: dict[str, Any] = {"action": action, "room_id": room, "member_count": member_count}
     if connection_id is not None:
         data["connection_id"] = connection_id
@@ -101,8 +106,13 @@ def group_membership_change(
 ) -> dict[str, Any]:
     """compat.md: sent to the user's own connections when a membership changes."""
     now = now_rfc3339()
-    data = {"user_id": user_id, "group_id": group_id, "group_name": group_name,
-            "joined": joined, "timestamp": now}
+    data = {
+        "user_id": user_id,
+        "group_id": group_id,
+        "group_name": group_name,
+        "joined": joined,
+        "timestamp": now,
+    }
     return envelope("group_membership_change", data, timestamp=now)
 
 
@@ -111,6 +121,5 @@ def user_profile_update(
 ) -> dict[str, Any]:
     """compat.md: a profile change, sent to the user's connections."""
     now = now_rfc3339()
-    data = {"user_id": user_id, "character_id": character_id, "profile": profile,
-            "timestamp": now}
+    data = {"user_id": user_id, "character_id": character_id, "profile": profile, "timestamp": now}
     return envelope("user_profile_update", data, timestamp=now)

@@ -45,8 +45,12 @@ class RoomInfo:
     member_count: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "name": self.name,
-                "member_count": self.member_count}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "name": self.name,
+            "member_count": self.member_count,
+        }
 
 
 class Registry(Protocol):

@@ -14,6 +14,7 @@ from roomcast.broker.memory import MemoryBroker
 from roomcast.config import Settings
 from roomcast.hub import Hub
 from roomcast.logs import log_event
+from roomcast.membership import open_store
 from roomcast.membership.base import MembershipStore
 from roomcast.node import Node
 from roomcast.protocol.codes import CloseCode
@@ -30,12 +31,6 @@ _log = logging.getLogger("roomcast.server")
 
 def membership_store(settings: Settings) -> MembershipStore:
     """The store the settings ask for (see ``ROOMCAST_MEMBERSHIP_URL``)."""
-    try:
-        from roomcast.membership import open_store
-    except ImportError:  # TODO(lead): remove once the store factory lands
-        from roomcast.membership.sqlite import SqliteMembershipStore
-
-        return SqliteMembershipStore(settings.sqlite_path)
     url = settings.membership_url or settings.redis_url or settings.database_url
     return open_store(url or settings.sqlite_path)
 
@@ -90,8 +85,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     await gw.node.start()
     sweeper = asyncio.create_task(liveness(gw))
-    log_event(_log, "started", server_id=gw.node.server_id,
-              broker=type(gw.node.broker).__name__, store=type(gw.node.store).__name__)
+    log_event(
+        _log,
+        "started",
+        server_id=gw.node.server_id,
+        broker=type(gw.node.broker).__name__,
+        store=type(gw.node.store).__name__,
+    )
     yield
     sweeper.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -111,5 +111,6 @@ async def _close_sockets(app: web.Application) -> None:
     closing = [conn.closer.wait() for _ws, conn in sockets if conn.closer is not None]
     if closing:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True),
-                                   gw.settings.shutdown_timeout)
+            await asyncio.wait_for(
+                asyncio.gather(*closing, return_exceptions=True), gw.settings.shutdown_timeout
+            )

@@ -23,7 +23,8 @@ _PAGE = """<!doctype html>
 </head><body>
 <main class="login">
 <h1>roomcast</h1>
-<p class="hint">Development login: anyone can be anyone. Turned off when <code>JWT_SECRET</code> is set.</p>
+<p class="hint">Development login: anyone can be anyone.
+It is off whenever <code>JWT_SECRET</code> is set.</p>
 {error}
 <form method="post" action="/login">
 <label>User id <input name="user_id" required pattern="[A-Za-z0-9][A-Za-z0-9_.@\\-]{{0,63}}"
@@ -39,8 +40,9 @@ _PAGE = """<!doctype html>
 
 def _page(error: str = "", user_id: str = "", name: str = "", groups: str = "") -> str:
     err = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
-    return _PAGE.format(error=err, user_id=html.escape(user_id), name=html.escape(name),
-                        groups=html.escape(groups))
+    return _PAGE.format(
+        error=err, user_id=html.escape(user_id), name=html.escape(name), groups=html.escape(groups)
+    )
 
 
 def parse_groups(raw: str) -> list[tuple[GroupId, str]]:
@@ -68,26 +70,38 @@ async def login(request: web.Request) -> web.Response:
     name = str(form.get("name", "")).strip()[:64] or user_id
     raw_groups = str(form.get("groups", ""))
     if not _ID.match(user_id):
-        return web.Response(text=_page("User id: letters, digits, _ . @ - (max 64).", user_id,
-                                       name, raw_groups), content_type="text/html", status=422)
+        return web.Response(
+            text=_page("User id: letters, digits, _ . @ - (max 64).", user_id, name, raw_groups),
+            content_type="text/html",
+            status=422,
+        )
     try:
         groups = parse_groups(raw_groups)
     except ValueError as exc:
-        return web.Response(text=_page(str(exc), user_id, name, raw_groups),
-                            content_type="text/html", status=422)
+        return web.Response(
+            text=_page(str(exc), user_id, name, raw_groups), content_type="text/html", status=422
+        )
     for gid, gname in groups:
         await gw.node.change_membership(UserId(user_id), gid, gname, joined=True)
     scopes = gw.settings.admin_scope if form.get("admin") else ""
-    token = mint_token(gw.settings.jwt_secret or "", user_id, name=name, scopes=scopes,
-                       ttl=TOKEN_TTL)
+    token = mint_token(
+        gw.settings.jwt_secret or "", user_id, name=name, scopes=scopes, ttl=TOKEN_TTL
+    )
     response = web.HTTPSeeOther("/")
     set_auth_cookie(response, token, gw)
     raise response
 
 
 def set_auth_cookie(response: web.StreamResponse, token: str, gw: Gateway) -> None:
-    response.set_cookie(COOKIE_NAME, token, httponly=True, samesite="Lax",
-                        secure=gw.settings.tls, path="/", max_age=TOKEN_TTL)
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        httponly=True,
+        samesite="Lax",
+        secure=gw.settings.tls,
+        path="/",
+        max_age=TOKEN_TTL,
+    )
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -100,20 +114,26 @@ async def me(request: web.Request) -> web.Response:
     """Who the cookie or bearer token says the caller is (for the pages)."""
     gw = gateway(request)
     try:
-        claims = decode_token(extract_token(request.headers, request.cookies),
-                              gw.settings.jwt_secret or "", issuer=gw.settings.jwt_issuer)
+        claims = decode_token(
+            extract_token(request.headers, request.cookies),
+            gw.settings.jwt_secret or "",
+            issuer=gw.settings.jwt_issuer,
+        )
     except AuthError as exc:
         return web.json_response({"error": "unauthorized", "reason": exc.reason}, status=401)
     groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
-    return web.json_response({
-        "user_id": claims.user_id,
-        "name": claims.character_name,
-        "character_id": claims.character_id,
-        "groups": [{"id": g.id, "name": g.name} for g in groups],
-        "admin": is_admin(claims, admin_scope=gw.settings.admin_scope,
-                          admin_users=gw.settings.admin_users),
-        "websocket_path": gw.settings.websocket_path,
-    })
+    return web.json_response(
+        {
+            "user_id": claims.user_id,
+            "name": claims.character_name,
+            "character_id": claims.character_id,
+            "groups": [{"id": g.id, "name": g.name} for g in groups],
+            "admin": is_admin(
+                claims, admin_scope=gw.settings.admin_scope, admin_users=gw.settings.admin_users
+            ),
+            "websocket_path": gw.settings.websocket_path,
+        }
+    )
 
 
 def add_routes(app: web.Application) -> None:

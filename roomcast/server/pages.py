@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -9,7 +10,7 @@ from aiohttp import web
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
-def _file(relative: str) -> web.Handler:
+def _file(relative: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         path = WEB_DIR / relative
         if not path.is_file():

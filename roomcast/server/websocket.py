@@ -41,8 +41,14 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, gw.settings.allowed_origins, own_origin(request)):
         metrics.AUTH_FAILURES.labels("origin").inc()
-        log_event(_log, "handshake_refused", logging.WARNING, reason="origin", origin=origin,
-                  peer=request.remote)
+        log_event(
+            _log,
+            "handshake_refused",
+            logging.WARNING,
+            reason="origin",
+            origin=origin,
+            peer=request.remote,
+        )
         return web.json_response({"error": "forbidden", "reason": "origin not allowed"}, status=403)
     try:
         claims = decode_token(
@@ -98,10 +104,19 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     try:
         await gw.node.open_connection(conn)
         metrics.HANDSHAKE_SECONDS.observe(time.perf_counter() - started)
-        log_event(_log, "connect", conn=conn.id, user=conn.user_id, peer=request.remote,
-                  rooms=len(conn.rooms))
-        reason = await _read_loop(ws, Session(gw.node, conn, TokenBucket(
-            gw.settings.client_rate, gw.settings.client_burst)), gw)
+        log_event(
+            _log,
+            "connect",
+            conn=conn.id,
+            user=conn.user_id,
+            peer=request.remote,
+            rooms=len(conn.rooms),
+        )
+        reason = await _read_loop(
+            ws,
+            Session(gw.node, conn, TokenBucket(gw.settings.client_rate, gw.settings.client_burst)),
+            gw,
+        )
     except Exception:
         reason = "internal error"
         log_event(_log, "connection_failed", logging.ERROR, conn=conn.id, exc_info=True)
@@ -110,8 +125,14 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         gw.sockets.pop(conn.id, None)
         conn.writer.close(flush=False)
         await gw.node.close_connection(conn)
-        log_event(_log, "disconnect", conn=conn.id, user=conn.user_id,
-                  reason=closer.reason or reason, code=ws.close_code)
+        log_event(
+            _log,
+            "disconnect",
+            conn=conn.id,
+            user=conn.user_id,
+            reason=closer.reason or reason,
+            code=ws.close_code,
+        )
     return ws
 
 
@@ -130,8 +151,12 @@ async def _read_loop(ws: web.WebSocketResponse, session: Session, gw: Gateway) -
                 continue
             await session.handle(command)
         elif msg.type is WSMsgType.BINARY:
-            session.reject(ProtocolError(ErrorCode.BINARY_NOT_SUPPORTED,
-                                         "binary frames are not supported; send JSON text"))
+            session.reject(
+                ProtocolError(
+                    ErrorCode.BINARY_NOT_SUPPORTED,
+                    "binary frames are not supported; send JSON text",
+                )
+            )
         elif msg.type is WSMsgType.PING:
             await ws.pong(msg.data)
         elif msg.type is WSMsgType.ERROR:
@@ -143,8 +168,9 @@ async def _read_loop(ws: web.WebSocketResponse, session: Session, gw: Gateway) -
 class _Closer:
     """Closes one connection once, off the broadcast path."""
 
-    def __init__(self, ws: web.WebSocketResponse, conn: LocalConnection,
-                 transport: asyncio.Transport) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, conn: LocalConnection, transport: asyncio.Transport
+    ) -> None:
         self._ws = ws
         self._conn = conn
         self._transport = transport
@@ -159,8 +185,9 @@ class _Closer:
 
     def slow_consumer(self) -> None:
         metrics.SLOW_CONSUMERS.inc()
-        log_event(_log, "slow_consumer", logging.WARNING, conn=self._conn.id,
-                  user=self._conn.user_id)
+        log_event(
+            _log, "slow_consumer", logging.WARNING, conn=self._conn.id, user=self._conn.user_id
+        )
         self(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     async def wait(self) -> None:
