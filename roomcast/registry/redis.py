@@ -1,0 +1,311 @@
+"""The cluster-wide registry in Redis, under the Go gateway's keys (compat.md).
+
+Keys: ``websocket:connection:{id}`` (JSON, 1 h TTL), ``websocket:user:{user_id}``
+(set of connection ids, 1 h), ``websocket:room:{id}`` (set of connection ids, 2 h),
+plus ``roomcast:server:{server_id}`` (this instance's connection count, short TTL).
+A connection whose instance key has expired is treated as gone and pruned on
+read, so a crashed instance disappears from listings after the instance TTL.
+Writes are batched in one pipeline per loop turn and retried while Redis is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
+from roomcast.exceptions import BrokerUnavailable
+from roomcast.hub import Hub, LocalConnection
+from roomcast.logs import log_event
+from roomcast.registry.base import ConnectionInfo, RoomInfo
+from roomcast.registry.local import connection_info
+from roomcast.types import ConnId, RoomId, room_type
+
+_log = logging.getLogger("roomcast.registry")
+
+CONN_KEY = "websocket:connection:"
+USER_KEY = "websocket:user:"
+ROOM_KEY = "websocket:room:"
+SERVER_KEY = "roomcast:server:"
+ROOM_NAMES = "roomcast:room_names"
+CONN_TTL = 3600
+ROOM_TTL = 7200
+#: Above this many local members, room counts are approximate (SCARD).
+EXACT_COUNT_LIMIT = 100
+
+
+class RedisRegistry:
+    """Registers this instance's connections in Redis and reads the cluster's."""
+
+    def __init__(self, url: str, hub: Hub, server_id: str, *, instance_ttl: float = 15.0) -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self._hub = hub
+        self._server_id = server_id
+        self._instance_ttl = instance_ttl
+        #: Connections whose state must be written (None: closed, delete it).
+        self._dirty: dict[ConnId, LocalConnection | None] = {}
+        #: What Redis holds for our connections: their user and rooms as last written.
+        self._written: dict[ConnId, tuple[str, set[RoomId]]] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._writer()), asyncio.create_task(self._refresher())]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # A clean stop removes our entries at once instead of waiting for the TTL.
+        for conn_id in list(self._written):
+            self._dirty[conn_id] = None
+        with contextlib.suppress(RedisError, OSError):
+            await self._flush()
+            await self._redis.delete(SERVER_KEY + self._server_id)
+        await self._redis.aclose()
+
+    # -- write side -----------------------------------------------------------
+
+    def _mark(self, conn: LocalConnection, alive: bool) -> None:
+        self._dirty[conn.id] = conn if alive else None
+        self._wake.set()
+
+    def connection_opened(self, conn: LocalConnection) -> None:
+        self._mark(conn, True)
+
+    def connection_closed(self, conn: LocalConnection) -> None:
+        self._mark(conn, False)
+
+    def rooms_changed(self, conn: LocalConnection) -> None:
+        self._mark(conn, conn.id in self._hub.connections)
+
+    async def _writer(self) -> None:
+        delay = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._flush()
+                delay = 0.1
+            except (RedisError, OSError) as exc:
+                log_event(_log, "registry_write_failed", logging.WARNING, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                self._wake.set()
+
+    async def _flush(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for conn_id, conn in dirty.items():
+                self._write(pipe, conn_id, conn)
+            pipe.set(
+                SERVER_KEY + self._server_id,
+                len(self._hub.connections),
+                ex=max(1, int(self._instance_ttl)),
+            )
+            await pipe.execute()
+        except BaseException:
+            # Keep what was not written; newer marks win.
+            for conn_id, conn in dirty.items():
+                self._dirty.setdefault(conn_id, conn)
+            raise
+
+    def _write(self, pipe: Any, conn_id: ConnId, conn: LocalConnection | None) -> None:
+        user, old_rooms = self._written.pop(conn_id, ("", set()))
+        if conn is None:
+            pipe.delete(CONN_KEY + conn_id)
+            if user:
+                pipe.srem(USER_KEY + user, conn_id)
+            for room in old_rooms:
+                pipe.srem(ROOM_KEY + room, conn_id)
+            return
+        rooms = set(conn.rooms)
+        info = connection_info(conn, self._server_id).to_json()
+        pipe.set(CONN_KEY + conn_id, orjson.dumps(info), ex=CONN_TTL)
+        pipe.sadd(USER_KEY + conn.user_id, conn_id)
+        pipe.expire(USER_KEY + conn.user_id, CONN_TTL)
+        for room in rooms - old_rooms:
+            pipe.sadd(ROOM_KEY + room, conn_id)
+            pipe.expire(ROOM_KEY + room, ROOM_TTL)
+            pipe.hset(ROOM_NAMES, room, self._hub.room_names.get(room, room))
+        for room in old_rooms - rooms:
+            pipe.srem(ROOM_KEY + room, conn_id)
+        self._written[conn_id] = (conn.user_id, rooms)
+
+    async def _refresher(self) -> None:
+        """Keep our instance key and compat TTLs alive."""
+        while True:
+            await asyncio.sleep(self._instance_ttl / 3)
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.set(
+                    SERVER_KEY + self._server_id,
+                    len(self._hub.connections),
+                    ex=max(1, int(self._instance_ttl)),
+                )
+                for conn_id, (user, rooms) in self._written.items():
+                    pipe.expire(CONN_KEY + conn_id, CONN_TTL)
+                    pipe.expire(USER_KEY + user, CONN_TTL)
+                    for room in rooms:
+                        pipe.expire(ROOM_KEY + room, ROOM_TTL)
+                await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log_event(_log, "registry_refresh_failed", logging.WARNING, error=str(exc))
+                # Redis may have lost everything (restart without persistence): rewrite all.
+                for conn in self._hub.connections.values():
+                    self._dirty[conn.id] = conn
+                self._written.clear()
+                self._wake.set()
+
+    # -- read side --------------------------------------------------------------
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
+
+    async def _live(self, conn_ids: list[str]) -> list[ConnectionInfo]:
+        """Connection infos for ids, dropping those gone or on a dead instance."""
+        if not conn_ids:
+            return []
+        raws = await self._call(self._redis.mget([CONN_KEY + c for c in conn_ids]))
+        infos = []
+        for raw in raws:
+            if raw is None:
+                continue
+            with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+                d = orjson.loads(raw)
+                infos.append(
+                    ConnectionInfo(
+                        id=d["id"],
+                        user_id=d["user_id"],
+                        character_id=d.get("character_id"),
+                        character_name=d.get("character_name", d["user_id"]),
+                        rooms=list(d.get("rooms", [])),
+                        created_at=d.get("created_at", ""),
+                        server_id=d.get("server_id", ""),
+                    )
+                )
+        servers = sorted({i.server_id for i in infos})
+        if not servers:
+            return []
+        alive_raw = await self._call(self._redis.mget([SERVER_KEY + s for s in servers]))
+        alive = {s for s, v in zip(servers, alive_raw, strict=True) if v is not None}
+        return [i for i in infos if i.server_id in alive]
+
+    async def _members(self, key: str) -> list[str]:
+        raw = await self._call(self._redis.smembers(key))
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
+
+    async def _scan(self, prefix: str) -> list[str]:
+        keys = []
+        async for key in self._redis.scan_iter(match=prefix + "*", count=1000):
+            keys.append((key.decode() if isinstance(key, bytes) else key)[len(prefix) :])
+        return keys
+
+    async def connections(
+        self,
+        *,
+        user_id: str | None = None,
+        character_id: int | None = None,
+        room_id: str | None = None,
+    ) -> list[ConnectionInfo]:
+        if user_id is not None:
+            ids = await self._members(USER_KEY + user_id)
+        elif room_id is not None:
+            ids = await self._members(ROOM_KEY + room_id)
+        else:
+            ids = await self._call(self._scan(CONN_KEY))
+        out = [
+            i
+            for i in await self._live(ids)
+            if (user_id is None or i.user_id == user_id)
+            and (character_id is None or i.character_id == character_id)
+            and (room_id is None or room_id in i.rooms)
+        ]
+        return sorted(out, key=lambda c: (c.created_at, c.id))
+
+    async def connection(self, conn_id: str) -> ConnectionInfo | None:
+        found = await self._live([conn_id])
+        return found[0] if found else None
+
+    async def rooms(
+        self, *, type: str | None = None, member_id: str | None = None
+    ) -> list[RoomInfo]:
+        out = []
+        for room in sorted(await self._call(self._scan(ROOM_KEY))):
+            if type is not None and str(room_type(room)) != type:
+                continue
+            members = await self._live(await self._members(ROOM_KEY + room))
+            if not members:
+                continue
+            if member_id is not None and not any(
+                m.id == member_id or m.user_id == member_id for m in members
+            ):
+                continue
+            out.append(await self._room_info(room, len(members)))
+        return out
+
+    async def room(self, room_id: str) -> RoomInfo | None:
+        members = await self._live(await self._members(ROOM_KEY + room_id))
+        if not members:
+            return None
+        return await self._room_info(room_id, len(members))
+
+    async def _room_info(self, room: str, count: int) -> RoomInfo:
+        name = await self._call(self._redis.hget(ROOM_NAMES, room))
+        kind = room_type(room)
+        return RoomInfo(
+            id=room,
+            type=str(kind) if kind else "unknown",
+            name=name.decode() if isinstance(name, bytes) else (name or room),
+            member_count=count,
+        )
+
+    async def count(self, target: Target) -> int:
+        if isinstance(target, ToRoom):
+            local = len(self._hub.rooms.get(target.room, ()))
+            if local > EXACT_COUNT_LIMIT:
+                # Big rooms (join storms): one O(1) SCARD instead of reading every member.
+                approx = await self._call(self._redis.scard(ROOM_KEY + target.room))
+                return max(int(approx), local) - (target.exclude is not None)
+            members = await self._live(await self._members(ROOM_KEY + target.room))
+            ids = {m.id for m in members} | set(self._hub.rooms.get(target.room, {}))
+            ids.discard(target.exclude or "")
+            return len(ids)
+        if isinstance(target, ToUser):
+            members = await self._live(await self._members(USER_KEY + target.user_id))
+            return len({m.id for m in members} | set(self._hub.users.get(target.user_id, {})))
+        if isinstance(target, ToConnection):
+            if target.conn_id in self._hub.connections:
+                return 1
+            return 1 if await self.connection(target.conn_id) else 0
+        assert isinstance(target, ToAll)
+        return (await self.totals())[0]
+
+    async def totals(self) -> tuple[int, int]:
+        servers = await self._call(self._scan(SERVER_KEY))
+        counts = (
+            await self._call(self._redis.mget([SERVER_KEY + s for s in servers])) if servers else []
+        )
+        others = sum(
+            int(c)
+            for s, c in zip(servers, counts, strict=True)
+            if c is not None and s != self._server_id
+        )
+        rooms = len(await self._call(self._scan(ROOM_KEY)))
+        return others + len(self._hub.connections), max(rooms, len(self._hub.rooms))
