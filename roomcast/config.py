@@ -159,6 +159,12 @@ class Settings:
         "Redis channels: compat or sharded",
         "compat",
     )
+    instance_ttl: float = _opt(
+        "ROOMCAST_INSTANCE_TTL",
+        _positive_float,
+        "with Redis: seconds after which a silent instance's connections vanish from listings",
+        15.0,
+    )
     shutdown_timeout: float = _opt(
         "ROOMCAST_SHUTDOWN_TIMEOUT", _positive_float, "seconds to close clients on SIGTERM", 5.0
     )

@@ -46,7 +46,9 @@ def broker_and_registry(settings: Settings, hub: Hub) -> tuple[Broker, Registry]
         from roomcast.registry.redis import RedisRegistry
     except ImportError:
         return broker, LocalRegistry(hub, settings.server_id)
-    return broker, RedisRegistry(settings.redis_url, hub, settings.server_id)
+    return broker, RedisRegistry(
+        settings.redis_url, hub, settings.server_id, instance_ttl=settings.instance_ttl
+    )
 
 
 def create_app(settings: Settings) -> web.Application:
