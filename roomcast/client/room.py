@@ -1,0 +1,99 @@
+"""One room as the client sees it: membership from the server, handlers, sending."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from roomcast.client.dispatch import Handler
+from roomcast.client.message import Message
+
+
+class RoomHost(Protocol):
+    """What a :class:`Room` needs from its client."""
+
+    def on_room(self, room: str, handler: Handler[Message]) -> Callable[[], None]: ...
+
+    async def send(
+        self,
+        type: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        room: str | None = None,
+        to: str | None = None,
+        timeout: float | None = None,
+    ) -> Message: ...
+
+    async def members(self, room: str, *, timeout: float | None = None) -> list[Any]: ...
+
+
+class Room:
+    """A room by name; the server decides membership (compat.md: no joining by hand).
+
+    The same object is returned for a name for the client's lifetime, so handlers
+    registered on it survive reconnects. ``joined`` follows ``room_joined`` /
+    ``room_left`` of the current connection and is ``False`` while disconnected.
+    """
+
+    def __init__(self, host: RoomHost, name: str) -> None:
+        self._host = host
+        #: The room id, e.g. ``group:42`` or ``user:<uuid>``.
+        self.name = name
+        #: ``personal`` or ``group``, from the last ``room_joined``.
+        self.type: str | None = None
+        #: Display name from the last ``room_joined`` (``Group: <name>``).
+        self.display_name: str | None = None
+        #: Member count from the last ``room_joined``.
+        self.member_count: int | None = None
+        #: The ``reason`` of the last ``room_left``.
+        self.left_reason: str | None = None
+        self._joined = asyncio.Event()
+
+    @property
+    def joined(self) -> bool:
+        """Whether the current connection is a member of this room."""
+        return self._joined.is_set()
+
+    async def wait_joined(self) -> Room:
+        """Wait until the server says this connection is in the room."""
+        await self._joined.wait()
+        return self
+
+    def on_message(self, handler: Handler[Message]) -> Callable[[], None]:
+        """Call ``handler`` for every message of this room; returns an unregister function."""
+        return self._host.on_room(self.name, handler)
+
+    async def send(
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        type: str = "message",
+        timeout: float | None = None,
+    ) -> Message:
+        """Send ``data`` to the room's members (the sender included); returns the ack.
+
+        Raises:
+            ServerError: e.g. ``forbidden`` when not a member.
+            AckTimeout: no ack in time.
+        """
+        return await self._host.send(type, data, room=self.name, timeout=timeout)
+
+    async def members(self, *, timeout: float | None = None) -> list[Any]:
+        """The room's members, as the server lists them."""
+        return await self._host.members(self.name, timeout=timeout)
+
+    def _on_joined(self, data: Mapping[str, Any]) -> None:
+        kind, display, count = data.get("type"), data.get("name"), data.get("member_count")
+        self.type = kind if isinstance(kind, str) else self.type
+        self.display_name = display if isinstance(display, str) else self.display_name
+        self.member_count = count if isinstance(count, int) else self.member_count
+        self.left_reason = None
+        self._joined.set()
+
+    def _on_left(self, reason: str | None) -> None:
+        self.left_reason = reason
+        self._joined.clear()
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name} joined={self.joined}>"
