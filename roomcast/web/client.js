@@ -40,7 +40,8 @@ export const CloseCode = Object.freeze({
 const NO_RECONNECT = new Set([CloseCode.POLICY_VIOLATION, CloseCode.KICKED]);
 
 /** compat.md: the React client waits 1 s × 1.5 per attempt, capped at 30 s. */
-export const DEFAULT_BACKOFF = Object.freeze({ initial: 1000, factor: 1.5, max: 30000, jitter: 0.3 });
+// The jitter matches the Python SDK (roomcast.client.backoff).
+export const DEFAULT_BACKOFF = Object.freeze({ initial: 1000, factor: 1.5, max: 30000, jitter: 0.2 });
 
 /**
  * The delay before reconnect attempt number `attempt` (0-based), in ms.

@@ -13,29 +13,32 @@
  *   });
  */
 
+const THREAD_PREFIX = "thread:";
+
 /**
  * Message type -> query keys to invalidate: a list of keys, or a function of
- * the message returning one. A trailing `undefined` part is dropped, so a
- * message lacking the id invalidates the whole family (`["user"]`).
+ * the message returning one. Keys are prefixes, as in TanStack Query
+ * (`["users"]` also covers `["users", "42"]`).
+ *
+ * These are the React client's own keys (its WebSocketProvider), the same
+ * table as the Python SDK's `roomcast.client.Invalidator`. The React client
+ * patches thread and contact caches in place; a generic adapter invalidates
+ * them instead.
  */
 export const defaultInvalidations = Object.freeze({
-  user_profile_update: (msg) => [["user", msg.data?.user_id], ["profile", msg.data?.user_id]],
-  group_membership_change: (msg) => [["groups"], ["user", msg.data?.user_id]],
-  room_joined: [["rooms"]],
-  room_left: [["rooms"]],
-  room_update: (msg) => [["rooms"], ["room", msg.data?.room_id ?? msg.room]],
-  presence: [["presence"]],
-  notification: [["notifications"]],
-  message: (msg) => [["messages", msg.room]],
-  backend_status: [["status"]],
-  service_recovery: [["status"]],
+  user_profile_update: (msg) => (msg.data?.user_id ? [["users"], ["auth", "current-user"]] : []),
+  group_membership_change: (msg) => (msg.data?.user_id ? [["groups"], ["users"]] : []),
+  room_update: (msg) => {
+    const room = msg.room ?? msg.data?.room_id;
+    return room ? [["chat", "threads", room]] : [];
+  },
+  message: (msg) =>
+    msg.room?.startsWith(THREAD_PREFIX)
+      ? [["chat", "messages", msg.room.slice(THREAD_PREFIX.length)], ["chat", "threads"]]
+      : [],
+  notification: (msg) => ({ new_message: [["chat", "threads"]], task_update: [["scheduler"]] })[msg.data?.type] ?? [],
+  presence: (msg) => (msg.data?.userId ? [["chat", "contacts"]] : []),
 });
-
-function cleanKey(key) {
-  const parts = [...key];
-  while (parts.length > 0 && parts[parts.length - 1] === undefined) parts.pop();
-  return parts;
-}
 
 /**
  * Invalidate queries as messages arrive; returns a function that stops it.
@@ -55,7 +58,7 @@ export function invalidateOnMessages(
     if (!rule) return;
     const keys = typeof rule === "function" ? rule(msg) : rule;
     for (const key of keys ?? []) {
-      queryClient.invalidateQueries({ queryKey: cleanKey(key) });
+      queryClient.invalidateQueries({ queryKey: key });
     }
   });
   const stopState = client.onState(({ state, previous }) => {

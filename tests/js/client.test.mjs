@@ -67,7 +67,7 @@ describe("backoffDelay", () => {
         assert.ok(d <= base && d >= Math.floor(base * (1 - DEFAULT_BACKOFF.jitter)), `${attempt} ${r} ${d}`);
       }
     }
-    assert.equal(backoffDelay(0, DEFAULT_BACKOFF, () => 1), 700);
+    assert.equal(backoffDelay(0, DEFAULT_BACKOFF, () => 1), 800);
     assert.ok(backoffDelay(100, DEFAULT_BACKOFF, () => 0) <= 30000);
   });
 });
@@ -88,26 +88,26 @@ describe("states and reconnect", () => {
 
   test("reconnect delays use the injected random and reset after a success", async () => {
     const events = [];
-    const client = makeClient({ random: () => 1 }); // maximal jitter: 0.7 × base
+    const client = makeClient({ random: () => 1 }); // maximal jitter: 0.8 × base
     client.onState((e) => e.state === "reconnecting" && events.push(e.delay));
     client.connect();
     FakeWebSocket.last.serverOpen();
     FakeWebSocket.last.serverClose(1006);
-    assert.deepEqual(clock.pending, [700]);
-    await clock.advance(699);
+    assert.deepEqual(clock.pending, [800]);
+    await clock.advance(799);
     assert.equal(FakeWebSocket.instances.length, 1, "must wait the whole delay");
     await clock.advance(1);
     assert.equal(FakeWebSocket.instances.length, 2);
     FakeWebSocket.last.serverClose(1006); // failed attempt: no open
-    assert.deepEqual(clock.pending, [1050]);
-    await clock.advance(1050);
+    assert.deepEqual(clock.pending, [1200]);
+    await clock.advance(1200);
     FakeWebSocket.last.serverClose(1006);
-    assert.deepEqual(clock.pending, [1575]);
-    await clock.advance(1575);
+    assert.deepEqual(clock.pending, [1800]);
+    await clock.advance(1800);
     FakeWebSocket.last.serverOpen(); // success resets the backoff
     FakeWebSocket.last.serverClose(3008, "slow consumer");
-    assert.deepEqual(clock.pending, [700]);
-    assert.deepEqual(events, [700, 700]); // state changes only; the retries in between stay "reconnecting"
+    assert.deepEqual(clock.pending, [800]);
+    assert.deepEqual(events, [800, 800]); // state changes only; the retries in between stay "reconnecting"
   });
 
   for (const code of [CloseCode.POLICY_VIOLATION, CloseCode.KICKED]) {

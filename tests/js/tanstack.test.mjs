@@ -33,25 +33,34 @@ beforeEach(() => {
   queries = new RecordingQueryClient();
 });
 
-test("each message type invalidates its query keys", () => {
+test("each message type invalidates the React client's query keys", () => {
   invalidateOnMessages(client, queries);
   ws.serverSend({ type: "user_profile_update", data: { user_id: "u1", profile: {} } });
   ws.serverSend({ type: "group_membership_change", data: { user_id: "u1", group_id: "g", joined: true } });
-  ws.serverSend({ type: "message", room: "group:a", data: { text: "x" } });
-  ws.serverSend({ type: "room_update", data: { action: "member_joined", room_id: "group:a", member_count: 2 } });
-  ws.serverSend({ type: "heartbeat", data: {} }); // no rule: nothing
+  ws.serverSend({ type: "message", room: "thread:t9", data: { text: "x" } });
+  ws.serverSend({ type: "room_update", room: "group:a", data: { action: "member_joined", room_id: "group:a", member_count: 2 } });
+  ws.serverSend({ type: "notification", data: { type: "new_message" } });
+  ws.serverSend({ type: "notification", data: { type: "task_update" } });
+  ws.serverSend({ type: "presence", data: { userId: "u2", status: "online" } });
   assert.deepEqual(queries.calls, [
-    ["user", "u1"], ["profile", "u1"],
-    ["groups"], ["user", "u1"],
-    ["messages", "group:a"],
-    ["rooms"], ["room", "group:a"],
+    ["users"], ["auth", "current-user"],
+    ["groups"], ["users"],
+    ["chat", "messages", "t9"], ["chat", "threads"],
+    ["chat", "threads", "group:a"],
+    ["chat", "threads"],
+    ["scheduler"],
+    ["chat", "contacts"],
   ]);
 });
 
-test("a missing id widens the key to the family instead of matching undefined", () => {
+test("messages the table does not cover invalidate nothing", () => {
   invalidateOnMessages(client, queries);
-  ws.serverSend({ type: "user_profile_update", data: {} });
-  assert.deepEqual(queries.calls, [["user"], ["profile"]]);
+  ws.serverSend({ type: "user_profile_update", data: {} }); // no user id
+  ws.serverSend({ type: "message", room: "group:a", data: { text: "x" } }); // not a thread
+  ws.serverSend({ type: "notification", data: { message: "hi" } }); // no known type
+  ws.serverSend({ type: "presence", data: { status: "online" } });
+  ws.serverSend({ type: "heartbeat", data: {} });
+  assert.deepEqual(queries.calls, []);
 });
 
 test("a custom map, static or computed, and the stop function", () => {
