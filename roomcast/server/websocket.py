@@ -96,7 +96,7 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         groups={g.id: g for g in groups},
         last_seen=loop.time(),
     )
-    closer = _Closer(ws, conn, transport)
+    closer = _Closer(ws, conn, transport, grace=gw.settings.ping_timeout)
     conn.closer = closer
     conn.writer.on_overflow = closer.slow_consumer
     gw.sockets[conn.id] = (ws, conn)
@@ -169,11 +169,17 @@ class _Closer:
     """Closes one connection once, off the broadcast path."""
 
     def __init__(
-        self, ws: web.WebSocketResponse, conn: LocalConnection, transport: asyncio.Transport
+        self,
+        ws: web.WebSocketResponse,
+        conn: LocalConnection,
+        transport: asyncio.Transport,
+        *,
+        grace: float,
     ) -> None:
         self._ws = ws
         self._conn = conn
         self._transport = transport
+        self._grace = grace
         self._task: asyncio.Task[None] | None = None
         self.reason: str | None = None
 
@@ -191,16 +197,23 @@ class _Closer:
         self(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     async def wait(self) -> None:
-        """Until the close handshake (or the abort) is done."""
+        """Until the close frame is written and the close handshake is over or given up."""
         if self._task is not None:
             await asyncio.shield(self._task)
 
     async def _close(self, code: int, reason: str) -> None:
-        flush = code not in (CloseCode.SLOW_CONSUMER,)
-        self._conn.writer.close(flush=flush)
+        # A slow consumer's backlog is dropped; everyone else gets what was queued first.
+        self._conn.writer.close(flush=code != CloseCode.SLOW_CONSUMER)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._ws.close(code=code, message=reason.encode()), 3.0)
-        if not self._transport.is_closing():
+            await asyncio.wait_for(
+                self._ws.close(code=code, message=reason.encode(), drain=False), 3.0
+            )
+        # The transport now closes gracefully, sending what it holds (the close frame
+        # last); a peer that never reads must not pin that buffer forever.
+        asyncio.get_running_loop().call_later(self._grace, self._abort_if_stuck)
+
+    def _abort_if_stuck(self) -> None:
+        if self._transport.get_write_buffer_size() > 0 or not self._transport.is_closing():
             self._transport.abort()
 
 
