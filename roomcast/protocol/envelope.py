@@ -139,7 +139,8 @@ def _to_command(obj: dict[str, Any]) -> ClientCommand:
 
 def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> SystemCommand:
     action = data.get("action")
-    if action not in _SYSTEM_ACTIONS:
+    # isinstance first: a list or object action is unhashable for the set lookup.
+    if not isinstance(action, str) or action not in _SYSTEM_ACTIONS:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
             "system data.action must be one of " + ", ".join(sorted(_SYSTEM_ACTIONS)),
