@@ -98,7 +98,13 @@ def parse_client_message(frame: str | bytes, *, max_size: int) -> ClientCommand:
         ProtocolError: with the wire code of what is wrong, and ``message_id``
             set to the frame's ``id`` whenever one could be read.
     """
-    if len(frame) > max_size:
+    # The limit is in bytes, but aiohttp hands text frames over as str (up to 4 bytes a
+    # char); only a str that could be too long in UTF-8 is encoded to find out.
+    if len(frame) > max_size or (
+        isinstance(frame, str)
+        and len(frame) * 4 > max_size
+        and len(frame.encode("utf-8", "surrogatepass")) > max_size
+    ):
         raise ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_size} bytes")
     try:
         obj = orjson.loads(frame)
