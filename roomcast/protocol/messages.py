@@ -32,7 +32,8 @@ def envelope(
     timestamp: str | None = None,
 ) -> dict[str, Any]:
     """A server envelope as a dict; absent optional fields are omitted."""
-    env: dict[str, Any] = {"id": id or new_id(), "type": type}
+    # `is None`, not `or`: an empty client id is still the id its reply must carry.
+    env: dict[str, Any] = {"id": id if id is not None else new_id(), "type": type}
     if room is not None:
         env["room"] = room
     if from_ is not None:
