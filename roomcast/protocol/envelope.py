@@ -36,7 +36,8 @@ KNOWN_TYPES: Final = frozenset(
 CLIENT_TYPES: Final = frozenset({"message", "custom_event", "presence", "heartbeat", "system"})
 
 SystemAction = Literal["ping", "join", "leave", "members"]
-_SYSTEM_ACTIONS: Final = frozenset({"ping", "join", "leave", "members"})
+# A tuple, not a set: data.action may be an unhashable list or object.
+_SYSTEM_ACTIONS: Final = ("ping", "join", "leave", "members")
 MAX_ID_LENGTH: Final = 128
 MAX_ROOM_LENGTH: Final = 256
 
@@ -145,8 +146,7 @@ def _to_command(obj: dict[str, Any]) -> ClientCommand:
 
 def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> SystemCommand:
     action = data.get("action")
-    # isinstance first: a list or object action is unhashable for the set lookup.
-    if not isinstance(action, str) or action not in _SYSTEM_ACTIONS:
+    if action not in _SYSTEM_ACTIONS:
         raise ProtocolError(
             ErrorCode.INVALID_FIELD,
             "system data.action must be one of " + ", ".join(sorted(_SYSTEM_ACTIONS)),
