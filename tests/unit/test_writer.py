@@ -1,0 +1,131 @@
+"""ConnectionWriter and Flusher on a fake transport: coalescing, order, byte limits.
+
+Tests are async because ``enqueue`` schedules the flush on the running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from roomcast.writer import ConnectionWriter, Flusher
+from tests.unit.fakes import FakeTransport, make_writer
+
+
+async def one_iteration() -> None:
+    """Let call_soon callbacks (the flusher) run: one pass of the event loop."""
+    await asyncio.sleep(0)
+
+
+async def test_queued_frames_are_written_in_one_call_in_order() -> None:
+    writer, transport, _ = make_writer()
+    frames = [f"frame-{i};".encode() for i in range(20)]
+    for frame in frames:
+        assert writer.enqueue(frame)
+    assert transport.writes == []  # enqueue never writes
+    await one_iteration()
+    assert transport.writes == [b"".join(frames)]
+    assert writer.pending == [] and writer.pending_bytes == 0
+
+
+async def test_a_single_frame_is_written_as_is() -> None:
+    writer, transport, _ = make_writer()
+    frame = b"only"
+    writer.enqueue(frame)
+    await one_iteration()
+    assert len(transport.writes) == 1 and transport.writes[0] is frame
+
+
+async def test_order_is_kept_across_flushes() -> None:
+    writer, transport, _ = make_writer()
+    expected = b""
+    for batch in range(4):
+        for i in range(3):
+            frame = f"{batch}.{i};".encode()
+            expected += frame
+            writer.enqueue(frame)
+        await one_iteration()
+    assert len(transport.writes) == 4
+    assert b"".join(transport.writes) == expected
+
+
+async def test_one_flusher_flushes_every_writer_once_per_iteration() -> None:
+    flusher = Flusher()
+    transports = [FakeTransport() for _ in range(3)]
+    writers = [ConnectionWriter(t, flusher, max_bytes=1000) for t in transports]
+    for _ in range(5):
+        for w in writers:
+            w.enqueue(b"x")
+    await one_iteration()
+    assert [t.writes for t in transports] == [[b"xxxxx"]] * 3
+
+
+async def test_the_byte_limit_is_exact() -> None:
+    writer, _, overflows = make_writer(max_bytes=10)
+    assert writer.enqueue(b"12345")
+    assert writer.enqueue(b"67890")  # exactly at the limit: still fine
+    assert overflows.calls == 0 and writer.pending_bytes == 10
+    assert not writer.enqueue(b"!")  # one byte over
+    assert overflows.calls == 1
+    assert writer.closed and writer.pending == [] and writer.pending_bytes == 0
+
+
+async def test_overflow_is_reported_once_and_nothing_is_written() -> None:
+    writer, transport, overflows = make_writer(max_bytes=100)
+    results = [writer.enqueue(b"x" * 30) for _ in range(10)]
+    assert results == [True] * 3 + [False] * 7
+    assert overflows.calls == 1
+    await one_iteration()
+    assert transport.writes == []
+
+
+async def test_the_transport_buffer_counts_against_the_limit() -> None:
+    writer, transport, overflows = make_writer(max_bytes=100)
+    writer.enqueue(b"x" * 30)
+    transport.buffered = 71  # the kernel stopped taking this client's data
+    writer.flush()
+    assert overflows.calls == 1 and writer.closed
+    assert transport.writes == []
+
+
+async def test_within_the_limit_with_a_buffer_still_writes() -> None:
+    writer, transport, overflows = make_writer(max_bytes=100)
+    writer.enqueue(b"x" * 30)
+    transport.buffered = 70
+    writer.flush()
+    assert overflows.calls == 0 and transport.writes == [b"x" * 30]
+
+
+async def test_a_closing_transport_drops_the_queue() -> None:
+    writer, transport, overflows = make_writer()
+    writer.enqueue(b"late")
+    transport.closing = True
+    writer.flush()
+    assert transport.writes == [] and writer.pending_bytes == 0
+    assert overflows.calls == 0
+
+
+async def test_close_with_flush_writes_what_was_queued() -> None:
+    writer, transport, _ = make_writer()
+    writer.enqueue(b"a")
+    writer.enqueue(b"b")
+    writer.close(flush=True)
+    assert transport.writes == [b"ab"]
+    assert not writer.enqueue(b"c")
+    writer.flush()
+    assert transport.writes == [b"ab"]
+
+
+async def test_close_without_flush_drops_the_queue() -> None:
+    writer, transport, overflows = make_writer()
+    writer.enqueue(b"a")
+    writer.close(flush=False)
+    writer.close(flush=True)  # idempotent: nothing left to write
+    await one_iteration()
+    assert transport.writes == [] and overflows.calls == 0
+    assert not writer.enqueue(b"b")
+
+
+def test_without_an_overflow_callback_overflow_just_closes() -> None:
+    writer = ConnectionWriter(FakeTransport(), Flusher(), max_bytes=1)
+    assert not writer.enqueue(b"xx")
+    assert writer.closed
