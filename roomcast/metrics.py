@@ -15,7 +15,9 @@ CONNECTIONS_ACTIVE = Gauge(
 CONNECTIONS_TOTAL = Counter(
     "roomcast_connections", "WebSocket connections accepted", registry=REGISTRY
 )
-ROOMS = Gauge("roomcast_rooms", "Local rooms by type", ["type"], registry=REGISTRY)
+ROOMS = Gauge(
+    "roomcast_rooms", "Local rooms by type (computed at scrape time)", ["type"], registry=REGISTRY
+)
 MESSAGES_RECEIVED = Counter(
     "roomcast_messages_received", "Client messages received, by type", ["type"], registry=REGISTRY
 )
@@ -44,5 +46,14 @@ BROKER_PUBLISH_ERRORS = Counter(
 HANDSHAKE_SECONDS = Histogram(
     "roomcast_handshake_seconds", "Time from upgrade request to welcome message",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+API_REQUESTS = Counter(
+    "roomcast_api_requests", "Admin/server HTTP API calls, by operation and status",
+    ["operation", "status"], registry=REGISTRY,
+)
+API_SECONDS = Histogram(
+    "roomcast_api_seconds", "Admin/server HTTP API call duration, by operation", ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )

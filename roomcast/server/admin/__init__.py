@@ -1,0 +1,22 @@
+"""The admin / server HTTP API of compat.md, its OpenAPI spec and docs, and ``/metrics``.
+
+``create_app`` calls :func:`add_routes`. Importing this package stays cheap
+(``roomcast.api`` reads :mod:`.bodies` without the server).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the admin API, ``/websocket/openapi.json``, ``/websocket/docs``, ``/metrics``."""
+    from roomcast.server import openapi
+    from roomcast.server.admin import routes, scrape
+
+    routes.add_routes(app)
+    openapi.add_routes(app)
+    app.router.add_get("/metrics", scrape.scrape)

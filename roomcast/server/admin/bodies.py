@@ -1,0 +1,238 @@
+"""The admin API's request and response bodies, as pydantic models.
+
+One source for three readers: the handlers validate requests with them, the
+OpenAPI spec is generated from them, and :mod:`roomcast.api` parses responses
+with them. Request models are strict (JSON types only, no coercion).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from roomcast.protocol.envelope import SERVER_API_TYPES
+
+#: User and group ids: the character rules of the dev login (server/login.py).
+ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+ROOM_PATTERN: Final = r"^(user|group):[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+ID_RE: Final = re.compile(ID_PATTERN)
+ROOM_RE: Final = re.compile(ROOM_PATTERN)
+#: Printable text: no C0 control characters or DEL (names end up in UIs and logs).
+NAME_PATTERN: Final = r"^[^\x00-\x1f\x7f]{1,64}$"
+#: Character ids are EVE-style positive integers; orjson encodes up to 2**64-1.
+MAX_CHARACTER_ID: Final = 2**63 - 1
+
+
+def _encodable(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse what orjson cannot put on the wire (deep nesting), before anything is sent."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"cannot be sent as JSON: {exc}") from None
+    return value
+
+
+class _Request(BaseModel):
+    # extra="ignore": the Go gateway ignored unknown fields and its backends may send some.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class MessageBody(_Request):
+    """``{type, data}`` of the four message endpoints (compat.md)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"type": "notification", "data": {"title": "Deploy", "message": "v2 is live"}},
+    ]})
+
+    type: str = Field(
+        description="One of the ten message types of the Go gateway.",
+        json_schema_extra={"enum": list(SERVER_API_TYPES)},
+    )
+    data: dict[str, Any] | None = Field(
+        default=None, description="Any JSON object; null or absent means {}."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in SERVER_API_TYPES:
+            raise ValueError("must be one of " + ", ".join(SERVER_API_TYPES))
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _data_encodable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _encodable(value)
+
+
+class MembershipBody(_Request):
+    """``PUT .../groups/{group_id}``: the group's display name (default: its id)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Blue team"}]})
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN,
+                             description="Display name; the room is named `Group: {name}`.")
+
+
+class ProfileBody(_Request):
+    """``POST .../profile``: sent as ``user_profile_update`` to the user's connections."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"character_id": 90000001, "profile": {"name": "Ada", "corporation": "Analytical"}},
+    ]})
+
+    character_id: int | None = Field(default=None, ge=0, le=MAX_CHARACTER_ID)
+    profile: dict[str, Any]
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_encodable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _encodable(value)
+
+
+class ConnectionsQuery(BaseModel):
+    """Filters of ``GET /websocket/connections`` (all optional, combined with AND)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: str | None = Field(default=None, max_length=128)
+    character_id: int | None = Field(default=None, ge=0, le=MAX_CHARACTER_ID)
+    room_id: str | None = Field(default=None, max_length=256)
+
+
+class RoomsQuery(BaseModel):
+    """Filters of ``GET /websocket/rooms``; ``member_id`` is a connection or user id."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["personal", "group"] | None = None
+    member_id: str | None = Field(default=None, max_length=128)
+
+
+# -- responses -------------------------------------------------------------------
+
+
+class Connection(BaseModel):
+    """A live connection, on any instance."""
+
+    id: str
+    user_id: str
+    character_id: int | None
+    character_name: str
+    rooms: list[str]
+    created_at: str = Field(description="RFC 3339")
+    server_id: str = Field(description="The instance holding the connection.")
+
+
+class ConnectionList(BaseModel):
+    connections: list[Connection]
+    total: int
+
+
+class ConnectionOne(BaseModel):
+    connection: Connection
+
+
+class Room(BaseModel):
+    """A room with at least one member, on any instance."""
+
+    id: str
+    type: str = Field(description="`personal` or `group`")
+    name: str
+    member_count: int
+
+
+class RoomList(BaseModel):
+    rooms: list[Room]
+    total: int
+
+
+class RoomOne(BaseModel):
+    room: Room
+
+
+class Envelope(BaseModel):
+    """The message as clients receive it (compat.md envelope)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    type: str
+    room: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    data: dict[str, Any]
+    timestamp: str
+
+
+class Sent(BaseModel):
+    """compat.md: the answer of every message POST."""
+
+    success: bool
+    message_id: str
+    recipients_count: int = Field(
+        description="Connections the target reached when it was published, cluster-wide."
+    )
+    timestamp: str
+    message: Envelope
+
+
+class Membership(BaseModel):
+    """Result of a membership PUT or DELETE; ``changed`` is false for a repeat."""
+
+    changed: bool
+    user_id: str
+    group_id: str
+    group_name: str | None = Field(description="null after a DELETE")
+    joined: bool
+
+
+class Group(BaseModel):
+    id: str
+    name: str
+
+
+class GroupList(BaseModel):
+    user_id: str
+    groups: list[Group]
+    total: int
+
+
+class Disconnected(BaseModel):
+    success: bool
+    connection_id: str
+
+
+class Status(BaseModel):
+    """Public health of this instance: counts only, no user data."""
+
+    status: Literal["healthy", "unhealthy"]
+    server_id: str
+    total_connections: int
+    active_connections: int
+    total_rooms: int
+    messages_processed: int
+    redis_channels: list[str]
+    reason: str | None = None
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error answer: a stable ``error`` code and a sentence for humans."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"error": "invalid_body", "message": "type: must be one of message, ...",
+         "details": [{"field": "type", "message": "must be one of message, ..."}]},
+    ]})
+
+    error: str
+    message: str
+    reason: str | None = Field(default=None, description="Why credentials were refused.")
+    details: list[ErrorDetail] | None = None

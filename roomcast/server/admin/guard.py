@@ -1,0 +1,99 @@
+"""Who may call the admin API: administrators and app backends.
+
+compat.md flaw not copied: the Go gateway let any logged-in user broadcast.
+Here an administrator is a valid JWT (Bearer or cookie) with the admin scope or
+a user id listed in ``ROOMCAST_ADMIN_USERS``; an app backend sends ``X-API-Key``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from roomcast import metrics
+from roomcast.auth import decode_token, extract_token, is_admin, origin_allowed
+from roomcast.config import Settings
+from roomcast.exceptions import AuthError
+from roomcast.server.admin.problems import Problem
+from roomcast.server.websocket import own_origin
+
+API_KEY_HEADER = "X-API-Key"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="roomcast"'}
+_AUTH_MESSAGES = {
+    "missing_token": "credentials required: X-API-Key, a Bearer token or the login cookie",
+    "malformed_authorization": "the Authorization header must be 'Bearer <token>'",
+    "expired": "the token has expired",
+    "bad_signature": "the token's signature is invalid",
+    "bad_issuer": "the token's issuer is not accepted",
+    "bad_algorithm": "the token must be signed with HS256",
+    "missing_claim": "the token lacks a required claim",
+    "bad_claims": "the token's claims are malformed",
+    "malformed_token": "the token is not a valid JWT",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authorized caller, for audit logs."""
+
+    #: ``api_key`` or ``token``.
+    kind: str
+    #: The administrator's user id (None for an API key).
+    user_id: str | None
+    #: Authenticated by the browser's cookie, so cross-site requests are possible.
+    by_cookie: bool
+
+    @property
+    def name(self) -> str:
+        return self.user_id if self.user_id is not None else "api-key"
+
+
+def _refuse(status: int, reason: str, message: str) -> Problem:
+    metrics.AUTH_FAILURES.labels(reason).inc()
+    error = "unauthorized" if status == 401 else "forbidden"
+    headers = _WWW_AUTHENTICATE if status == 401 else None
+    return Problem(status, error, message, reason=reason, headers=headers)
+
+
+def authorize(request: web.Request, settings: Settings) -> Caller:
+    """The caller, if an administrator or app backend.
+
+    Raises:
+        Problem: 401 without valid credentials, 403 for a non-admin user or a
+            cross-site request riding on the cookie.
+    """
+    key = request.headers.get(API_KEY_HEADER)
+    if key is not None:
+        # An API key, even a wrong one, decides alone: no fall-through to the cookie.
+        expected = settings.api_key
+        if expected is None or not hmac.compare_digest(key.encode(), expected.encode()):
+            raise _refuse(401, "bad_api_key", "wrong API key")
+        return Caller("api_key", None, by_cookie=False)
+    try:
+        claims = decode_token(extract_token(request.headers, request.cookies),
+                              settings.jwt_secret or "", issuer=settings.jwt_issuer)
+    except AuthError as exc:
+        raise _refuse(401, exc.reason, _AUTH_MESSAGES.get(exc.reason, "invalid token")) from None
+    if not is_admin(claims, admin_scope=settings.admin_scope, admin_users=settings.admin_users):
+        raise _refuse(403, "not_admin", "administrators only")
+    caller = Caller("token", claims.user_id, by_cookie="Authorization" not in request.headers)
+    if caller.by_cookie and request.method not in _SAFE_METHODS:
+        _same_site_only(request, settings)
+    return caller
+
+
+def _same_site_only(request: web.Request, settings: Settings) -> None:
+    """Refuse cross-site request forgery: a cookie rides along on any site's form post.
+
+    The Origin must be ours or an allowed one, and a body must be JSON (a cross-site
+    form cannot send ``application/json`` without a CORS preflight, which we never grant).
+    """
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(origin, settings.allowed_origins,
+                                                 own_origin(request)):
+        raise _refuse(403, "cross_site", "cross-site request refused (Origin not allowed)")
+    if request.body_exists and request.content_type != "application/json":
+        raise Problem(415, "unsupported_media_type", "the body must be application/json")

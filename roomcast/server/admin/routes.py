@@ -1,0 +1,125 @@
+"""The admin API's operations: one table for the router and the OpenAPI spec."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel
+
+from roomcast import metrics
+from roomcast.exceptions import BrokerError, StoreError
+from roomcast.logs import log_event
+from roomcast.server.admin import actions, bodies, listings
+from roomcast.server.admin.guard import Caller, authorize
+from roomcast.server.admin.problems import Problem
+from roomcast.server.state import gateway
+
+_log = logging.getLogger("roomcast.admin")
+
+AdminHandler = Callable[[web.Request, Caller], Awaitable[web.Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One endpoint: how it is routed and how the spec describes it."""
+
+    method: str
+    path: str
+    handler: AdminHandler
+    operation_id: str
+    summary: str
+    tag: str
+    response: type[BaseModel]
+    description: str = ""
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: type[BaseModel] | None = None
+    #: Error statuses besides 401/403/422 that the operation may answer.
+    errors: tuple[int, ...] = ()
+
+
+_U = "/websocket/users/{user_id}"
+_SEND = "Body `{type, data}`; `type` is one of the ten Go gateway types."
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/websocket/connections", listings.list_connections, "listConnections",
+              "List connections, cluster-wide", "connections", bodies.ConnectionList,
+              query=bodies.ConnectionsQuery),
+    Operation("GET", "/websocket/connections/{connection_id}", listings.get_connection,
+              "getConnection", "One connection", "connections", bodies.ConnectionOne,
+              errors=(404,)),
+    Operation("POST", "/websocket/connections/{connection_id}/message",
+              actions.message_connection, "messageConnection", "Send to one connection",
+              "messages", bodies.Sent, description=_SEND, body=bodies.MessageBody,
+              errors=(404, 503)),
+    Operation("POST", "/websocket/connections/{connection_id}/disconnect", actions.disconnect,
+              "disconnectConnection", "Close a connection (code 3500, no auto-reconnect)",
+              "connections", bodies.Disconnected, errors=(404, 503)),
+    Operation("GET", "/websocket/rooms", listings.list_rooms, "listRooms",
+              "List rooms, cluster-wide", "rooms", bodies.RoomList, query=bodies.RoomsQuery),
+    Operation("GET", "/websocket/rooms/{room_id}", listings.get_room, "getRoom", "One room",
+              "rooms", bodies.RoomOne, errors=(404,)),
+    Operation("POST", "/websocket/rooms/{room_id}/message", actions.message_room, "messageRoom",
+              "Send to a room's members", "messages", bodies.Sent,
+              description=_SEND + " A room without members answers recipients_count 0.",
+              body=bodies.MessageBody, errors=(503,)),
+    Operation("POST", "/websocket/broadcast", actions.broadcast, "broadcast",
+              "Send to every connection", "messages", bodies.Sent, description=_SEND,
+              body=bodies.MessageBody, errors=(503,)),
+    Operation("POST", f"{_U}/message", actions.message_user, "messageUser",
+              "Send to every connection of a user", "messages", bodies.Sent,
+              description=_SEND + " `data.user_id` is set to the user (compat: Redis routes "
+              "user messages by it); a different one is refused.",
+              body=bodies.MessageBody, errors=(503,)),
+    Operation("POST", f"{_U}/profile", actions.profile, "updateProfile",
+              "Send user_profile_update to a user's connections", "users", bodies.Sent,
+              body=bodies.ProfileBody, errors=(503,)),
+    Operation("GET", f"{_U}/groups", listings.list_groups, "listGroups",
+              "A user's group memberships", "users", bodies.GroupList, errors=(503,)),
+    Operation("PUT", f"{_U}/groups/{{group_id}}", actions.add_membership, "addMembership",
+              "Add a user to a group", "users", bodies.Membership,
+              description="Moves every live connection of the user into `group:{group_id}` "
+              "(room_joined, room_update, group_membership_change). Idempotent: a repeat "
+              "answers `changed: false` and sends nothing.",
+              body=bodies.MembershipBody, body_required=False, errors=(503,)),
+    Operation("DELETE", f"{_U}/groups/{{group_id}}", actions.remove_membership,
+              "removeMembership", "Remove a user from a group", "users", bodies.Membership,
+              description="Takes every live connection of the user out of `group:{group_id}`. "
+              "Idempotent: removing an absent membership answers `changed: false`.",
+              errors=(503,)),
+)
+
+
+def _endpoint(op: Operation) -> Handler:
+    """Authorize, run, and turn every failure into a JSON error answer."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            caller = authorize(request, gateway(request).settings)
+            response = await op.handler(request, caller)
+        except Problem as problem:
+            response = problem.response()
+        except (BrokerError, StoreError) as exc:
+            log_event(_log, "admin_unavailable", logging.WARNING, op=op.operation_id,
+                      error=str(exc))
+            response = Problem(503, "unavailable", f"backend unavailable: {exc}").response()
+        except Exception:
+            log_event(_log, "admin_failed", logging.ERROR, op=op.operation_id, exc_info=True)
+            response = Problem(500, "internal", "internal error").response()
+        metrics.API_REQUESTS.labels(op.operation_id, str(response.status)).inc()
+        metrics.API_SECONDS.labels(op.operation_id).observe(time.perf_counter() - started)
+        return response
+
+    handle.__name__ = op.operation_id
+    return handle
+
+
+def add_routes(app: web.Application) -> None:
+    for op in OPERATIONS:
+        app.router.add_route(op.method, op.path, _endpoint(op), name=op.operation_id)

@@ -1,0 +1,228 @@
+"""Message POSTs, profile events and kicks reach exactly the right connections."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from roomcast.protocol.envelope import SERVER_API_TYPES
+from tests.admin.support import (
+    admin_env,
+    api_client,
+    assert_next_is_marker,
+    connect_same_user,
+    uid,
+)
+from tests.helpers.gateway import GatewayProcess
+from tests.helpers.ws import Message, connect_peer
+
+
+def _check_answer(body: dict[str, Any], kind: str, data: dict[str, Any], count: int) -> None:
+    """compat.md: ``{success, message_id, recipients_count, timestamp, message}``."""
+    assert body["success"] is True
+    assert body["recipients_count"] == count
+    msg = body["message"]
+    assert msg["id"] == body["message_id"] and msg["timestamp"] == body["timestamp"]
+    assert msg["type"] == kind and msg["data"] == data
+    assert "from" not in msg
+    datetime.fromisoformat(body["timestamp"])
+
+
+def _same(received: Message, answer: dict[str, Any]) -> None:
+    assert received == answer["message"]
+
+
+async def test_broadcast_reaches_every_connection(gateway_factory: Any) -> None:
+    gw = gateway_factory(env=admin_env())
+    a = await connect_peer(gw, uid("a"))
+    b = await connect_peer(gw, uid("b"), groups=["g"])
+    async with api_client(gw) as api:
+        r = await api.post("/websocket/broadcast",
+                           json={"type": "system_notification", "data": {"text": "hi"}})
+    assert r.status_code == 200, r.text
+    _check_answer(r.json(), "system_notification", {"text": "hi"}, 2)
+    for peer in (a, b):
+        _same(await peer.recv(), r.json())
+        await peer.close()
+
+
+async def test_room_message_reaches_members_only(admin_gw: GatewayProcess,
+                                                 api: httpx.AsyncClient) -> None:
+    group, outsider_id = uid("grp"), uid("out")
+    members = [await connect_peer(admin_gw, uid("m"), groups=[group]) for _ in range(2)]
+    joined = await members[0].recv()  # the second member's arrival
+    assert joined["type"] == "room_update" and joined["data"]["action"] == "member_joined"
+    outsider = await connect_peer(admin_gw, outsider_id)
+    r = await api.post(f"/websocket/rooms/group:{group}/message",
+                       json={"type": "message", "data": {"text": "to the room"}})
+    assert r.status_code == 200, r.text
+    _check_answer(r.json(), "message", {"text": "to the room"}, 2)
+    assert r.json()["message"]["room"] == f"group:{group}"
+    for peer in members:
+        _same(await peer.recv(), r.json())
+    await assert_next_is_marker(api, outsider, outsider_id)
+    for peer in (*members, outsider):
+        await peer.close()
+
+
+async def test_room_without_members_is_not_an_error(api: httpx.AsyncClient) -> None:
+    r = await api.post(f"/websocket/rooms/group:{uid('empty')}/message",
+                       json={"type": "notification", "data": {}})
+    assert r.status_code == 200
+    assert r.json()["recipients_count"] == 0
+
+
+async def test_user_message_reaches_all_their_connections(admin_gw: GatewayProcess,
+                                                          api: httpx.AsyncClient) -> None:
+    user, other_id = uid("u"), uid("other")
+    mine = await connect_same_user(admin_gw, user)
+    other = await connect_peer(admin_gw, other_id)
+    r = await api.post(f"/websocket/users/{user}/message",
+                       json={"type": "critical_alert", "data": {"level": 3}})
+    assert r.status_code == 200, r.text
+    # compat.md: Redis routes user messages by data.user_id, so it is always set.
+    _check_answer(r.json(), "critical_alert", {"level": 3, "user_id": user}, 2)
+    for peer in mine:
+        _same(await peer.recv(), r.json())
+    await assert_next_is_marker(api, other, other_id)
+
+    same = await api.post(f"/websocket/users/{user}/message",
+                          json={"type": "message", "data": {"user_id": user}})
+    assert same.status_code == 200
+    for peer in (*mine, other):
+        await peer.close()
+
+
+async def test_connection_message_reaches_that_connection_only(
+        admin_gw: GatewayProcess, api: httpx.AsyncClient) -> None:
+    user = uid("u")
+    first, second = await connect_same_user(admin_gw, user)
+    r = await api.post(f"/websocket/connections/{first.conn_id}/message",
+                       json={"type": "backend_status", "data": {"ok": True}})
+    assert r.status_code == 200, r.text
+    _check_answer(r.json(), "backend_status", {"ok": True}, 1)
+    assert r.json()["message"]["to"] == first.conn_id
+    _same(await first.recv(), r.json())
+    # The user's other connection got nothing: its next message is the marker.
+    await assert_next_is_marker(api, second, user)
+    await first.close()
+    await second.close()
+
+
+async def test_message_to_unknown_connection_is_404(api: httpx.AsyncClient) -> None:
+    r = await api.post("/websocket/connections/no-such-connection/message",
+                       json={"type": "message", "data": {}})
+    assert r.status_code == 404
+    assert r.json() == {"error": "not_found", "message": "no connection 'no-such-connection'"}
+
+
+@pytest.mark.parametrize("kind", SERVER_API_TYPES)
+async def test_every_go_type_is_accepted(api: httpx.AsyncClient, kind: str) -> None:
+    r = await api.post("/websocket/broadcast", json={"type": kind, "data": {"k": kind}})
+    assert r.status_code == 200, r.text
+    assert r.json()["message"]["type"] == kind
+
+
+async def test_absent_or_null_data_is_an_empty_object(api: httpx.AsyncClient) -> None:
+    for body in ({"type": "presence"}, {"type": "presence", "data": None}):
+        r = await api.post("/websocket/broadcast", json=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["message"]["data"] == {}
+
+
+_DEEP = '{"type": "message", "data": ' + '{"a": ' * 300 + "1" + "}" * 300 + "}"
+_INVALID: list[tuple[str, bytes, str, str]] = [
+    ("invalid json", b'{"type": "message", ', "invalid_json", "not valid JSON"),
+    ("not an object", b'["message"]', "invalid_body", "must be a JSON object"),
+    ("empty body", b"", "invalid_body", "body is required"),
+    ("missing type", b'{"data": {}}', "invalid_body", "type: is required"),
+    ("unknown type", b'{"type": "room_joined"}', "invalid_body", "type: must be one of"),
+    ("type not a string", b'{"type": 5}', "invalid_body", "type: must be a string"),
+    ("data a list", b'{"type": "message", "data": [1]}', "invalid_body",
+     "data: must be a JSON object"),
+    ("data a string", b'{"type": "message", "data": "hi"}', "invalid_body",
+     "data: must be a JSON object"),
+    ("NaN", b'{"type": "message", "data": {"x": NaN}}', "invalid_json", "not valid JSON"),
+    ("too deep", _DEEP.encode(), "invalid_body", "data:"),
+    ("too large", json.dumps({"type": "message", "data": {"x": "a" * 70_000}}).encode(),
+     "too_large", "exceeds"),
+]
+
+
+@pytest.mark.parametrize("target", ["/websocket/broadcast", "/websocket/users/someone/message",
+                                    "/websocket/rooms/group:g/message",
+                                    "/websocket/connections/any-id/message"])
+@pytest.mark.parametrize(("case", "raw", "error", "text"), _INVALID, ids=[c[0] for c in _INVALID])
+async def test_invalid_bodies_are_422(api: httpx.AsyncClient, target: str, case: str,
+                                      raw: bytes, error: str, text: str) -> None:
+    r = await api.post(target, content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == error
+    assert text in r.json()["message"]
+
+
+async def test_user_message_with_another_users_id_is_refused(api: httpx.AsyncClient) -> None:
+    r = await api.post("/websocket/users/alice/message",
+                       json={"type": "message", "data": {"user_id": "bob"}})
+    assert r.status_code == 422
+    assert r.json()["details"] == [{"field": "data.user_id", "message": "must equal 'alice'"}]
+
+
+async def test_profile_update_reaches_the_users_connections(
+        admin_gw: GatewayProcess, api: httpx.AsyncClient) -> None:
+    user, other_id = uid("prof"), uid("other")
+    mine = await connect_same_user(admin_gw, user)
+    other = await connect_peer(admin_gw, other_id)
+    profile = {"name": "Ada", "corp": {"id": 1, "ticker": "ANLY"}}
+    r = await api.post(f"/websocket/users/{user}/profile",
+                       json={"character_id": 90000001, "profile": profile})
+    assert r.status_code == 200, r.text
+    assert r.json()["recipients_count"] == 2
+    for peer in mine:
+        msg = await peer.recv()
+        assert msg["type"] == "user_profile_update"
+        assert msg["data"] == {"user_id": user, "character_id": 90000001, "profile": profile,
+                               "timestamp": msg["data"]["timestamp"]}
+        assert msg == r.json()["message"]
+    await assert_next_is_marker(api, other, other_id)
+    for peer in (*mine, other):
+        await peer.close()
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "profile"),
+    ({"profile": []}, "profile"),
+    ({"profile": {}, "character_id": "7"}, "character_id"),
+    ({"profile": {}, "character_id": True}, "character_id"),
+    ({"profile": {}, "character_id": -5}, "character_id"),
+])
+async def test_invalid_profile_is_422(api: httpx.AsyncClient, body: dict[str, Any],
+                                      field: str) -> None:
+    r = await api.post("/websocket/users/someone/profile", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["details"][0]["field"] == field
+
+
+async def test_disconnect_kicks_with_3500(admin_gw: GatewayProcess,
+                                          api: httpx.AsyncClient) -> None:
+    user = uid("kick")
+    victim, bystander = await connect_same_user(admin_gw, user)
+    r = await api.post(f"/websocket/connections/{victim.conn_id}/disconnect")
+    assert r.status_code == 200
+    assert r.json() == {"success": True, "connection_id": victim.conn_id}
+    await victim.ws.wait_closed()
+    assert victim.ws.close_code == 3500
+    assert victim.ws.close_reason == "disconnected by administrator"
+    # Only that connection: the user's other one sees it leave, then still receives.
+    left = await bystander.recv()
+    assert left["type"] == "room_update"
+    assert left["data"] == {"action": "member_left", "room_id": f"user:{user}",
+                            "member_count": 1, "connection_id": victim.conn_id}
+    await assert_next_is_marker(api, bystander, user)
+    await bystander.close()
+    r = await api.post("/websocket/connections/no-such-connection/disconnect")
+    assert r.status_code == 404
