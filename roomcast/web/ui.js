@@ -65,7 +65,12 @@ export async function fetchMe() {
 /** An error from the gateway's HTTP API, with its status and body. */
 export class ApiError extends Error {
   constructor(status, body) {
-    super(body?.error?.message ?? body?.message ?? body?.error ?? `HTTP ${status}`);
+    // The admin API answers {error, message, details?: [{field, message}]}.
+    const details = Array.isArray(body?.details)
+      ? body.details.map((d) => `${d.field}: ${d.message}`).join("; ")
+      : "";
+    const text = body?.message ?? body?.error ?? `HTTP ${status}`;
+    super(details ? `${text} (${details})` : text);
     this.status = status;
     this.body = body;
   }

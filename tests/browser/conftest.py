@@ -9,7 +9,6 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
@@ -175,19 +174,6 @@ def _web(
 def admin_headers(gateway: GatewayProcess) -> dict[str, str]:
     token = make_token(gateway.secret, "test-admin", scopes=ADMIN_SCOPE)
     return {"Authorization": f"Bearer {token}"}
-
-
-def admin_api_available(gateway: GatewayProcess) -> bool:
-    """Whether the admin HTTP API (issue 3) is served by this build."""
-    response = httpx.get(f"{gateway.base_url}/websocket/connections",
-                         headers=admin_headers(gateway), timeout=10)
-    return response.status_code != 404
-
-
-@pytest.fixture
-def require_admin_api(gateway: GatewayProcess) -> None:
-    if not admin_api_available(gateway):
-        pytest.skip("admin HTTP API (issue 3) not built yet")
 
 
 def record_messages(page: Page) -> None:

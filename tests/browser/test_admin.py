@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Web, admin_api_available, unique
+from tests.browser.conftest import Web, unique
 
 pytestmark = pytest.mark.browser
 
@@ -37,8 +37,6 @@ def test_dashboard_counts_change_as_pages_connect(own_web: Web) -> None:
 
 
 def test_dashboard_tables_and_forms(web: Web) -> None:
-    if not admin_api_available(web.gateway):
-        pytest.skip("admin HTTP API (issue 3) not built yet")
     user, group, extra = unique("ann"), unique("red"), unique("green")
     ann = web.login(user, "Ann", f"{group}:Red")
     admin = web.token_page("admin", "boss", admin=True, path="/admin?interval=500")
@@ -54,8 +52,14 @@ def test_dashboard_tables_and_forms(web: Web) -> None:
     admin.locator("#rooms-filter").get_by_role("button", name="Filter").click()
     expect(admin.locator(f"#rooms-table tbody tr[data-id='group:{group}']")).to_contain_text("1")
 
-    # Send to a room: the member sees a toast.
+    # Bad data is refused in the page, before any request.
     form = admin.locator("#send-form")
+    form.get_by_label("Data as JSON").fill("{not json")
+    form.get_by_role("button", name="Send").click()
+    expect(admin.locator("#send-result")).to_contain_text("not valid JSON")
+    form.get_by_label("Data as JSON").fill("")
+
+    # Send to a room: the member sees a toast.
     # A label wrapping a <select> is named by its options too: pick selects by name.
     form.locator("select[name=target]").select_option("room")
     form.get_by_label("Id", exact=True).fill(f"group:{group}")
