@@ -275,7 +275,16 @@ export class RoomcastClient {
   // --- connection lifecycle ------------------------------------------------
 
   _open() {
-    const ws = new this._WebSocket(this.url);
+    let ws;
+    try {
+      ws = new this._WebSocket(this.url);
+    } catch (error) {
+      // A bad URL or a blocked one (ws:// from an https page) will never work.
+      this._failAll("closed", error.message);
+      this.lastClose = { code: null, reason: error.message };
+      this._setState(State.ERROR, { reason: error.message });
+      return;
+    }
     this._ws = ws;
     ws.onopen = () => {
       if (ws !== this._ws) return;

@@ -155,6 +155,23 @@ describe("states and reconnect", () => {
     assert.equal(client.state, State.OFFLINE);
   });
 
+  test("a URL the browser refuses ends in the error state, with the reason", async () => {
+    class Refusing {
+      constructor() {
+        throw new SyntaxError("The URL 'nope' is invalid.");
+      }
+    }
+    const client = makeClient({ WebSocket: Refusing });
+    const states = recordStates(client);
+    const rejected = assert.rejects(client.send({ type: "presence", data: {} }), { code: "closed" });
+    client.connect();
+    await rejected;
+    assert.deepEqual(states, ["connecting", "error"]);
+    assert.equal(client.lastClose.reason, "The URL 'nope' is invalid.");
+    await clock.advance(60_000);
+    assert.equal(client.state, State.ERROR);
+  });
+
   test("the browser's online event skips the rest of the wait", async () => {
     const network = new EventTarget();
     const { ws } = connected({ network });
