@@ -1,0 +1,614 @@
+"""The load generator: one process of picows clients, driven by the runner.
+
+picows (Cython framing, aiofastnet/uvloop transport) is the fastest Python client
+available, so it is the one least likely to be the bottleneck. The runner starts
+this module pinned to the generator CPU with a JSON config and then sends it one
+JSON command a line on stdin; each command is answered by one JSON line on stdout:
+
+- ``warmup``: open the trigger connection (a room member on the publishing server);
+- ``connect``: open N authenticated connections and wait until all are in the room;
+- ``settle``: wait until no frames arrive and the servers are idle;
+- ``burst`` (``m``): publish M messages at full speed, wait for N x M deliveries;
+- ``paced`` (``count``, ``rate``): publish at a fixed rate (idle-path latency);
+- ``quit``.
+
+Every wait has a deadline; a missing delivery makes a figure below 100%, never a hang.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import psutil
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from benchmarks.common import (
+    BENCH_GROUP,
+    BENCH_ROOM,
+    TARGET_MESSAGE_BYTES,
+    cpu_seconds,
+    mint_token,
+    parse_ts,
+    percentile,
+)
+
+TEXT = WSMsgType.TEXT
+CLOSE = WSMsgType.CLOSE
+time_ns = time.time_ns
+ROOM_BYTES = BENCH_ROOM.encode()
+
+
+@dataclass
+class Config:
+    """What the runner tells the generator (JSON on argv[1])."""
+
+    protocol: str  # "roomcast" | "bare" | "socketio"
+    urls: list[str]  # clients are split round-robin; the trigger uses urls[0]
+    n: int
+    jwt_secret: str = "bench-secret"
+    groups: list[str] = field(default_factory=lambda: [BENCH_GROUP])
+    trigger: str = "ws"  # "ws" | "http"
+    http_url: str = ""
+    api_key: str = ""
+    http_concurrency: int = 4
+    connect_concurrency: int = 100
+    handshake_timeout_s: float = 30.0
+    server_pids: list[int] = field(default_factory=list)
+    aux_pids: list[int] = field(default_factory=list)  # e.g. redis: reported apart
+    stall_s: float = 10.0
+    join_deadline_s: float = 180.0
+
+
+class Stats:
+    """Counters the listeners update on every frame (kept flat: this is the hot path)."""
+
+    def __init__(self) -> None:
+        self.lat = array.array("q")
+        self.last_rx = 0
+        self.phase_start = 1 << 62  # nothing counts until a phase starts
+        self.target = 1 << 62
+        self.stale = 0
+        self.nbytes = 0
+        self.frames = 0
+        self.other = 0
+        self.joined = 0
+        self.join_target = 1 << 62
+        self.disconnected = 0
+        self.errors = 0
+        self.error_sample = ""
+        self.done = asyncio.Event()
+        self.all_joined = asyncio.Event()
+
+    def start_phase(self, target: int) -> None:
+        self.lat = array.array("q")
+        self.last_rx = 0
+        self.stale = 0
+        self.nbytes = 0
+        self.other = 0
+        self.target = target
+        self.done.clear()
+        self.phase_start = time_ns()
+
+    def note_error(self, payload: bytes) -> None:
+        self.errors += 1
+        if not self.error_sample:
+            self.error_sample = payload[:300].decode("utf-8", "replace")
+
+
+class Listener(WSListener):
+    """One receiving client. Subclasses know their protocol's control frames."""
+
+    def __init__(self, stats: Stats) -> None:
+        super().__init__()
+        self.stats = stats
+        self.count = 0
+        self.joined = False
+        self.transport: WSTransport | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = time_ns()
+        st = self.stats
+        st.frames += 1
+        if frame.msg_type is not TEXT:
+            return
+        payload = frame.get_payload_as_bytes()
+        ts = parse_ts(payload)
+        if ts > 0:
+            if ts < st.phase_start:
+                st.stale += 1
+                return
+            lat = st.lat
+            lat.append(now - ts)
+            st.last_rx = now
+            st.nbytes += len(payload)
+            self.count += 1
+            if len(lat) >= st.target:
+                st.done.set()
+            return
+        self.on_control(transport, payload)
+
+    def on_control(self, transport: WSTransport, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def mark_joined(self) -> None:
+        if not self.joined:
+            self.joined = True
+            st = self.stats
+            st.joined += 1
+            if st.joined >= st.join_target:
+                st.all_joined.set()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.stats.disconnected += 1
+
+
+class RoomcastListener(Listener):
+    def on_control(self, transport: WSTransport, payload: bytes) -> None:
+        if b'"room_joined"' in payload and ROOM_BYTES in payload:
+            self.mark_joined()
+        elif b'"type":"error"' in payload or b'"type": "error"' in payload:
+            self.stats.note_error(payload)
+        else:
+            self.stats.other += 1
+
+
+class BareListener(Listener):
+    def on_control(self, transport: WSTransport, payload: bytes) -> None:
+        if b'"room_joined"' in payload:
+            self.mark_joined()
+        else:
+            self.stats.other += 1
+
+
+class SocketioListener(Listener):
+    """Engine.IO v4 over WebSocket only: ``0{open}`` -> send ``40``; ``2`` -> ``3``."""
+
+    def on_control(self, transport: WSTransport, payload: bytes) -> None:
+        if payload == b"2":
+            transport.send(TEXT, b"3")
+        elif payload.startswith(b"40"):
+            self.mark_joined()
+        elif payload.startswith(b"0"):
+            transport.send(TEXT, b"40")
+        elif payload.startswith(b"44") or payload.startswith(b"41"):
+            self.stats.note_error(payload)
+        else:
+            self.stats.other += 1
+
+
+LISTENERS: dict[str, type[Listener]] = {
+    "roomcast": RoomcastListener,
+    "bare": BareListener,
+    "socketio": SocketioListener,
+}
+
+
+class TriggerListener(Listener):
+    """The publishing connection: it joins like the others but counts nothing."""
+
+    def __init__(self, stats: Stats, inner: Listener) -> None:
+        super().__init__(stats)
+        self.inner = inner  # a detached listener of the protocol, for control frames
+        self.received = 0
+        self.echo_len = 0  # size of the last own message echoed back (roomcast)
+        self.echoed = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not TEXT:
+            return
+        payload = frame.get_payload_as_bytes()
+        self.received += 1
+        if parse_ts(payload) > 0:
+            self.echo_len = len(payload)
+            self.echoed.set()
+            return
+        inner = self.inner
+        inner.on_control(transport, payload)
+        if inner.joined:
+            self.ready.set()
+
+
+def message_data(seq: int, pad: str) -> bytes:
+    """The ``data`` object: the send time first, so it is cheap to find."""
+    return b'{"ts":%d,"seq":%d,"text":"%s"}' % (time_ns(), seq, pad.encode())
+
+
+def pad_for(target: int, overhead: int) -> str:
+    """Padding that makes a delivered frame ``target`` bytes (``overhead`` = frame - data)."""
+    return "x" * max(0, target - overhead - len(message_data(100, "")))
+
+
+def static_overhead(protocol: str) -> int:
+    """Bytes a server adds around ``data`` (bare: the sent envelope; socket.io: event)."""
+    data = message_data(100, "")
+    if protocol == "socketio":  # 42["msg",{...}] with json.dumps' spaces
+        obj = json.loads(data)
+        return len(b'42["msg",' + json.dumps(obj).encode() + b"]") - len(data)
+    return len(b'{"type":"message","room":"' + ROOM_BYTES + b'","data":}')
+
+
+class Generator:
+    """Connections, trigger and measurements of one run."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.stats = Stats()
+        self.listeners: list[Listener] = []
+        self.trigger_transport: WSTransport | None = None
+        self.trigger_listener: TriggerListener | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.pad = pad_for(TARGET_MESSAGE_BYTES, static_overhead(cfg.protocol))
+        self.overhead = static_overhead(cfg.protocol)
+        self.http_errors = 0
+        self.http_error_sample = ""
+
+    # ---------------------------------------------------------------- messages
+    def message(self, seq: int) -> bytes:
+        data = message_data(seq, self.pad)
+        if self.cfg.protocol == "socketio":
+            return b'42["publish",' + data + b"]"
+        if self.cfg.trigger == "http":
+            return b'{"type":"message","data":' + data + b"}"
+        return b'{"type":"message","room":"' + ROOM_BYTES + b'","data":' + data + b"}"
+
+    def url(self, i: int) -> str:
+        urls = self.cfg.urls
+        return urls[i % len(urls)]
+
+    def headers(self, i: int) -> dict[str, str]:
+        if self.cfg.protocol != "roomcast":
+            return {}
+        return {"Authorization": "Bearer " + mint_token(self.cfg.jwt_secret, i, self.cfg.groups)}
+
+    # ---------------------------------------------------------------- samples
+    def cpu_sample(self) -> dict[str, Any]:
+        def cpu(pids: list[int]) -> float:
+            return sum(cpu_seconds(pid) for pid in pids)
+
+        per_cpu = psutil.cpu_times(percpu=True)
+        return {
+            "wall": time.perf_counter(),
+            "server": cpu(self.cfg.server_pids),
+            "aux": cpu(self.cfg.aux_pids),
+            "gen": time.process_time(),
+            "cores": [(sum(c) - c.idle - c.iowait, sum(c)) for c in per_cpu],
+        }
+
+    @staticmethod
+    def cpu_delta(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        wall = max(b["wall"] - a["wall"], 1e-9)
+        cores = []
+        for (busy0, tot0), (busy1, tot1) in zip(a["cores"], b["cores"], strict=True):
+            cores.append((busy1 - busy0) / max(tot1 - tot0, 1e-9))
+        return {
+            "cpu_window_s": wall,
+            "server_cpu_s": b["server"] - a["server"],
+            "server_cpu_pct": 100 * (b["server"] - a["server"]) / wall,
+            "aux_cpu_s": b["aux"] - a["aux"],
+            "gen_cpu_pct": 100 * (b["gen"] - a["gen"]) / wall,
+            "core_busy_pct": [round(100 * c, 1) for c in cores],
+        }
+
+    # ---------------------------------------------------------------- commands
+    async def warmup(self) -> dict[str, Any]:
+        """Open the trigger connection (also warms the server up before RSS 'before')."""
+        cfg = self.cfg
+        inner = LISTENERS[cfg.protocol](Stats())
+        listener = TriggerListener(self.stats, inner)
+        i = cfg.n  # a user of its own, after the N receivers
+        transport, _ = await ws_connect(
+            lambda: listener,
+            cfg.urls[0],
+            extra_headers=self.headers(i),
+            websocket_handshake_timeout=cfg.handshake_timeout_s,
+        )
+        inner.transport = transport
+        await asyncio.wait_for(listener.ready.wait(), 30)
+        self.trigger_transport, self.trigger_listener = transport, listener
+        if cfg.trigger == "http":
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=cfg.http_concurrency),
+                headers={"X-API-Key": cfg.api_key, "Content-Type": "application/json"},
+            )
+        if cfg.protocol == "roomcast":
+            await self.calibrate(listener)
+        return {"ok": True, "pad": len(self.pad), "overhead": self.overhead}
+
+    async def calibrate(self, listener: TriggerListener) -> None:
+        """Measure roomcast's envelope around ``data`` from the trigger's own echo."""
+        self.pad = ""
+        body = self.message(100)
+        data_len = len(message_data(100, ""))
+        listener.echoed.clear()
+        if self.cfg.trigger == "http":
+            await self.post(body, count_errors=False)  # also warms the API path up
+        else:
+            assert self.trigger_transport is not None
+            self.trigger_transport.send(TEXT, body)
+        try:
+            await asyncio.wait_for(listener.echoed.wait(), 5)
+            self.overhead = listener.echo_len - data_len
+        except TimeoutError:
+            self.overhead = 150  # not echoed to the sender: a typical envelope
+        self.pad = pad_for(TARGET_MESSAGE_BYTES, self.overhead)
+
+    async def connect(self) -> dict[str, Any]:
+        cfg = self.cfg
+        st = self.stats
+        st.join_target = cfg.n
+        st.all_joined.clear()
+        factory_cls = LISTENERS[cfg.protocol]
+        headers = [self.headers(i) for i in range(cfg.n)]  # minted before the clock starts
+        sem = asyncio.Semaphore(cfg.connect_concurrency)
+        failures: list[str] = []
+
+        async def one(i: int) -> None:
+            listener = factory_cls(st)
+            async with sem:
+                for attempt in range(3):
+                    try:
+                        await ws_connect(
+                            lambda: listener,
+                            self.url(i),
+                            extra_headers=headers[i],
+                            websocket_handshake_timeout=cfg.handshake_timeout_s,
+                        )
+                        self.listeners.append(listener)
+                        return
+                    except Exception as exc:  # reported, retried
+                        if attempt == 2:
+                            failures.append(f"{type(exc).__name__}: {exc}")
+                        await asyncio.sleep(0.2 * (attempt + 1))
+
+        t0 = time.perf_counter()
+        tasks = [asyncio.ensure_future(one(i)) for i in range(cfg.n)]
+        await asyncio.gather(*tasks)
+        handshakes_s = time.perf_counter() - t0
+        st.join_target = len(self.listeners)
+        if st.joined >= st.join_target:
+            st.all_joined.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(st.all_joined.wait(), cfg.join_deadline_s)
+        joined_s = time.perf_counter() - t0
+        return {
+            "connected": len(self.listeners),
+            "joined": st.joined,
+            "failures": len(failures),
+            "failure_sample": failures[:3],
+            "handshakes_s": handshakes_s,
+            "connect_s": joined_s,
+            "errors": st.errors,
+            "error_sample": st.error_sample,
+        }
+
+    async def settle(
+        self, quiet_s: float = 0.5, idle_cpu: float = 0.05, deadline_s: float = 60.0
+    ) -> dict[str, Any]:
+        """Wait until no frame arrived and the servers used < 5% CPU for ``quiet_s``."""
+        st = self.stats
+        t0 = time.perf_counter()
+        frames0 = st.frames
+        settled = False
+        while time.perf_counter() - t0 < deadline_s:
+            before_frames = st.frames
+            a = self.cpu_sample()
+            await asyncio.sleep(quiet_s)
+            b = self.cpu_sample()
+            busy = (b["server"] - a["server"] + b["aux"] - a["aux"]) / quiet_s
+            if st.frames == before_frames and busy < idle_cpu:
+                settled = True
+                break
+        return {
+            "settled": settled,
+            "settle_s": time.perf_counter() - t0,
+            "frames": st.frames - frames0,
+        }
+
+    async def post(self, body: bytes, count_errors: bool = True) -> None:
+        assert self.session is not None
+        try:
+            async with self.session.post(self.cfg.http_url, data=body) as resp:
+                text = await resp.read()
+                if resp.status >= 300 and count_errors:
+                    self.http_errors += 1
+                    if not self.http_error_sample:
+                        self.http_error_sample = f"{resp.status} {text[:200]!r}"
+        except aiohttp.ClientError as exc:
+            if count_errors:
+                self.http_errors += 1
+                self.http_error_sample = self.http_error_sample or repr(exc)
+
+    async def publish_burst(self, m: int) -> int:
+        """Send M messages as fast as the trigger allows; the ts of the first one."""
+        first_ts = time_ns()
+        if self.cfg.trigger == "http":
+            seqs = iter(range(m))
+
+            async def worker() -> None:
+                for seq in seqs:
+                    await self.post(self.message(seq))
+
+            await asyncio.gather(*(worker() for _ in range(self.cfg.http_concurrency)))
+        else:
+            transport = self.trigger_transport
+            assert transport is not None
+            for seq in range(m):
+                transport.send(TEXT, self.message(seq))
+        return first_ts
+
+    async def wait_deliveries(self, deadline_s: float) -> bool:
+        st = self.stats
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_s
+        last_n, last_change = len(st.lat), loop.time()
+        while not st.done.is_set():
+            now = loop.time()
+            if now >= end:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(st.done.wait(), min(0.5, end - now))
+            n = len(st.lat)
+            if n != last_n:
+                last_n, last_change = n, loop.time()
+            elif loop.time() - last_change > self.cfg.stall_s:
+                return False
+        return True
+
+    def latency_summary(self, lat: array.array[int]) -> dict[str, Any]:
+        values = sorted(lat)
+        return {
+            "p50_ms": percentile(values, 0.50) / 1e6,
+            "p99_ms": percentile(values, 0.99) / 1e6,
+            "max_ms": (values[-1] / 1e6) if values else math.nan,
+        }
+
+    def per_connection(self, before: list[int], expected_each: int) -> dict[str, Any]:
+        counts = [lst.count - b for lst, b in zip(self.listeners, before, strict=True)]
+        return {
+            "min_per_conn": min(counts) if counts else 0,
+            "max_per_conn": max(counts) if counts else 0,
+            "short_conns": sum(1 for c in counts if c < expected_each),
+        }
+
+    async def burst(self, m: int) -> dict[str, Any]:
+        st = self.stats
+        n = len(self.listeners)
+        expected = n * m
+        before = [lst.count for lst in self.listeners]
+        errors0, http0 = st.errors, self.http_errors
+        # generous: 1,000 deliveries/s is 5x below the slowest stack measured
+        deadline = 20.0 + expected / 1000.0
+        a = self.cpu_sample()
+        st.start_phase(expected)
+        first_ts = await self.publish_burst(m)
+        sent_s = (time_ns() - first_ts) / 1e9
+        complete = await self.wait_deliveries(deadline)
+        b = self.cpu_sample()
+        delivered = len(st.lat)
+        window_s = (st.last_rx - first_ts) / 1e9 if delivered else math.nan
+        out: dict[str, Any] = {
+            "m": m,
+            "n": n,
+            "expected": expected,
+            "delivered": delivered,
+            "delivered_pct": 100.0 * delivered / expected if expected else math.nan,
+            "complete": complete,
+            "window_s": window_s,
+            "publish_s": sent_s,
+            "deliveries_per_s": delivered / window_s if delivered else 0.0,
+            "avg_frame_bytes": st.nbytes / delivered if delivered else math.nan,
+            "stale": st.stale,
+            "other_frames": st.other,
+            "errors": st.errors - errors0,
+            "error_sample": st.error_sample,
+            "http_errors": self.http_errors - http0,
+            "http_error_sample": self.http_error_sample,
+            "disconnected": st.disconnected,
+        }
+        out.update(self.cpu_delta(a, b))
+        srv = out["server_cpu_s"]
+        out["server_us_per_delivery"] = 1e6 * srv / delivered if delivered else math.nan
+        out["aux_us_per_delivery"] = 1e6 * out["aux_cpu_s"] / delivered if delivered else math.nan
+        # Whole server core, kernel work (softirq of the loopback) included.
+        core0 = out["core_busy_pct"][0] / 100 * out["cpu_window_s"]
+        out["core0_us_per_delivery"] = 1e6 * core0 / delivered if delivered else math.nan
+        out.update(self.latency_summary(st.lat))
+        out.update(self.per_connection(before, m))
+        st.target = 1 << 62
+        return out
+
+    async def paced(self, count: int, rate: float) -> dict[str, Any]:
+        st = self.stats
+        n = len(self.listeners)
+        expected = n * count
+        loop = asyncio.get_running_loop()
+        st.start_phase(expected)
+        a = self.cpu_sample()
+        t0 = loop.time()
+        for seq in range(count):
+            delay = t0 + seq / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.cfg.trigger == "http":
+                await self.post(self.message(seq))
+            else:
+                assert self.trigger_transport is not None
+                self.trigger_transport.send(TEXT, self.message(seq))
+        complete = await self.wait_deliveries(20.0 + expected / 1000.0)
+        b = self.cpu_sample()
+        delivered = len(st.lat)
+        out: dict[str, Any] = {
+            "count": count,
+            "rate": rate,
+            "expected": expected,
+            "delivered": delivered,
+            "delivered_pct": 100.0 * delivered / expected if expected else math.nan,
+            "complete": complete,
+            "server_us_per_delivery": 1e6 * (b["server"] - a["server"]) / delivered
+            if delivered
+            else math.nan,
+        }
+        out.update(self.latency_summary(st.lat))
+        st.target = 1 << 62
+        return out
+
+
+def emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event, default=str) + "\n")
+    sys.stdout.flush()
+
+
+async def serve(cfg: Config) -> None:
+    gen = Generator(cfg)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "warmup": lambda c: gen.warmup(),
+        "connect": lambda c: gen.connect(),
+        "settle": lambda c: gen.settle(deadline_s=float(c.get("deadline_s", 60.0))),
+        "burst": lambda c: gen.burst(int(c["m"])),
+        "paced": lambda c: gen.paced(int(c["count"]), float(c.get("rate", 5.0))),
+    }
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        cmd = json.loads(line)
+        name = cmd["cmd"]
+        if name == "quit":
+            emit({"event": "quit"})
+            return
+        try:
+            result = await handlers[name](cmd)
+            emit({"event": name, **result})
+        except Exception as exc:  # reported to the runner
+            emit({"event": name, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def main() -> None:
+    cfg = Config(**json.loads(sys.argv[1]))
+    uvloop.run(serve(cfg))
+    sys.stdout.flush()
+    # 10,000 polite closes would take longer than the run: let the kernel reset them.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

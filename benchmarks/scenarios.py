@@ -1,0 +1,182 @@
+"""How each compared stack is started: servers on the server CPU, addresses for the generator."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from benchmarks.common import BENCH_ROOM, SERVER_CPU, free_port
+from benchmarks.procs import ProcessGroup, wait_port
+
+JWT_SECRET = "roomcast-bench-secret-0123456789abcdef"
+API_KEY = "roomcast-bench-api-key"
+
+
+@dataclass
+class Options:
+    """Runner options a scenario needs."""
+
+    trigger: str = "auto"  # roomcast: "auto" | "ws" | "http"
+    roomcast_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ServerSet:
+    """What a started scenario gives the generator and the meters."""
+
+    protocol: str
+    urls: list[str]
+    pids: list[int]
+    aux_pids: list[int] = field(default_factory=list)
+    trigger: str = "ws"
+    http_url: str = ""
+    api_key: str = ""
+    jwt_secret: str = JWT_SECRET
+    notes: list[str] = field(default_factory=list)
+
+
+Starter = Callable[[ProcessGroup, Options], Awaitable[ServerSet]]
+
+
+async def _server(
+    procs: ProcessGroup, name: str, argv: list[str], port: int, env: dict[str, str] | None = None
+) -> int:
+    proc = await procs.spawn(name, argv, SERVER_CPU, env=env)
+    await wait_port(port, proc, procs.log_of(proc))
+    return proc.pid
+
+
+async def start_bare(procs: ProcessGroup, opts: Options, mode: str = "frame") -> ServerSet:
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.servers.bare", "--port", str(port), "--mode", mode]
+    pid = await _server(procs, f"bare-{mode}", argv, port)
+    return ServerSet("bare", [f"ws://127.0.0.1:{port}/ws"], [pid])
+
+
+async def start_bare_send(procs: ProcessGroup, opts: Options) -> ServerSet:
+    return await start_bare(procs, opts, mode="send")
+
+
+async def start_socketio(procs: ProcessGroup, opts: Options) -> ServerSet:
+    port = free_port()
+    argv = [sys.executable, "-m", "benchmarks.servers.sio", "--port", str(port)]
+    pid = await _server(procs, "socketio", argv, port)
+    url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+    return ServerSet("socketio", [url], [pid])
+
+
+def roomcast_env(
+    procs: ProcessGroup, opts: Options, redis_url: str | None = None
+) -> dict[str, str]:
+    """Environment of ``roomcast serve`` in the benchmark (its own SQLite file per run)."""
+    env = {
+        "JWT_SECRET": JWT_SECRET,
+        "JWT_ISSUER": "go-falcon",
+        "ROOMCAST_DEV_LOGIN": "0",
+        "ROOMCAST_DEMO": "0",
+        "ROOMCAST_API_KEY": API_KEY,
+        "ROOMCAST_DB": str(procs.log_dir / "roomcast.db"),
+        # Publishing through a member WebSocket (until the API exists, or --trigger ws)
+        # would hit the per-connection flood limit (50/s, burst 200) at M=200.
+        "ROOMCAST_CLIENT_RATE": "1000000",
+        "ROOMCAST_CLIENT_BURST": "1000000",
+    }
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(opts.roomcast_env)
+    return env
+
+
+async def _start_roomcast(procs: ProcessGroup, name: str, env: dict[str, str]) -> tuple[int, int]:
+    port = free_port()
+    argv = [sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    pid = await _server(procs, name, argv, port, env=env)
+    return port, pid
+
+
+async def api_available(port: int) -> bool:
+    """Whether the room-message API route exists (not aiohttp's bare 404/405)."""
+    url = f"http://127.0.0.1:{port}/websocket/rooms/{BENCH_ROOM}/message"
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                url,
+                json={"type": "message", "data": {"probe": True}},
+                headers={"X-API-Key": API_KEY},
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp,
+        ):
+            body = await resp.read()
+            missing = resp.status == 405 or (
+                resp.status == 404 and body.startswith(b"404: Not Found")
+            )
+            return not missing
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def _trigger_for(port: int, opts: Options, servers: ServerSet) -> None:
+    if opts.trigger == "ws":
+        servers.trigger = "ws"
+    elif opts.trigger == "http" or await api_available(port):
+        servers.trigger = "http"
+    else:
+        servers.trigger = "ws"
+        servers.notes.append("server API absent: published through a member WebSocket")
+    if servers.trigger == "http":
+        servers.http_url = f"http://127.0.0.1:{port}/websocket/rooms/{BENCH_ROOM}/message"
+        servers.api_key = API_KEY
+
+
+async def start_roomcast(procs: ProcessGroup, opts: Options) -> ServerSet:
+    port, pid = await _start_roomcast(procs, "roomcast", roomcast_env(procs, opts))
+    servers = ServerSet("roomcast", [f"ws://127.0.0.1:{port}/websocket/connect"], [pid])
+    await _trigger_for(port, opts, servers)
+    return servers
+
+
+async def start_redis(procs: ProcessGroup) -> tuple[int, int]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("redis-server not found (apt-get install redis-server)")
+    port = free_port()
+    argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    argv += ["--protected-mode", "yes", "--loglevel", "warning"]
+    pid = await _server(procs, "redis", argv, port)
+    return port, pid
+
+
+async def start_roomcast_redis(procs: ProcessGroup, opts: Options) -> ServerSet:
+    redis_port, redis_pid = await start_redis(procs)
+    env = roomcast_env(procs, opts, f"redis://127.0.0.1:{redis_port}/0")
+    (p1, pid1), (p2, pid2) = await asyncio.gather(
+        _start_roomcast(procs, "roomcast-a", env), _start_roomcast(procs, "roomcast-b", env)
+    )
+    urls = [f"ws://127.0.0.1:{p}/websocket/connect" for p in (p1, p2)]
+    servers = ServerSet("roomcast", urls, [pid1, pid2], aux_pids=[redis_pid])
+    await _trigger_for(p1, opts, servers)
+    servers.notes.append("two instances + redis on the server CPU; publishes on instance a")
+    return servers
+
+
+SCENARIOS: dict[str, Starter] = {
+    "bare": start_bare,
+    "roomcast": start_roomcast,
+    "roomcast-redis": start_roomcast_redis,
+    "socketio": start_socketio,
+    "aiohttp-send": start_bare_send,
+}
+
+DESCRIPTIONS = {
+    "bare": "aiohttp 3.14, frame built once, same bytes written to every transport",
+    "roomcast": "roomcast serve, one instance, in-memory broker",
+    "roomcast-redis": "roomcast serve x2 + redis-server, clients split, publishes on one",
+    "socketio": "python-socketio AsyncServer emit(room=) on uvicorn (websockets-sansio)",
+    "aiohttp-send": "aiohttp send_str per connection (perf-baseline.md's aiohttp row)",
+}
