@@ -14,6 +14,7 @@ def test_dashboard_is_for_administrators_only(web: Web) -> None:
     page = web.token_page("mallory", unique("mallory"), path="/admin")
     expect(page.get_by_role("heading", name="Administrators only")).to_be_visible()
     expect(page.locator("#dashboard")).to_be_hidden()
+    expect(page.get_by_role("link", name="Log in as an administrator")).to_be_visible()
     web.shot(page, "denied")
 
 

@@ -19,9 +19,10 @@ function query(form) {
 
 function deny(title, text) {
   $("dashboard").hidden = true;
+  $("health").hidden = true;
   $("denied").hidden = false;
   $("denied-title").textContent = title;
-  if (text) $("denied-text").textContent = text;
+  if (text) $("denied-text").replaceChildren(`${text} `, el("a", { href: "/login" }, "Log in as an administrator."));
 }
 
 async function pollStatus() {
