@@ -191,7 +191,7 @@ class Node:
         Returns False when nothing changed (the call is idempotent, no events sent).
         """
         if joined:
-            group_name = name or group_id
+            group_name = name or await self._known_group_name(group_id) or group_id
             if not await self.store.add(user_id, group_id, group_name):
                 return False
         else:
@@ -201,6 +201,14 @@ class Node:
             group_name = removed.name
         await self.broker.publish_control(MembershipChanged(user_id, group_id, group_name, joined))
         return True
+
+    async def _known_group_name(self, group_id: GroupId) -> str | None:
+        """The name a group already has, so adding by bare id does not rename it."""
+        for member in (await self.store.members(group_id))[:1]:
+            for group in await self.store.groups_of(member):
+                if group.id == group_id:
+                    return group.name
+        return None
 
     async def _apply_membership(self, change: MembershipChanged) -> None:
         room = group_room(change.group_id)

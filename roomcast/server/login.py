@@ -45,9 +45,9 @@ def _page(error: str = "", user_id: str = "", name: str = "", groups: str = "") 
     )
 
 
-def parse_groups(raw: str) -> list[tuple[GroupId, str]]:
-    """``"red, blue:Blue team"`` -> ``[("red", "red"), ("blue", "Blue team")]``."""
-    out: list[tuple[GroupId, str]] = []
+def parse_groups(raw: str) -> list[tuple[GroupId, str | None]]:
+    """``"red, blue:Blue team"`` -> ``[("red", None), ("blue", "Blue team")]``."""
+    out: list[tuple[GroupId, str | None]] = []
     for item in (part.strip() for part in raw.split(",")):
         if not item:
             continue
@@ -55,7 +55,7 @@ def parse_groups(raw: str) -> list[tuple[GroupId, str]]:
         gid = gid.strip()
         if not _ID.match(gid):
             raise ValueError(f"invalid group id {gid[:64]!r}")
-        out.append((GroupId(gid), name.strip()[:64] or gid))
+        out.append((GroupId(gid), name.strip()[:64] or None))
     return out
 
 

@@ -64,7 +64,9 @@ async def connect_peer(gw: GatewayProcess, user_id: str, *, groups: list[str] | 
     tok = token or make_token(gw.secret, user_id, groups=groups, **claims)
     ws = await connect(gw.ws_url, additional_headers={"Authorization": f"Bearer {tok}",
                                                       **(headers or {})},
-                       ssl=ssl_context, open_timeout=TIMEOUT, max_size=None)
+                       ssl=ssl_context, open_timeout=TIMEOUT, max_size=None,
+                       # Unread events must never pause reading (and stall close()).
+                       max_queue=None)
     peer = Peer(ws)
     peer.welcome = await peer.recv()
     peer.conn_id = peer.welcome["data"]["connection_id"]
