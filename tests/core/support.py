@@ -83,6 +83,16 @@ async def quiet(peer: Peer) -> None:
     assert msg.get("id") == mid, f"expected nothing before the pong, got {msg}"
 
 
+async def drain(peer: Peer) -> list[Message]:
+    """Everything queued for ``peer`` so far: the messages that arrive before a ping's pong."""
+    mid = unique("drain")
+    await peer.send({**PING, "id": mid})
+    out = []
+    while (msg := await peer.recv()).get("id") != mid:
+        out.append(msg)
+    return out
+
+
 async def send_marker(sender: Peer, room: str) -> str:
     """Post a uniquely tagged message into ``room`` and wait for its ack."""
     tag = unique("marker")

@@ -20,7 +20,7 @@ async def close_all(*peers: Peer) -> None:
 
 
 def is_error(reply: Message, code: str) -> bool:
-    return reply["type"] == "error" and reply["data"]["code"] == code
+    return bool(reply["type"] == "error" and reply["data"]["code"] == code)
 
 
 async def test_room_message_reaches_members_with_server_fields(gateway: GatewayProcess) -> None:

@@ -1,0 +1,108 @@
+"""Liveness: server pings; a connection silent past the timeout is closed and cleaned up."""
+
+from __future__ import annotations
+
+import asyncio
+
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+from tests.conftest import GatewayFactory
+from tests.core.support import bearer, ping, status, unique
+from tests.helpers.gateway import GatewayProcess
+from tests.helpers.tokens import make_token
+from tests.helpers.ws import TIMEOUT, connect_peer
+
+FAST = {"ROOMCAST_PING_INTERVAL": "0.2", "ROOMCAST_PING_TIMEOUT": "0.5"}
+
+
+class SilentClient:
+    """Upgrades by hand over raw TCP, then never sends another byte (no pongs)."""
+
+    def __init__(self, gw: GatewayProcess, token: str) -> None:
+        self.gw = gw
+        self.protocol = ClientProtocol(parse_uri(gw.ws_url))
+        self.token = token
+        self.frames: list[Frame] = []
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.gw.port)
+        request = self.protocol.connect()
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        self.protocol.send_request(request)
+        writer.write(b"".join(self.protocol.data_to_send()))
+        await writer.drain()
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                self.protocol.receive_data(await reader.read(65536))
+                events = self.protocol.events_received()
+                if events:
+                    response = events[0]
+                    assert isinstance(response, Response) and response.status_code == 101
+                    self.frames.extend(e for e in events[1:] if isinstance(e, Frame))
+                    break
+        self.protocol.data_to_send()  # discard: whatever it would answer is never sent
+        return reader, writer
+
+    async def read_until_closed(self, reader: asyncio.StreamReader) -> Close | None:
+        """Read (but never answer) until the server closes; the close frame it sent."""
+        async with asyncio.timeout(TIMEOUT):
+            while data := await reader.read(65536):
+                self.protocol.receive_data(data)
+                self.frames.extend(e for e in self.protocol.events_received()
+                                   if isinstance(e, Frame))
+        return self.protocol.close_rcvd
+
+
+async def test_a_silent_connection_is_closed_and_a_live_one_stays(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory(env=FAST)
+    user = unique("live")
+    # A normal client: websockets answers the server's pings by itself.
+    alive = await connect_peer(gw, user)
+    silent = SilentClient(gw, make_token(gw.secret, user))
+    reader, writer = await silent.open()
+    try:
+        joined = await alive.expect("room_update")
+        assert joined["data"]["action"] == "member_joined"
+        close = await silent.read_until_closed(reader)
+        assert close is not None and close.code == 3009  # CloseCode.STALE
+        assert any(f.opcode is Opcode.PING for f in silent.frames)  # it was pinged first
+        left = await alive.expect("room_update")
+        assert left["data"] == {**joined["data"], "action": "member_left", "member_count": 1}
+        # The live client has outlived several timeouts and still works.
+        await ping(alive)
+        assert (await status(gw))["active_connections"] == 1
+    finally:
+        writer.close()
+        await alive.close()
+
+
+async def test_a_client_that_stops_reading_is_removed(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(env=FAST)
+    user = unique("stuck")
+    watcher = await connect_peer(gw, user)  # shares user:{user} with the stuck client
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    protocol = ClientProtocol(parse_uri(gw.ws_url))
+    request = protocol.connect()
+    request.headers.update(bearer(make_token(gw.secret, user)))
+    protocol.send_request(request)
+    writer.write(b"".join(protocol.data_to_send()))
+    await writer.drain()
+    try:
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        # From here on nothing is read or written on that socket.
+        joined = await watcher.expect("room_update")
+        assert joined["data"]["action"] == "member_joined"
+        left = await watcher.expect("room_update")
+        assert left["data"]["action"] == "member_left"
+        assert left["data"]["connection_id"] == joined["data"]["connection_id"]
+        after = await status(gw)
+        assert (after["active_connections"], after["total_rooms"]) == (1, 1)
+        await ping(watcher)
+    finally:
+        writer.close()
+        await watcher.close()

@@ -1,0 +1,109 @@
+"""Status endpoint, SIGTERM shutdown with 1001, and structured connect/disconnect logs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+from tests.core.support import (
+    bearer,
+    cookie,
+    eventually,
+    log_events,
+    open_peer,
+    ping,
+    refused_status,
+    status,
+    unique,
+)
+from tests.helpers.gateway import GatewayProcess
+from tests.helpers.tokens import make_token, raw_token
+from tests.helpers.ws import TIMEOUT, connect_peer
+
+STATUS_KEYS = {"status", "server_id", "total_connections", "active_connections", "total_rooms",
+               "messages_processed", "redis_channels"}
+
+
+async def test_status_shape_and_counts(fresh_gateway: GatewayProcess) -> None:
+    gw = fresh_gateway
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        resp = await http.get(f"{gw.base_url}/websocket/status")  # public: no credentials
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    body = resp.json()
+    assert set(body) == STATUS_KEYS
+    assert body["status"] == "healthy"
+    assert uuid.UUID(body["server_id"])
+    assert (body["total_connections"], body["active_connections"], body["total_rooms"]) == (0, 0, 0)
+    assert body["redis_channels"] == []  # the in-memory broker
+    assert isinstance(body["messages_processed"], int)
+
+    group = unique("g")
+    alice = await connect_peer(gw, unique("alice"), groups=[group])
+    bob = await connect_peer(gw, unique("bob"), groups=[group])
+    await alice.expect("room_update")
+    before = await status(gw)
+    assert (before["total_connections"], before["active_connections"]) == (2, 2)
+    assert before["total_rooms"] == 3
+    await alice.request({"id": "m", "type": "message", "room": f"group:{group}", "data": {}})
+    after = await status(gw)
+    assert after["messages_processed"] > before["messages_processed"]
+    assert after["server_id"] == body["server_id"]
+    await alice.close()
+    await bob.close()
+
+
+async def test_sigterm_closes_every_client_with_1001_and_exits_0(
+    fresh_gateway: GatewayProcess,
+) -> None:
+    gw = fresh_gateway
+    group = unique("g")
+    peers = [await connect_peer(gw, unique("u"), groups=[group]) for _ in range(5)]
+    exit_code = asyncio.create_task(asyncio.to_thread(gw.stop))
+    async with asyncio.timeout(TIMEOUT):
+        for peer in peers:
+            await peer.ws.wait_closed()
+    assert [p.ws.close_code for p in peers] == [1001] * len(peers)
+    assert {p.ws.close_reason for p in peers} == {"server shutting down"}
+    assert await asyncio.wait_for(exit_code, TIMEOUT) == 0
+
+
+async def test_logs_connect_and_disconnect_without_credentials(
+    fresh_gateway: GatewayProcess,
+) -> None:
+    gw = fresh_gateway
+    by_bearer, by_cookie = unique("logb"), unique("logc")
+    bearer_token = make_token(gw.secret, by_bearer)
+    cookie_token = make_token(gw.secret, by_cookie)
+    expired = raw_token(gw.secret, {"user_id": unique("old"), "exp": 1})
+    first = await open_peer(gw, rooms=1, headers=bearer(bearer_token))
+    second = await open_peer(gw, rooms=1, headers=cookie(cookie_token))
+    assert await refused_status(gw, bearer(expired)) == 401
+    assert await refused_status(gw, cookie(expired)) == 401
+    await ping(first)
+    await first.close()
+
+    def disconnected(conn_id: str) -> bool:
+        return any(e["event"] == "disconnect" and e.get("conn") == conn_id
+                   for e in log_events(gw))
+
+    await eventually(lambda: disconnected(first.conn_id), "the disconnect log line")
+    assert gw.stop() == 0  # the second one is disconnected by the shutdown
+    events = log_events(gw)
+    for peer, user, reason in ((first, by_bearer, "closed by client"),
+                               (second, by_cookie, "server shutting down")):
+        mine = [e for e in events if e.get("conn") == peer.conn_id]
+        (connect,) = [e for e in mine if e["event"] == "connect"]
+        (gone,) = [e for e in mine if e["event"] == "disconnect"]
+        assert connect["user"] == gone["user"] == user
+        assert gone["reason"] == reason
+    assert [e["reason"] for e in events if e["event"] == "handshake_refused"] == [
+        "expired", "expired"]
+    assert all({"ts", "level", "logger", "event"} <= set(e) for e in events)
+    text = gw.log()
+    for token in (bearer_token, cookie_token, expired):
+        assert token not in text
+        assert token.split(".")[2] not in text  # not even the signature
+    assert "falcon_auth_token" not in text
