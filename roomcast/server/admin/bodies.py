@@ -8,10 +8,10 @@ with them. Request models are strict (JSON types only, no coercion).
 from __future__ import annotations
 
 import re
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from roomcast.protocol.envelope import SERVER_API_TYPES
 
@@ -33,6 +33,16 @@ def _encodable(value: dict[str, Any]) -> dict[str, Any]:
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"cannot be sent as JSON: {exc}") from None
     return value
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts ``7.0`` as an integer; so do we (strict mode would not)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+CharacterId = Annotated[int, Field(ge=0, le=MAX_CHARACTER_ID), BeforeValidator(_integral)]
 
 
 class _Request(BaseModel):
@@ -84,7 +94,7 @@ class ProfileBody(_Request):
         {"character_id": 90000001, "profile": {"name": "Ada", "corporation": "Analytical"}},
     ]})
 
-    character_id: int | None = Field(default=None, ge=0, le=MAX_CHARACTER_ID)
+    character_id: CharacterId | None = None
     profile: dict[str, Any]
 
     @field_validator("profile")
