@@ -121,6 +121,8 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         reason = "internal error"
         log_event(_log, "connection_failed", logging.ERROR, conn=conn.id, exc_info=True)
         closer(CloseCode.INTERNAL_ERROR, "internal error")
+        # Send the 1011 before returning: aiohttp closes a returned socket with 1000 at once.
+        await closer.wait()
     finally:
         gw.sockets.pop(conn.id, None)
         conn.writer.close(flush=False)
