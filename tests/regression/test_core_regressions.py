@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestServer
+from websockets.asyncio.client import connect
 
+from roomcast import config
 from roomcast.exceptions import ProtocolError
 from roomcast.protocol.codes import ErrorCode
 from roomcast.protocol.envelope import parse_client_message
+from roomcast.server.app import create_app
+from roomcast.session import Session
 from tests.helpers.gateway import GatewayProcess
-from tests.helpers.ws import connect_peer
+from tests.helpers.tokens import make_token
+from tests.helpers.ws import TIMEOUT, Peer, connect_peer
 
 MAX = 65536  # the gateway's default ROOMCAST_MAX_MESSAGE_SIZE
 
@@ -67,3 +76,54 @@ async def test_empty_client_id_is_echoed(gateway: GatewayProcess) -> None:
             assert reply["id"] == "", reply
     finally:
         await peer.close()
+
+
+# An unexpected exception in a connection's handler was meant to close it with 1011,
+# but the close was only scheduled: the handler returned first and aiohttp closed the
+# socket with 1000, so the client saw a normal close. The log line also lost the
+# traceback: log_event passed exc_info=True along as a plain field.
+# Fault injection needs the app in this process (still real sockets).
+SECRET = "regression-secret-" + "x" * 20
+
+
+@pytest.fixture
+async def inprocess_gateway(tmp_path: Path) -> AsyncIterator[TestServer]:
+    settings = config.load(None, {"JWT_SECRET": SECRET, "ROOMCAST_DB": str(tmp_path / "m.db")})
+    server = TestServer(create_app(settings), host="127.0.0.1", port=0)
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+async def test_internal_error_closes_with_1011_and_logs_the_traceback(
+    inprocess_gateway: TestServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    original = Session.handle
+
+    async def failing(self: Session, command: object) -> None:
+        if self.conn.user_id == "victim":
+            raise RuntimeError("injected fault")
+        await original(self, command)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Session, "handle", failing)
+    url = f"ws://127.0.0.1:{inprocess_gateway.port}/websocket/connect"
+
+    async def open_as(user: str) -> Peer:
+        headers = {"Authorization": f"Bearer {make_token(SECRET, user)}"}
+        peer = Peer(await connect(url, additional_headers=headers, open_timeout=TIMEOUT))
+        peer.welcome = await peer.recv()
+        await peer.expect("room_joined")
+        return peer
+
+    victim, bystander = await open_as("victim"), await open_as("bystander")
+    with caplog.at_level(logging.ERROR, logger="roomcast.websocket"):
+        await victim.send({"id": "x", "type": "presence"})
+        await victim.ws.wait_closed()
+    assert (victim.ws.close_code, victim.ws.close_reason) == (1011, "internal error")
+    (failed,) = [r for r in caplog.records if r.getMessage() == "connection_failed"]
+    assert failed.exc_info is not None and "injected fault" in str(failed.exc_info[1])
+    assert "exc_info" not in getattr(failed, "fields", {})
+    reply = await bystander.request({"id": "p", "type": "system", "data": {"action": "ping"}})
+    assert reply["data"]["action"] == "pong"
+    await bystander.close()
