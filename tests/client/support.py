@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -50,11 +51,13 @@ async def until_state(states: Stream[ConnectionState], wanted: ConnectionState) 
 async def paused(gw: GatewayProcess) -> AsyncIterator[None]:
     """SIGSTOP the gateway: sockets stay open but nothing is answered, until SIGCONT."""
     assert gw.proc is not None
-    os.kill(gw.proc.pid, signal.SIGSTOP)
+    pid = gw.proc.pid
+    os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(gw.proc.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):  # killed meanwhile
+            os.kill(pid, signal.SIGCONT)
 
 
 async def kill(gw: GatewayProcess) -> None:
