@@ -8,6 +8,7 @@ import time
 import warnings
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 
@@ -201,3 +202,11 @@ async def test_without_a_list_only_the_own_origin_is_accepted(gateway: GatewayPr
     assert await refused_status(gateway, bearer(token), origin="https://app.example.com") == 403
     peer = await open_peer(gateway, rooms=1, headers=bearer(token), origin=gateway.base_url)
     await peer.close()
+
+
+async def test_plain_get_without_upgrade(gateway: GatewayProcess) -> None:
+    token = make_token(gateway.secret, unique("http"))
+    async with httpx.AsyncClient(timeout=10) as http:
+        assert (await http.get(gateway.ws_url.replace("ws://", "http://"))).status_code == 401
+        resp = await http.get(gateway.ws_url.replace("ws://", "http://"), headers=bearer(token))
+    assert resp.status_code == 426

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from tests.conftest import GatewayFactory
 from tests.core.support import bearer, ping, refused_status, unique
 from tests.helpers.tokens import make_token
-from tests.helpers.ws import connect_peer
+from tests.helpers.ws import TIMEOUT, connect_peer
 
 COMPAT_ENV = ("JWT_SECRET", "REDIS_URL", "WEBSOCKET_PATH", "WEBSOCKET_ALLOWED_ORIGINS",
               "WEBSOCKET_URL")
@@ -63,6 +64,8 @@ def pem_dir(tmp_path: Path) -> Path:
     (["--port", "0"], {"WEBSOCKET_PATH": "no-slash"}, "WEBSOCKET_PATH"),
     (["--port", "0"], {"ROOMCAST_PING_INTERVAL": "often"}, "ROOMCAST_PING_INTERVAL"),
     (["--port", "0"], {"JWT_SECRET": "short"}, "JWT_SECRET"),
+    (["--port", "0"], {"ROOMCAST_PING_INTERVAL": "5", "ROOMCAST_PING_TIMEOUT": "5"}, "ping"),
+    (["--port", "0", "--max-message-size", "0"], {}, "max-message-size"),
     (["--port", "0", "--log-format", "xml"], {}, "xml"),
 ])
 def test_bad_setting_is_one_line_without_traceback(
@@ -105,3 +108,19 @@ async def test_custom_websocket_path(gateway_factory: GatewayFactory) -> None:
     default = f"ws://127.0.0.1:{gw.port}/websocket/connect"
     token = make_token(gw.secret, unique("path"))
     assert await refused_status(gw, bearer(token), url=default) == 404
+
+
+async def test_max_message_size_is_configurable(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(env={"ROOMCAST_MAX_MESSAGE_SIZE": "1024"})
+    peer = await connect_peer(gw, unique("small"))
+    try:
+        await peer.send('{"id": "big", "type": "presence", "data": {"p": "%s"}}' % ("x" * 1100))
+        reply = await peer.recv()
+        assert reply["type"] == "error" and reply["data"]["code"] == "too_large"
+        await ping(peer)
+        await peer.send("x" * 2049)  # over twice the limit
+        async with asyncio.timeout(TIMEOUT):
+            await peer.ws.wait_closed()
+        assert peer.ws.close_code == 1009
+    finally:
+        await peer.close()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 
 import httpx
+import pytest
 
 from tests.core.support import (
     bearer,
@@ -55,19 +57,33 @@ async def test_status_shape_and_counts(fresh_gateway: GatewayProcess) -> None:
     await bob.close()
 
 
-async def test_sigterm_closes_every_client_with_1001_and_exits_0(
-    fresh_gateway: GatewayProcess,
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_shutdown_closes_every_client_with_1001_and_exits_0(
+    fresh_gateway: GatewayProcess, sig: signal.Signals,
 ) -> None:
     gw = fresh_gateway
     group = unique("g")
     peers = [await connect_peer(gw, unique("u"), groups=[group]) for _ in range(5)]
-    exit_code = asyncio.create_task(asyncio.to_thread(gw.stop))
-    async with asyncio.timeout(TIMEOUT):
-        for peer in peers:
-            await peer.ws.wait_closed()
-    assert [p.ws.close_code for p in peers] == [1001] * len(peers)
-    assert {p.ws.close_reason for p in peers} == {"server shutting down"}
-    assert await asyncio.wait_for(exit_code, TIMEOUT) == 0
+    # A client that never answers the close handshake must not hold the shutdown up.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(
+        f"GET /websocket/connect HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Bearer {make_token(gw.secret, unique('mute'))}\r\n\r\n".encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    proc = gw.proc
+    assert proc is not None
+    proc.send_signal(sig)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            for peer in peers:
+                await peer.ws.wait_closed()
+        assert [p.ws.close_code for p in peers] == [1001] * len(peers)
+        assert {p.ws.close_reason for p in peers} == {"server shutting down"}
+        assert await asyncio.to_thread(proc.wait, TIMEOUT) == 0
+    finally:
+        writer.close()
 
 
 async def test_logs_connect_and_disconnect_without_credentials(
