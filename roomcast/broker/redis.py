@@ -1,0 +1,308 @@
+"""Redis pub/sub between instances, wire-compatible with the Go gateway.
+
+The wire format lives in :mod:`roomcast.broker.redis_wire`; this module owns the
+connections: a pool for publishing and one subscriber connection, watched by a
+listener task that reconnects with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Final, Literal
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from roomcast.broker import redis_wire as wire
+from roomcast.broker.base import BrokerHandler, ControlCommand, Target, ToRoom
+from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError
+from roomcast.logs import log_event
+
+_log = logging.getLogger("roomcast.broker.redis")
+
+Mode = Literal["compat", "sharded"]
+_MODES: Final = ("compat", "sharded")
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisBroker:
+    """A :class:`~roomcast.broker.base.Broker` over Redis pub/sub.
+
+    Delivery to other instances is at-most-once: a message published while a
+    subscriber is disconnected is lost for it (compat.md). ``publish`` delivers
+    locally first, then publishes once; when Redis is unreachable it raises
+    :class:`BrokerUnavailable` within ``timeout`` seconds (a refused connection
+    fails at once) and never buffers.
+
+    ``start`` does not fail when Redis is down: the instance runs alone,
+    ``healthy`` is False with a ``health_reason``, and the listener keeps
+    reconnecting and resubscribing.
+
+    Modes:
+        ``"compat"``: every instance receives every room publication on
+        ``websocket:rooms``, like the Go gateway; Go and roomcast instances
+        can share a Redis.
+        ``"sharded"``: room publications go to ``roomcast:room:{room}``
+        channels, which an instance subscribes to only while it has local
+        members. The node must call :meth:`subscribe_room` when a room gets
+        its first local member and :meth:`unsubscribe_room` after the last
+        one left (both are no-ops in compat mode). Go instances then miss
+        roomcast's room messages, so use it only in an all-roomcast cluster.
+
+    Args:
+        url: ``redis://`` or ``rediss://`` URL.
+        server_id: this instance's id; payloads carrying it are our own echoes.
+        mode: ``"compat"`` or ``"sharded"``.
+        timeout: bound on connecting to Redis and on each command.
+        ping_interval: the listener pings an idle subscription this often and
+            reconnects when nothing came back for two intervals.
+        max_backoff: cap of the listener's reconnection delay.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        server_id: str,
+        *,
+        mode: str = "compat",
+        timeout: float = 1.0,
+        ping_interval: float = 5.0,
+        max_backoff: float = 5.0,
+        max_connections: int = 64,
+    ) -> None:
+        if mode not in _MODES:
+            raise ConfigError(f"broker mode must be 'compat' or 'sharded', not {mode!r}")
+        self.url = url
+        self.server_id = server_id
+        self.mode: Mode = "sharded" if mode == "sharded" else "compat"
+        self._timeout = timeout
+        self._ping_interval = ping_interval
+        self._max_backoff = max_backoff
+        self._prefix = wire.payload_prefix(server_id)
+        try:
+            # A blocking pool bounds concurrent publishes: the excess waits at
+            # most `timeout` for a connection instead of queueing without end.
+            self._pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                # One retry replaces a connection a Redis restart left stale.
+                retry=Retry(NoBackoff(), retries=1),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"invalid REDIS_URL: {exc}") from None
+        self._client = aioredis.Redis.from_pool(self._pool)
+        self._handler: BrokerHandler | None = None
+        self._pubsub: PubSub | None = None
+        self._rooms: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
+        self._closing = False
+        self._healthy = False
+        self._reason: str | None = "not started"
+        self._health_changed = asyncio.Event()
+        #: Payloads received from other instances but dropped as malformed.
+        self.dropped = 0
+
+    # -- health -----------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the subscription to the other instances is live."""
+        return self._healthy
+
+    @property
+    def health_reason(self) -> str | None:
+        """Why the broker is unhealthy, if it is."""
+        return self._reason
+
+    def _set_health(self, healthy: bool, reason: str | None = None) -> None:
+        if healthy != self._healthy:
+            log_event(_log, "broker_healthy" if healthy else "broker_unhealthy",
+                      logging.INFO if healthy else logging.WARNING, reason=reason)
+        self._healthy, self._reason = healthy, None if healthy else reason
+        self._health_changed.set()
+        self._health_changed = asyncio.Event()
+
+    async def wait_health(self, healthy: bool = True) -> None:
+        """Return once ``healthy`` has that value (bound it with ``asyncio.timeout``)."""
+        while self._healthy != healthy:
+            await self._health_changed.wait()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self, handler: BrokerHandler) -> None:
+        """Subscribe (or, with Redis down, keep trying in the background)."""
+        if self._listener is not None:
+            return
+        self._handler = handler
+        listener = asyncio.create_task(self._listen(), name="roomcast-redis-listener")
+        self._listener = listener
+        # Wait for the first attempt, so a healthy start delivers from the first message.
+        first_attempt = asyncio.create_task(self._health_changed.wait())
+        await asyncio.wait({first_attempt, listener}, return_when=asyncio.FIRST_COMPLETED)
+        first_attempt.cancel()
+
+    async def close(self) -> None:
+        """Stop listening and close every connection."""
+        self._closing = True
+        task, self._listener = self._listener, None
+        # redis-py's read timeout can swallow a cancellation that lands as it
+        # expires (asyncio.timeout on 3.11), so cancel until the task is done.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        self._handler = None
+        self._set_health(False, "closed")
+        await self._client.aclose()
+
+    # -- publishing -------------------------------------------------------------
+
+    async def publish(self, target: Target, payload: bytes) -> int:
+        """Deliver locally, then publish to the other instances; local recipients.
+
+        Raises:
+            ValueError: the payload's envelope names a recipient other than
+                ``target`` (checked before anything is delivered).
+            BrokerUnavailable: Redis is unreachable (local delivery happened).
+            BrokerError: Redis refused the publish (local delivery happened).
+        """
+        handler = self._require_handler()
+        channel, envelope = wire.outgoing(target, payload, sharded=self.mode == "sharded")
+        exclude = target.exclude if isinstance(target, ToRoom) else None
+        local = handler.handle_publication(target, payload)
+        await self._publish(channel, wire.wrap(self._prefix, envelope, exclude))
+        return local
+
+    async def publish_control(self, command: ControlCommand) -> None:
+        """Apply a command here, then send it to the other instances.
+
+        Raises:
+            BrokerUnavailable: Redis is unreachable (applied locally only).
+        """
+        await self._require_handler().handle_control(command)
+        await self._publish(wire.CONTROL, wire.encode_control(self._prefix, command))
+
+    async def _publish(self, channel: str, data: bytes) -> None:
+        try:
+            await self._client.publish(channel, data)
+        except _UNREACHABLE as exc:
+            raise BrokerUnavailable(f"Redis unreachable: {_describe(exc)}") from exc
+        except RedisError as exc:
+            raise BrokerError(f"Redis publish failed: {_describe(exc)}") from exc
+
+    def _require_handler(self) -> BrokerHandler:
+        if self._handler is None:
+            raise BrokerError("broker not started")
+        return self._handler
+
+    # -- sharded rooms ----------------------------------------------------------
+
+    async def subscribe_room(self, room: str) -> None:
+        """Receive the room's publications (sharded mode; a no-op in compat mode).
+
+        Never raises: while Redis is down the room is subscribed on reconnection.
+        """
+        if self.mode != "sharded" or room in self._rooms:
+            return
+        self._rooms.add(room)
+        await self._change_subscription("subscribe", room)
+
+    async def unsubscribe_room(self, room: str) -> None:
+        """Stop receiving the room's publications (sharded mode; a no-op otherwise)."""
+        if self.mode != "sharded" or room not in self._rooms:
+            return
+        self._rooms.discard(room)
+        await self._change_subscription("unsubscribe", room)
+
+    async def _change_subscription(self, action: str, room: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the listener subscribes to self._rooms when it connects
+        try:
+            await getattr(pubsub, action)(wire.room_channel(room))
+        except (RedisError, OSError) as exc:
+            # The listener sees the same failure and resubscribes from self._rooms.
+            log_event(_log, "broker_room_subscription_failed", logging.WARNING,
+                      action=action, room=room, error=_describe(exc))
+
+    # -- listening --------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        delay = 0.0
+        while not self._closing:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(*wire.CHANNELS, *map(wire.room_channel, self._rooms))
+                self._pubsub = pubsub
+                self._set_health(True)
+                delay = 0.0
+                await self._receive(pubsub)
+            except (RedisError, OSError) as exc:
+                self._set_health(False, f"Redis subscription lost: {_describe(exc)}")
+            except Exception as exc:
+                # Not Redis's fault, but delivery has stopped all the same: start over.
+                log_event(_log, "broker_listener_failed", logging.ERROR, error=_describe(exc))
+                self._set_health(False, f"listener failed: {_describe(exc)}")
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            # Capped exponential backoff with jitter, so instances do not
+            # reconnect in lockstep after a Redis restart.
+            delay = min(self._max_backoff, max(0.05, delay * 2))
+            await asyncio.sleep(delay * random.uniform(0.8, 1.0))
+
+    async def _receive(self, pubsub: PubSub) -> None:
+        last_heard = time.monotonic()
+        while not self._closing:
+            message = await pubsub.get_message(timeout=self._ping_interval)
+            now = time.monotonic()
+            if message is None:
+                if now - last_heard >= 2 * self._ping_interval:
+                    raise RedisConnectionError("no reply to PING")
+                await pubsub.ping()
+                continue
+            last_heard = now
+            if message["type"] == "message":
+                await self._dispatch(message["channel"].decode(), message["data"])
+
+    async def _dispatch(self, channel: str, data: bytes) -> None:
+        if data.startswith(self._prefix):
+            return  # our own echo
+        handler = self._handler
+        if handler is None:
+            return
+        try:
+            if channel == wire.CONTROL:
+                server_id, command = wire.parse_control(data)
+                if server_id != self.server_id:
+                    await handler.handle_control(command)
+                return
+            incoming = wire.parse(channel, data)
+            if incoming.server_id != self.server_id:
+                handler.handle_publication(incoming.target, incoming.envelope)
+        except wire.MalformedPayload as exc:
+            self.dropped += 1
+            # The reason and size only: payloads may carry private messages.
+            log_event(_log, "broker_payload_dropped", logging.WARNING,
+                      channel=channel, size=len(data), reason=str(exc))
+        except Exception as exc:
+            # A handler bug must not stop delivery of everything after it.
+            log_event(_log, "broker_handler_failed", logging.ERROR, channel=channel,
+                      error=_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text[:200]
