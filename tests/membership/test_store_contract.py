@@ -21,12 +21,7 @@ from roomcast.membership.postgres import PostgresMembershipStore
 from roomcast.membership.redis import RedisMembershipStore
 from roomcast.membership.sqlite import SqliteMembershipStore
 from roomcast.types import GroupId, UserId
-from tests.helpers.fixtures_postgres import postgres_dsn, postgres_server
-from tests.helpers.fixtures_redis import redis_server, redis_server_module
 from tests.helpers.redis_server import RedisServer, free_port
-
-# Fixtures used by name below; the lead's conftest will load these plugins for all tests.
-__all__ = ["postgres_dsn", "postgres_server", "redis_server", "redis_server_module"]
 
 StoreFactory = Callable[[], MembershipStore]
 BACKENDS = ["sqlite", "redis", "postgres"]
