@@ -11,10 +11,17 @@
     ├── BrokerError          a publish could not be carried out
     │   └── BrokerUnavailable    the broker backend is unreachable
     ├── StoreError           the membership store failed
-    └── ConfigError (ValueError)  a bad setting; the CLI prints it as one line
+    ├── ConfigError (ValueError)  a bad setting; the CLI prints it as one line
+    └── ApiError             the server HTTP API answered an error (``roomcast.api``)
+        ├── ApiAuthError (AuthError)   401/403: no, wrong or non-admin credentials
+        ├── ApiNotFound (NotFound)     404: unknown connection or room
+        ├── ApiInvalid (ValueError)    415/422: invalid request; ``details`` name fields
+        └── ApiUnavailable             503 or unreachable: may succeed later
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from roomcast.protocol.codes import ErrorCode
 
@@ -77,3 +84,41 @@ class StoreError(RoomcastError):
 
 class ConfigError(RoomcastError, ValueError):
     """A setting is invalid; ``str(exc)`` is a one-line explanation."""
+
+
+class ApiError(RoomcastError):
+    """An error answer of the server HTTP API: ``str(exc)`` is the server's sentence."""
+
+    def __init__(self, message: str, *, status: int | None, error: str,
+                 reason: str | None = None, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        #: HTTP status, or None when the server could not be reached.
+        self.status = status
+        #: The stable ``error`` code of the answer (``not_found``, ``invalid_body`` ...).
+        self.error = error
+        #: Why credentials were refused (``bad_api_key``, ``expired``, ``not_admin`` ...);
+        #: the ``error`` code for other answers.
+        self.reason: str = reason or error
+        #: ``[{field, message}]`` for invalid requests.
+        self.details = details or []
+
+    @property
+    def temporary(self) -> bool:
+        """Whether the same call may succeed later."""
+        return self.status is None or self.status >= 500
+
+
+class ApiAuthError(ApiError, AuthError):
+    """401: no or wrong credentials; 403: valid, but not an administrator's."""
+
+
+class ApiNotFound(ApiError, NotFound):
+    """404: the connection or room does not exist (now)."""
+
+
+class ApiInvalid(ApiError, ValueError):
+    """The request was refused as invalid (422, 415); see ``details``."""
+
+
+class ApiUnavailable(ApiError):
+    """503, or the server could not be reached: the broker or a store is down."""
