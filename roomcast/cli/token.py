@@ -1,12 +1,80 @@
-"""``roomcast token``: placeholder until implemented."""
+"""``roomcast token``: mint a JWT in the Go gateway's format, for development and scripts."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import sys
 from typing import Any
+
+from roomcast import config
+from roomcast.auth import mint_token
+from roomcast.exceptions import ConfigError
+
+_TTL = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhd]?)", re.IGNORECASE)
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def register(sub: Any) -> None:
     """Add the ``token`` subcommand."""
-    parser: argparse.ArgumentParser = sub.add_parser("token", help="(not yet implemented)")
-    parser.set_defaults(func=lambda args: 2)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "token",
+        help="mint a JWT for a user",
+        description="Print an HS256 token with the Go gateway's claims, signed with "
+        "--secret, else JWT_SECRET, else the development secret `roomcast serve` uses.",
+    )
+    parser.add_argument("--user", required=True, help="user_id claim")
+    parser.add_argument("--name", help="character_name claim (default: the user id)")
+    parser.add_argument("--character-id", type=int, help="character_id claim (default 0)")
+    parser.add_argument(
+        "--groups", default="", help="comma-separated group ids (the optional groups claim)"
+    )
+    parser.add_argument("--scopes", default="", help="space-separated scopes claim")
+    parser.add_argument("--admin", action="store_true", help="add the admin scope")
+    parser.add_argument(
+        "--ttl", type=parse_ttl, default=3600.0, help="lifetime: 30s, 15m, 1h, 7d (default 1h)"
+    )
+    parser.add_argument("--secret", help="signing secret [env JWT_SECRET]")
+    parser.set_defaults(func=run)
+
+
+def parse_ttl(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``1h`` or ``7d`` as seconds."""
+    match = _TTL.fullmatch(text.strip())
+    if match is None or float(match["n"]) <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 30s, 15m, 1h, 7d)")
+    return float(match["n"]) * _UNIT[match["unit"].lower()]
+
+
+def run(args: argparse.Namespace) -> int:
+    secret = args.secret or os.environ.get("JWT_SECRET")
+    if secret is None:
+        # Development: the secret `roomcast serve` generates when JWT_SECRET is unset.
+        settings = config.load(None)
+        secret = settings.jwt_secret or ""
+        if settings.generated_secret:
+            print(
+                f"roomcast: no JWT_SECRET; signed with the development secret in "
+                f"{settings.dev_secret_file}",
+                file=sys.stderr,
+            )
+    scopes = args.scopes.split()
+    if args.admin:
+        scopes.append(os.environ.get("ROOMCAST_ADMIN_SCOPE") or config.Settings.admin_scope)
+    if len(secret) < 16:
+        raise ConfigError("the secret must be at least 16 characters (as `roomcast serve` checks)")
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    print(
+        mint_token(
+            secret,
+            args.user,
+            name=args.name,
+            character_id=args.character_id,
+            groups=groups or None,
+            scopes=" ".join(dict.fromkeys(scopes)),
+            ttl=args.ttl,
+            issuer=os.environ.get("JWT_ISSUER") or "go-falcon",
+        )
+    )
+    return 0
