@@ -126,6 +126,13 @@ class RedisBroker:
         """Why the broker is unhealthy, if it is."""
         return self._reason
 
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels subscribed to right now (empty while disconnected)."""
+        if self._pubsub is None:
+            return ()
+        return (*wire.CHANNELS, *sorted(map(wire.room_channel, self._rooms)))
+
     def _set_health(self, healthy: bool, reason: str | None = None) -> None:
         if healthy != self._healthy:
             log_event(_log, "broker_healthy" if healthy else "broker_unhealthy",

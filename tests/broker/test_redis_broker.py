@@ -327,6 +327,7 @@ async def test_outage_then_recovery(redis_server: RedisServer) -> None:
         async with asyncio.timeout(DEADLINE):
             await a.wait_health(False)
         assert a.health_reason and "Redis" in a.health_reason
+        assert a.channels == ()
 
         env = envelope(room="group:1")
         async with asyncio.timeout(DEADLINE):  # fails fast, never hangs or buffers
@@ -343,6 +344,7 @@ async def test_outage_then_recovery(redis_server: RedisServer) -> None:
             await a.wait_health(True)
             await b.wait_health(True)
         assert a.health_reason is None
+        assert "websocket:rooms" in a.channels
         await barrier(a, a_seen, b_seen)  # resubscribed: delivery resumed both ways
         await barrier(b, a_seen, b_seen)
     finally:
@@ -388,6 +390,7 @@ async def test_sharded_rooms_reach_only_subscribed_instances(make_node: NodeFact
     b, b_seen = await make_node(mode="sharded")
     room1, room2 = RoomId("group:1"), RoomId("group:2")
     await b.subscribe_room(room1)
+    assert "roomcast:room:group:1" in b.channels
     env1, env2 = envelope(room=room1), envelope(room=room2)
     await a.publish(ToRoom(room1, exclude=ConnId("c-1")), enc(env1))
     await a.publish(ToRoom(room2), enc(env2))
