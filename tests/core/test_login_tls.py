@@ -15,7 +15,11 @@ from tests.core.support import cookie, open_peer, ping, unique
 from tests.helpers.gateway import GatewayProcess
 from tests.helpers.ws import TIMEOUT, connect_peer
 
-EMBEDDED = {"JWT_SECRET": ""}  # no secret: a generated one, and the dev login on
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> dict[str, str]:
+    """No JWT_SECRET: a generated dev secret (kept in tmp_path) and the dev login on."""
+    return {"JWT_SECRET": "", "ROOMCAST_DEV_SECRET_FILE": str(tmp_path / "dev-secret")}
 
 
 async def login(gw: GatewayProcess, verify: ssl.SSLContext | bool = True,
@@ -36,8 +40,9 @@ def attributes(set_cookie: str) -> set[str]:
     return {part.strip().split("=")[0].lower() for part in set_cookie.split(";")[1:]}
 
 
-async def test_dev_login_form_cookie_and_connect(gateway_factory: GatewayFactory) -> None:
-    gw = gateway_factory(env=EMBEDDED)
+async def test_dev_login_form_cookie_and_connect(gateway_factory: GatewayFactory,
+                                                 embedded: dict[str, str]) -> None:
+    gw = gateway_factory(env=embedded)
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=TIMEOUT) as http:
         form = await http.get("/login")
     assert form.status_code == 200 and form.headers["content-type"].startswith("text/html")
@@ -60,8 +65,9 @@ async def test_dev_login_form_cookie_and_connect(gateway_factory: GatewayFactory
         await peer.close()
 
 
-async def test_dev_login_refuses_a_bad_user_id(gateway_factory: GatewayFactory) -> None:
-    gw = gateway_factory(env=EMBEDDED)
+async def test_dev_login_refuses_a_bad_user_id(gateway_factory: GatewayFactory,
+                                               embedded: dict[str, str]) -> None:
+    gw = gateway_factory(env=embedded)
     resp = await login(gw, user_id="../etc/passwd")
     assert resp.status_code == 422 and "set-cookie" not in resp.headers
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import time
 
 from roomcast.membership.sqlite import SqliteMembershipStore
@@ -20,6 +24,18 @@ async def add_to_store(gw: GatewayProcess, user: str, group: str, name: str) -> 
         assert await store.add(UserId(user), GroupId(group), name)
     finally:
         await store.close()
+
+
+async def groups_cli(gw: GatewayProcess, *args: str, url: str | None = None) -> str:
+    """Run `roomcast groups ...` as an operator would, against this gateway."""
+    env = {**os.environ, "JWT_SECRET": gw.secret, "ROOMCAST_DB": gw.env["ROOMCAST_DB"]}
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "roomcast", "groups", "--url", url or gw.base_url, *args],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def joined_events(peer: Peer, msgs: list[Message]) -> dict[str, Message]:
@@ -89,6 +105,32 @@ async def test_membership_store_groups_are_joined(gateway: GatewayProcess) -> No
         assert joined[f"group:{stored}"]["data"]["name"] == "Group: Stored group"
         assert len([m for m in msgs if m["type"] == "room_joined"]) == 4
         await quiet(peer)  # `both` was joined only once
+    finally:
+        await peer.close()
+
+
+async def test_groups_added_with_the_cli_are_joined(gateway: GatewayProcess) -> None:
+    user, group = unique("cli"), unique("g")
+    assert (await groups_cli(gateway, "add", user, group, "--name", "Via CLI")).strip() == "changed"
+    assert group in await groups_cli(gateway, "list", user)
+    peer, msgs = await read_initial(gateway, make_token(gateway.secret, user), 2)
+    try:
+        joined = joined_events(peer, msgs)
+        assert joined[f"group:{group}"]["data"]["name"] == "Group: Via CLI"
+    finally:
+        await peer.close()
+
+
+async def test_groups_cli_moves_a_connected_user(gateway: GatewayProcess) -> None:
+    user, group = unique("cli-live"), unique("g")
+    peer = await connect_peer(gateway, user)
+    try:
+        await groups_cli(gateway, "add", user, group)
+        joined = await peer.expect("room_joined")
+        assert joined["room"] == f"group:{group}"
+        await groups_cli(gateway, "remove", user, group)
+        left = await peer.expect("room_left")
+        assert left["room"] == f"group:{group}"
     finally:
         await peer.close()
 
