@@ -22,11 +22,11 @@ _HTML = """<!doctype html>
 </head><body>
 <header><h1 id="title">roomcast server API</h1><p id="info"></p>
 <p><a href="{spec}">openapi.json</a></p></header>
-<section class="auth" aria-label="Credentials">
+<form class="auth" id="credentials" aria-label="Credentials">
 <label>X-API-Key <input id="api-key" type="password" autocomplete="off"></label>
 <label>Bearer token <input id="bearer" type="password" autocomplete="off"></label>
 <span class="hint">Both empty: your login cookie is used (administrators only).</span>
-</section>
+</form>
 <main id="operations"><p>Loading the spec...</p></main>
 <section id="schemas"><h2>Schemas</h2></section>
 </body></html>
@@ -144,6 +144,7 @@ function operation(path, method, op) {
 }
 
 async function main() {
+  $("credentials").addEventListener("submit", (event) => event.preventDefault());
   const doc = await (await fetch(spec)).json();
   $("title").textContent = `${doc.info.title} ${doc.info.version}`;
   $("info").textContent = doc.info.description ?? "";
