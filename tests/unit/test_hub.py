@@ -127,3 +127,30 @@ async def test_deliver_does_not_count_a_closed_writer() -> None:
     b.writer.close(flush=False)
     assert hub.deliver(ToRoom(RED), b"{}") == 1
     assert hub.deliver(ToAll(), b"{}") == 1
+
+
+class RecordingCloser:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+
+    def __call__(self, code: int, reason: str) -> None:
+        self.calls.append((code, reason))
+
+    async def wait(self) -> None:
+        return None
+
+
+def test_connection_close_goes_through_its_closer() -> None:
+    conn, _ = make_conn("a", "alice")
+    conn.close(1001, "bye")  # no closer yet: nothing to do
+    closer = RecordingCloser()
+    conn.closer = closer
+    conn.close(1001, "bye")
+    assert closer.calls == [(1001, "bye")]
+
+
+async def test_connection_send_frames_one_envelope_for_itself() -> None:
+    conn, transport = make_conn("a", "alice")
+    assert conn.send(b'{"type":"presence"}')
+    await asyncio.sleep(0)
+    assert transport.writes == [text_frame(b'{"type":"presence"}')]
