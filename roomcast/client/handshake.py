@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from enum import Enum
 from urllib.parse import urlsplit, urlunsplit
@@ -64,7 +65,7 @@ def classify(exc: BaseException) -> tuple[Failure, int | None]:
 
     Like websockets' default ``process_exception``: network errors, timeouts and 5xx
     are retried. 401/403 are credentials (or Origin), handled by the caller. Other
-    statuses (404: wrong path) and bad URLs will not get better.
+    statuses (404: wrong path), bad URLs and untrusted certificates will not get better.
     """
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
@@ -73,7 +74,8 @@ def classify(exc: BaseException) -> tuple[Failure, int | None]:
         if status >= 500 or status in (408, 429):
             return Failure.RETRY, status
         return Failure.FATAL, status
-    if isinstance(exc, InvalidURI | ValueError):
+    if isinstance(exc, InvalidURI | ValueError | ssl.SSLCertVerificationError):
+        # A certificate the client does not trust will not become trusted by retrying.
         return Failure.FATAL, None
     if isinstance(exc, OSError | TimeoutError | InvalidHandshake | EOFError):
         return Failure.RETRY, None
