@@ -6,6 +6,7 @@ The server overwrites ``from`` and ``timestamp``, so only their types are checke
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -106,20 +107,29 @@ def parse_client_message(frame: str | bytes, *, max_size: int) -> ClientCommand:
         and len(frame) * 4 > max_size
         and len(frame.encode("utf-8", "surrogatepass")) > max_size
     ):
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_size} bytes")
+        too_large = ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_size} bytes")
+        # compat.md: the React client waits 10 s for a reply with its id, so find it.
+        with contextlib.suppress(orjson.JSONDecodeError):
+            too_large.message_id = _message_id(orjson.loads(frame))
+        raise too_large
     try:
         obj = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"invalid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.NOT_AN_OBJECT, "a message must be a JSON object")
-    raw_id = obj.get("id")
-    message_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= MAX_ID_LENGTH else None
+    message_id = _message_id(obj)
     try:
         return _to_command(obj)
     except ProtocolError as exc:
         exc.message_id = message_id
         raise
+
+
+def _message_id(obj: object) -> str | None:
+    """The client's ``id``, when the frame is an object carrying a usable one."""
+    raw = obj.get("id") if isinstance(obj, dict) else None
+    return raw if isinstance(raw, str) and len(raw) <= MAX_ID_LENGTH else None
 
 
 def _to_command(obj: dict[str, Any]) -> ClientCommand:

@@ -35,7 +35,7 @@ class GatewayProcess:
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
         self.log_path = self.dir / "gateway.log"
-        self.lines: Queue[str] = Queue()
+        self.lines: Queue[str | None] = Queue()
 
     @property
     def base_url(self) -> str:
@@ -64,7 +64,7 @@ class GatewayProcess:
             except Empty:
                 self.kill()
                 raise RuntimeError(f"gateway did not start; log:\n{self.log()}") from None
-            if line is None:  # type: ignore[comparison-overlap]
+            if line is None:
                 raise RuntimeError(f"gateway exited at start; log:\n{self.log()}")
             if line.startswith("roomcast listening on "):
                 url = line.split()[3]
@@ -73,11 +73,11 @@ class GatewayProcess:
                 return self
 
     @staticmethod
-    def _pump(proc: subprocess.Popen[str], lines: Queue[str]) -> None:
+    def _pump(proc: subprocess.Popen[str], lines: Queue[str | None]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.put(line.strip())
-        lines.put(None)  # type: ignore[arg-type]
+        lines.put(None)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait; returns the exit code."""
