@@ -20,7 +20,7 @@ from roomcast.auth import COOKIE_NAME
 from roomcast.server.admin import bodies
 from roomcast.server.admin.docs_page import add_docs_routes
 from roomcast.server.admin.guard import API_KEY_HEADER
-from roomcast.server.admin.listings import MAX_CONN_ID
+from roomcast.server.admin.inputs import MAX_CONN_ID
 from roomcast.server.admin.routes import OPERATIONS, Operation
 
 SPEC_PATH = "/websocket/openapi.json"
@@ -48,7 +48,7 @@ _ERRORS = {
 def _schemas() -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]],
                         dict[str, Any]]:
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {
-        (bodies.Problem, "serialization"), (bodies.Status, "serialization"),
+        (bodies.ErrorBody, "serialization"), (bodies.Status, "serialization"),
     }
     for op in OPERATIONS:
         models.add((op.response, "serialization"))
@@ -77,7 +77,7 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 def _problem(status: int) -> dict[str, Any]:
     return {"description": _ERRORS[status],
-            "content": {"application/json": {"schema": {"$ref": _REF.format(model="Problem")}}}}
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}}
 
 
 def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -99,6 +99,8 @@ def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]
     if op.description:
         out["description"] = op.description
     errors = {401, 403, 422, *op.errors}
+    if op.method != "GET":
+        errors.add(415)  # a cookie-authenticated write must send JSON (CSRF guard)
     if op.body is not None:
         media: dict[str, Any] = {"schema": refs[(op.body, "validation")]}
         extra = op.body.model_config.get("json_schema_extra")
@@ -107,7 +109,6 @@ def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]
             media["example"] = examples[0]
         out["requestBody"] = {"required": op.body_required,
                               "content": {"application/json": media}}
-        errors.add(415)
     for status in sorted(errors):
         out["responses"][str(status)] = _problem(status)
     return out

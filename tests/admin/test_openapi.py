@@ -9,7 +9,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 
+from roomcast.server.admin import bodies
 from roomcast.server.admin.routes import OPERATIONS
 from tests.admin.support import API_KEY
 from tests.helpers.gateway import GatewayProcess
@@ -43,6 +45,22 @@ def test_every_operation_is_described(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
     assert schemas["MessageBody"]["properties"]["type"]["enum"][0] == "message"
     assert len(schemas["MessageBody"]["properties"]["type"]["enum"]) == 10
+
+
+def test_examples_are_valid() -> None:
+    """Every example the spec shows is accepted by the model it illustrates."""
+    models = [m for m in vars(bodies).values()
+              if isinstance(m, type) and issubclass(m, BaseModel) and m is not BaseModel]
+    with_examples = [m for m in models
+                     if isinstance(m.model_config.get("json_schema_extra"), dict)]
+    assert len(with_examples) >= 10
+    for model in with_examples:
+        extra = model.model_config.get("json_schema_extra")
+        assert isinstance(extra, dict)
+        examples = extra["examples"]
+        assert isinstance(examples, list)
+        for example in examples:
+            model.model_validate(example)
 
 
 def test_docs_page_is_self_contained(admin_gw: GatewayProcess) -> None:

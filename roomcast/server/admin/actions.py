@@ -19,8 +19,8 @@ from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode
 from roomcast.server.admin.bodies import MembershipBody, MessageBody, ProfileBody
 from roomcast.server.admin.guard import Caller
-from roomcast.server.admin.listings import connection_id, group_id, room_id, user_id
-from roomcast.server.admin.problems import Problem, json_response, read_body
+from roomcast.server.admin.inputs import connection_id, group_id, read_body, room_id, user_id
+from roomcast.server.admin.problems import Problem, json_response
 from roomcast.server.state import gateway
 from roomcast.types import ConnId, GroupId, RoomId, UserId
 

@@ -125,8 +125,23 @@ class RoomsQuery(BaseModel):
 # -- responses -------------------------------------------------------------------
 
 
+def _example(**fields: Any) -> ConfigDict:
+    """A model config whose JSON schema carries one example (shown in the docs)."""
+    return ConfigDict(json_schema_extra={"examples": [fields]})
+
+
+_CONN_ID = "7f1d2c9e-3b8a-4c55-9f0e-2a6d1b4c8e71"
+_MSG_ID = "0b0e6a51-8b0e-4e0c-9a55-5d9c3f1e2a10"
+_SERVER_ID = "b7a0c3d2-5e1f-4a8b-9c6d-0e1f2a3b4c5d"
+_TIME = "2026-01-02T03:04:05.678Z"
+
+
 class Connection(BaseModel):
     """A live connection, on any instance."""
+
+    model_config = _example(id=_CONN_ID, user_id="alice", character_id=90000001,
+                            character_name="Ada", rooms=["group:blue", "user:alice"],
+                            created_at=_TIME, server_id=_SERVER_ID)
 
     id: str
     user_id: str
@@ -148,6 +163,8 @@ class ConnectionOne(BaseModel):
 
 class Room(BaseModel):
     """A room with at least one member, on any instance."""
+
+    model_config = _example(id="group:blue", type="group", name="Group: Blue team", member_count=3)
 
     id: str
     type: str = Field(description="`personal` or `group`")
@@ -181,6 +198,11 @@ class Envelope(BaseModel):
 class Sent(BaseModel):
     """compat.md: the answer of every message POST."""
 
+    model_config = _example(success=True, message_id=_MSG_ID, recipients_count=2, timestamp=_TIME,
+                            message={"id": _MSG_ID, "type": "notification",
+                                     "data": {"title": "Deploy", "user_id": "alice"},
+                                     "timestamp": _TIME})
+
     success: bool
     message_id: str
     recipients_count: int = Field(
@@ -192,6 +214,9 @@ class Sent(BaseModel):
 
 class Membership(BaseModel):
     """Result of a membership PUT or DELETE; ``changed`` is false for a repeat."""
+
+    model_config = _example(changed=True, user_id="alice", group_id="blue",
+                            group_name="Blue team", joined=True)
 
     changed: bool
     user_id: str
@@ -206,18 +231,28 @@ class Group(BaseModel):
 
 
 class GroupList(BaseModel):
+
+    model_config = _example(user_id="alice", groups=[{"id": "blue", "name": "Blue team"}],
+                            total=1)
     user_id: str
     groups: list[Group]
     total: int
 
 
 class Disconnected(BaseModel):
+
+    model_config = _example(success=True, connection_id=_CONN_ID)
     success: bool
     connection_id: str
 
 
 class Status(BaseModel):
     """Public health of this instance: counts only, no user data."""
+
+    model_config = _example(status="healthy", server_id=_SERVER_ID, total_connections=42,
+                            active_connections=17, total_rooms=9, messages_processed=1234,
+                            redis_channels=["websocket:messages", "websocket:rooms",
+                                            "websocket:users", "websocket:system"])
 
     status: Literal["healthy", "unhealthy"]
     server_id: str
@@ -234,7 +269,7 @@ class ErrorDetail(BaseModel):
     message: str
 
 
-class Problem(BaseModel):
+class ErrorBody(BaseModel):
     """Every error answer: a stable ``error`` code and a sentence for humans."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [

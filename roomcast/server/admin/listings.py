@@ -9,35 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from roomcast.server.admin.bodies import ID_RE, ROOM_RE, ConnectionsQuery, RoomsQuery
+from roomcast.server.admin.bodies import ConnectionsQuery, RoomsQuery
 from roomcast.server.admin.guard import Caller
-from roomcast.server.admin.problems import Problem, json_response, path_id, read_query
+from roomcast.server.admin.inputs import connection_id, read_query, room_id, user_id
+from roomcast.server.admin.problems import Problem, json_response
 from roomcast.server.state import gateway
 from roomcast.types import UserId
-
-MAX_CONN_ID = 128
-
-
-def connection_id(request: web.Request) -> str:
-    """The ``{connection_id}`` of the path; ids are opaque, so only the length is checked."""
-    value = request.match_info["connection_id"]
-    if len(value) > MAX_CONN_ID:
-        raise Problem(422, "invalid_path", f"connection_id: longer than {MAX_CONN_ID} characters",
-                      details=[{"field": "path.connection_id",
-                                "message": f"at most {MAX_CONN_ID} characters"}])
-    return value
-
-
-def room_id(request: web.Request) -> str:
-    return path_id(request, "room_id", ROOM_RE, "room id (user:ID or group:ID)")
-
-
-def user_id(request: web.Request) -> str:
-    return path_id(request, "user_id", ID_RE, "user id")
-
-
-def group_id(request: web.Request) -> str:
-    return path_id(request, "group_id", ID_RE, "group id")
 
 
 async def list_connections(request: web.Request, caller: Caller) -> web.Response:
