@@ -165,6 +165,9 @@ class Client:
         if self._closing:
             return
         self._closing = True
+        if not self._states.finished:
+            # First, so that sends awaiting a reply fail as closed, not as lost.
+            self._stop(ClientClosed("client is closed"))
         if self._ws is not None:
             await self._ws.close()
         for task in self._tasks:
@@ -172,7 +175,6 @@ class Client:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._stop(ClientClosed("client is closed"))
         if not self._states.finished:
             self._states.set(ConnectionState.DISCONNECTED)
 
