@@ -1,4 +1,4 @@
-"""Close codes decide between reconnecting and stopping (roomcast.protocol.codes).
+"""Close codes decide between reconnecting and stopping; what the handshake sends.
 
 The gateway only sends some codes on its own (1001 on shutdown is tested with it), so a
 minimal WebSocket server here closes with each code after the welcome message.
@@ -114,3 +114,30 @@ async def test_unknown_welcome_still_connects() -> None:
             assert (await stream.get()).type == "notification"
             with pytest.raises(ClientError, match="known once connected"):
                 client.personal_room()
+
+
+async def test_handshake_sends_credentials_and_extra_headers() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        seen.append(dict(ws.request.headers.raw_items()))
+        await ws.send(
+            json.dumps(
+                {"type": "system_notification", "data": {"connection_id": "c", "user_id": "u"}}
+            )
+        )
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/websocket/connect"
+        extra = {"X-Request-Id": "r-1"}
+        async with Client(url, token="jwt-1", headers=extra, origin="https://app.example"):
+            pass
+        async with Client(url, cookie="jwt-2"):
+            pass
+    assert seen[0]["Authorization"] == "Bearer jwt-1"
+    assert (seen[0]["X-Request-Id"], seen[0]["Origin"]) == ("r-1", "https://app.example")
+    assert "Cookie" not in seen[0]
+    assert seen[1]["Cookie"] == "falcon_auth_token=jwt-2"
+    assert "Authorization" not in seen[1]
