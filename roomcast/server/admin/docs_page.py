@@ -17,7 +17,7 @@ _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>roomcast server API</title>
-<link rel="stylesheet" href="/websocket/docs.css">
+<link rel="stylesheet" href="/websocket/docs.css"><link rel="icon" href="data:,">
 <script type="module" src="/websocket/docs.js" data-spec="{spec}"></script>
 </head><body>
 <header><h1 id="title">roomcast server API</h1><p id="info"></p>
