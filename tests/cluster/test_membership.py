@@ -44,7 +44,7 @@ async def moved(peer: Peer, sibling: Peer, action: str) -> list[Message]:
 async def test_put_on_one_instance_moves_the_users_connections_on_the_others(
     cluster: Cluster, apis: list[httpx.AsyncClient], raw: aioredis.Redis
 ) -> None:
-    a, b, c = cluster.gateways
+    _, b, c = cluster.gateways
     group, user = uid("g"), uid("u")
     room = f"group:{group}"
     on_b, on_c = await join(b, user), await join(c, user)
@@ -112,7 +112,7 @@ async def test_put_on_one_instance_moves_the_users_connections_on_the_others(
 async def test_a_membership_added_on_one_instance_holds_for_later_connections_elsewhere(
     cluster: Cluster, apis: list[httpx.AsyncClient]
 ) -> None:
-    a, b, c = cluster.gateways
+    _, b, c = cluster.gateways
     group, user = uid("g"), uid("u")
     room = f"group:{group}"
     r = await apis[0].put(f"/websocket/users/{user}/groups/{group}", json={"name": "Later"})
