@@ -24,7 +24,7 @@ from roomcast.client.inbound import ROOM_KEY, Inbound
 from roomcast.client.message import InvalidFrame, Message
 from roomcast.client.outbox import Outbox
 from roomcast.client.queue import Overflow
-from roomcast.client.room import Room
+from roomcast.client.room import Room, RoomDirectory
 from roomcast.client.states import ConnectionState, StateCallback, StateTracker
 from roomcast.client.stream import Stream
 from roomcast.logs import log_event
@@ -103,8 +103,7 @@ class Client:
             self._states.on_change(on_state)
         self._outbox = Outbox(queue_limit, queue_overflow)
         self._inbound = Inbound(inbox_limit)
-        self._rooms: dict[str, Room] = {}
-        self._joined: set[str] = set()
+        self._rooms = RoomDirectory(self)
         self._ws: ClientConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -227,14 +226,11 @@ class Client:
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms this connection is in now (empty while disconnected)."""
-        return frozenset(self._joined)
+        return self._rooms.joined
 
     def room(self, name: str) -> Room:
         """The :class:`Room` named ``name`` (the same object every time)."""
-        room = self._rooms.get(name)
-        if room is None:
-            room = self._rooms[name] = Room(self, name)
-        return room
+        return self._rooms.get(name)
 
     def personal_room(self) -> Room:
         """The user's personal room ``user:<user_id>``, known once connected."""
@@ -366,7 +362,7 @@ class Client:
     async def _serve(self, ws: ClientConnection) -> tuple[bool, int | None, str]:
         """Run one connection until it closes: whether it got going, and the close."""
         connected = False
-        heartbeat: asyncio.Task[None] | None = None
+        helpers: list[asyncio.Task[None]] = []
         self._ws = ws
         try:
             # compat.md: the welcome (connection_id, user_id) comes first.
@@ -376,9 +372,12 @@ class Client:
             connected = True
             self._states.set(ConnectionState.CONNECTED)
             log_event(logger, "connected", connection_id=self.connection_id)
+            loop = asyncio.get_running_loop()
+            # Flush the offline queue while reading, so its replies are read as they come.
+            helpers.append(loop.create_task(self._outbox.attach(ws)))
             if self._heartbeat_interval:
-                heartbeat = asyncio.get_running_loop().create_task(self._heartbeat(ws))
-            await self._outbox.attach(ws)
+                beat = self._outbox.heartbeat(ws, self._heartbeat_interval, self._heartbeat_timeout)
+                helpers.append(loop.create_task(beat))
             async for frame in ws:
                 await self._receive(frame)
         except ConnectionClosed:
@@ -387,32 +386,15 @@ class Client:
             log_event(logger, "welcome_timeout", logging.WARNING)
         finally:
             self._ws = None
-            if heartbeat is not None:
-                heartbeat.cancel()
+            for task in helpers:
+                task.cancel()
             if ws.state is not State.CLOSED:
                 ws.transport.abort()
             self._outbox.detach()
-            for name in self._joined:
-                self.room(name)._on_left("disconnected")
-            self._joined.clear()
+            self._rooms.disconnected()
         reason = ws.close_reason or ""
         log_event(logger, "disconnected", code=ws.close_code, reason=reason)
         return connected, ws.close_code, reason
-
-    async def _heartbeat(self, ws: ClientConnection) -> None:
-        assert self._heartbeat_interval is not None
-        while True:
-            await asyncio.sleep(self._heartbeat_interval)
-            try:
-                if await self._outbox.ping(ws, self._heartbeat_timeout) is None:
-                    return
-            except TimeoutError:
-                log_event(logger, "heartbeat_missed", logging.WARNING)
-                # A closing handshake would wait on the dead peer: drop the socket.
-                ws.transport.abort()
-                return
-            except ClientError:
-                return
 
     async def _receive(self, frame: str | bytes) -> None:
         try:
@@ -427,19 +409,11 @@ class Client:
 
     def _track(self, message: Message) -> None:
         """Keep the connection's ids and rooms from what the server announces."""
-        kind, data = message.type, message.data
-        if kind == "system_notification" and "connection_id" in data:
-            self.connection_id = str(data["connection_id"])
-            if data.get("user_id") is not None:
-                self.user_id = str(data["user_id"])
-        elif kind in ("room_joined", "room_left") and (name := message.target_room):
-            if kind == "room_joined":
-                self._joined.add(name)
-                self.room(name)._on_joined(data)
-            else:
-                self._joined.discard(name)
-                reason = data.get("reason")
-                self.room(name)._on_left(reason if isinstance(reason, str) else None)
+        if message.type == "system_notification" and "connection_id" in message.data:
+            self.connection_id = str(message.data["connection_id"])
+            if message.data.get("user_id") is not None:
+                self.user_id = str(message.data["user_id"])
+        self._rooms.track(message)
 
     def _stop(self, error: BaseException) -> None:
         """Fail everything still waiting, and end the message streams."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,10 +14,13 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from roomcast.client.errors import ConnectionLost, QueueFull
+from roomcast.client.errors import ClientError, ConnectionLost, QueueFull
 from roomcast.client.message import Message
 from roomcast.client.queue import OfflineQueue, Overflow
 from roomcast.client.replies import ReplyWaiters
+from roomcast.logs import log_event
+
+logger = logging.getLogger("roomcast.client")
 
 
 @dataclass(eq=False, slots=True)
@@ -78,6 +82,21 @@ class Outbox:
         if not await self._write(ws, Outgoing(ping, future, timeout)):
             return None
         return await future
+
+    async def heartbeat(self, ws: ClientConnection, interval: float, timeout: float) -> None:
+        """Ping ``ws`` every ``interval`` s; drop it when a ping goes unanswered."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await self.ping(ws, timeout) is None:
+                    return
+            except TimeoutError:
+                log_event(logger, "heartbeat_missed", logging.WARNING, timeout=timeout)
+                # A closing handshake would wait on the dead peer: drop the socket.
+                ws.transport.abort()
+                return
+            except ClientError:  # the connection is gone anyway
+                return
 
     async def attach(self, ws: ClientConnection) -> None:
         """Use ``ws`` from now on, after sending what was queued, oldest first."""

@@ -97,3 +97,43 @@ class Room:
 
     def __repr__(self) -> str:
         return f"<Room {self.name} joined={self.joined}>"
+
+
+class RoomDirectory:
+    """Every :class:`Room` by name, and which ones the current connection is in."""
+
+    def __init__(self, host: RoomHost) -> None:
+        self._host = host
+        self._rooms: dict[str, Room] = {}
+        self._joined: set[str] = set()
+
+    def get(self, name: str) -> Room:
+        """The room named ``name``, created on first use."""
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = Room(self._host, name)
+        return room
+
+    @property
+    def joined(self) -> frozenset[str]:
+        """The names of the rooms the current connection is in."""
+        return frozenset(self._joined)
+
+    def track(self, message: Message) -> None:
+        """Follow ``room_joined`` / ``room_left`` (other messages are ignored)."""
+        name = message.target_room
+        if name is None:
+            return
+        if message.type == "room_joined":
+            self._joined.add(name)
+            self.get(name)._on_joined(message.data)
+        elif message.type == "room_left":
+            self._joined.discard(name)
+            reason = message.data.get("reason")
+            self.get(name)._on_left(reason if isinstance(reason, str) else None)
+
+    def disconnected(self) -> None:
+        """The connection is gone, and with it every membership."""
+        for name in self._joined:
+            self._rooms[name]._on_left("disconnected")
+        self._joined.clear()
