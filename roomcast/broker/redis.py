@@ -91,7 +91,7 @@ class RedisBroker:
         try:
             # A blocking pool bounds concurrent publishes: the excess waits at
             # most `timeout` for a connection instead of queueing without end.
-            self._pool = aioredis.BlockingConnectionPool.from_url(
+            pool = aioredis.BlockingConnectionPool.from_url(
                 url,
                 max_connections=max_connections,
                 timeout=timeout,
@@ -100,9 +100,19 @@ class RedisBroker:
                 # One retry replaces a connection a Redis restart left stale.
                 retry=Retry(NoBackoff(), retries=1),
             )
+            # The subscriber has its own connection, never waits behind
+            # publishers, and never reconnects behind our back: the listener
+            # owns reconnection, so every loss shows in `healthy` and the logs.
+            sub_pool = aioredis.ConnectionPool.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), retries=0),
+            )
         except ValueError as exc:
             raise ConfigError(f"invalid REDIS_URL: {exc}") from None
-        self._client = aioredis.Redis.from_pool(self._pool)
+        self._client = aioredis.Redis.from_pool(pool)
+        self._subscriber = aioredis.Redis.from_pool(sub_pool)
         self._handler: BrokerHandler | None = None
         self._pubsub: PubSub | None = None
         self._rooms: set[str] = set()
@@ -113,6 +123,8 @@ class RedisBroker:
         self._health_changed = asyncio.Event()
         #: Payloads received from other instances but dropped as malformed.
         self.dropped = 0
+        #: Subscriptions re-established after a loss (the messages in between are lost).
+        self.reconnects = 0
 
     # -- health -----------------------------------------------------------------
 
@@ -172,6 +184,7 @@ class RedisBroker:
         self._handler = None
         self._set_health(False, "closed")
         await self._client.aclose()
+        await self._subscriber.aclose()
 
     # -- publishing -------------------------------------------------------------
 
@@ -247,11 +260,15 @@ class RedisBroker:
 
     async def _listen(self) -> None:
         delay = 0.0
+        subscribed_before = False
         while not self._closing:
-            pubsub = self._client.pubsub()
+            pubsub = self._subscriber.pubsub()
             try:
                 await pubsub.subscribe(*wire.CHANNELS, *map(wire.room_channel, self._rooms))
                 self._pubsub = pubsub
+                if subscribed_before:
+                    self.reconnects += 1
+                subscribed_before = True
                 self._set_health(True)
                 delay = 0.0
                 await self._receive(pubsub)

@@ -7,6 +7,7 @@ for the message or the health state, each wait bounded by a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -350,6 +351,31 @@ async def test_outage_then_recovery(redis_server: RedisServer) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_subscriber_dropped_by_redis_reconnects(
+    make_node: NodeFactory, redis_server_module: RedisServer
+) -> None:
+    # What Redis does to a subscriber whose output buffer overflows (a burst it
+    # cannot drain): it closes the connection while staying up itself.
+    a, _ = await make_node(max_backoff=0.2)
+    b, b_seen = await make_node(max_backoff=0.2)
+    raw = aioredis.Redis.from_url(redis_server_module.url)
+    try:
+        assert await raw.client_kill_filter(_type="pubsub") >= 2
+    finally:
+        await raw.aclose()
+    async with asyncio.timeout(DEADLINE):
+        while True:  # at-most-once: markers sent before the resubscription are lost
+            marker = envelope("system")
+            await a.publish(ToAll(), enc(marker))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    while (await b_seen.publications.get())[1] != marker:
+                        pass
+                    break
+    assert b.reconnects >= 1
+    assert b.healthy
 
 
 async def test_start_with_redis_down_recovers(redis_server: RedisServer) -> None:
