@@ -56,7 +56,8 @@ class Client:
         ack_timeout: default seconds to wait for a reply (compat.md: 10 s).
         heartbeat_interval: seconds between application pings; ``None`` disables them.
         heartbeat_timeout: a ping unanswered this long marks the connection dead.
-        queue_limit, queue_overflow: size and overflow policy of the offline queue.
+        queue_limit, queue_overflow: size (200: the gateway's default burst) and overflow
+            policy of the offline queue.
         inbox_limit: messages received but not yet handled before reading pauses.
         random, sleep: jitter source and reconnect-delay sleep, injectable for tests.
         on_state: callback for every state change.
@@ -76,7 +77,7 @@ class Client:
         ack_timeout: float = 10.0,
         heartbeat_interval: float | None = 30.0,
         heartbeat_timeout: float = 10.0,
-        queue_limit: int = 1000,
+        queue_limit: int = 200,
         queue_overflow: Overflow = Overflow.RAISE,
         inbox_limit: int = 10_000,
         open_timeout: float = 10.0,
