@@ -147,8 +147,9 @@ class RedisBroker:
 
     def _set_health(self, healthy: bool, reason: str | None = None) -> None:
         if healthy != self._healthy:
+            quiet = healthy or reason == "closed"
             log_event(_log, "broker_healthy" if healthy else "broker_unhealthy",
-                      logging.INFO if healthy else logging.WARNING, reason=reason)
+                      logging.INFO if quiet else logging.WARNING, reason=reason)
         self._healthy, self._reason = healthy, None if healthy else reason
         self._health_changed.set()
         self._health_changed = asyncio.Event()
