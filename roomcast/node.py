@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from roomcast import metrics
@@ -29,6 +30,8 @@ from roomcast.registry.base import Registry
 from roomcast.types import GroupId, RoomId, UserId, group_room, group_room_name, personal_room
 
 _log = logging.getLogger("roomcast.node")
+#: Seconds an emptied room keeps its per-room channel (sharded mode), as centrifuge does.
+UNSUBSCRIBE_DELAY = 5.0
 
 
 class Node:
@@ -55,6 +58,7 @@ class Node:
         self._interval = room_event_interval
         self._coalesced: set[RoomId] = set()
         self._coalesce_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.store.open()
@@ -134,6 +138,7 @@ class Node:
     async def close_connection(self, conn: LocalConnection) -> None:
         """Forget a closed connection and tell the rooms it was in."""
         left = self.hub.remove(conn)
+        self._unsubscribe_if_empty(left)
         metrics.CONNECTIONS_ACTIVE.dec()
         self.registry.connection_closed(conn)
         for room in left:
@@ -143,6 +148,8 @@ class Node:
         """Add a connection to a room with its ``room_joined`` and ``room_update`` events."""
         if not self.hub.join(conn, room, name):
             return False
+        if self.hub.member_count(room) == 1:
+            await self.broker.subscribe_room(room)
         self.registry.rooms_changed(conn)
         kind = "personal" if room == personal_room(conn.user_id) else "group"
         count = await self.registry.count(ToRoom(room))
@@ -154,10 +161,29 @@ class Node:
         """Take a connection out of a room with its ``room_left`` and ``room_update`` events."""
         if not self.hub.leave(conn, room):
             return False
+        self._unsubscribe_if_empty([room])
         self.registry.rooms_changed(conn)
         conn.send(messages.encode(messages.room_left(room, reason)))
         await self._announce(room, "member_left", conn)
         return True
+
+    def _unsubscribe_if_empty(self, rooms: list[RoomId]) -> None:
+        """Drop per-room channels of rooms left empty, after a delay (rejoins are common)."""
+        empty = [room for room in rooms if room not in self.hub.rooms]
+        if empty:
+            asyncio.get_running_loop().call_later(
+                UNSUBSCRIBE_DELAY, lambda: self._spawn(self._unsubscribe(empty))
+            )
+
+    async def _unsubscribe(self, rooms: list[RoomId]) -> None:
+        for room in rooms:
+            if room not in self.hub.rooms:
+                await self.broker.unsubscribe_room(room)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _announce(self, room: RoomId, action: str, conn: LocalConnection) -> None:
         """compat.md ``room_update`` to the other members, coalesced in big rooms."""

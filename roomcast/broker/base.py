@@ -107,5 +107,11 @@ class Broker(Protocol):
     async def publish_control(self, command: ControlCommand) -> None:
         """Apply a control command locally, then on every other instance."""
 
+    async def subscribe_room(self, room: str) -> None:
+        """Start receiving a room that got its first local member (per-room channels only)."""
+
+    async def unsubscribe_room(self, room: str) -> None:
+        """Stop receiving a room that has no local member left (per-room channels only)."""
+
     async def close(self) -> None:
         """Stop receiving and release the backend."""

@@ -34,5 +34,11 @@ class MemoryBroker:
     async def publish_control(self, command: ControlCommand) -> None:
         await self._require_handler().handle_control(command)
 
+    async def subscribe_room(self, room: str) -> None:
+        return None
+
+    async def unsubscribe_room(self, room: str) -> None:
+        return None
+
     async def close(self) -> None:
         self._handler = None

@@ -1,0 +1,45 @@
+"""Sharded mode end to end: per-room channels follow local membership (issue 4 §6)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import GatewayFactory
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.ws import connect_peer
+
+API_KEY = "sharded-test-key-0123456789abcdef"
+
+
+async def test_room_messages_cross_instances_in_sharded_mode(
+    redis_server: RedisServer, gateway_factory: GatewayFactory
+) -> None:
+    env = {"REDIS_URL": redis_server.url, "ROOMCAST_BROKER_MODE": "sharded",
+           "ROOMCAST_API_KEY": API_KEY, "JWT_SECRET": "sharded-secret-0123456789abcdefghijkl"}
+    a = gateway_factory(env=env)
+    b = gateway_factory(env=env)
+    alice = await connect_peer(a, "alice", groups=["blue"])
+    bob = await connect_peer(b, "bob", groups=["blue"])
+    carol = await connect_peer(b, "carol", groups=["green"])
+
+    reply = await alice.request({"type": "message", "id": "s1", "room": "group:blue",
+                                 "data": {"text": "across"}})
+    assert reply["data"]["action"] == "ack"
+    got = await bob.expect("message")
+    assert got["data"] == {"text": "across"} and got["room"] == "group:blue"
+
+    # An API publish on A reaches B's member, and only members.
+    async with httpx.AsyncClient(base_url=a.base_url, headers={"X-API-Key": API_KEY}) as api:
+        resp = await api.post("/websocket/rooms/group:green/message",
+                              json={"type": "notification", "data": {"n": 1}})
+        assert resp.status_code == 200
+    assert (await carol.expect("notification"))["data"] == {"n": 1}
+    marker = await bob.request({"type": "system", "id": "m", "data": {"action": "ping"}})
+    assert marker["data"]["action"] == "pong"  # nothing from group:green reached bob first
+
+    # The instance subscribes to the room channels of its members.
+    status = httpx.get(f"{b.base_url}/websocket/status").json()
+    assert "roomcast:room:group:blue" in status["redis_channels"]
+    assert "roomcast:room:group:green" in status["redis_channels"]
+    for peer in (alice, bob, carol):
+        await peer.close()
