@@ -5,7 +5,8 @@ Keys: ``websocket:connection:{id}`` (JSON, 1 h TTL), ``websocket:user:{user_id}`
 plus ``roomcast:server:{server_id}`` (this instance's connection count, short TTL).
 A connection whose instance key has expired is treated as gone and pruned on
 read, so a crashed instance disappears from listings after the instance TTL.
-Writes are batched in one pipeline per loop turn and retried while Redis is down.
+Writes are batched in one pipeline per loop turn and retried while Redis is down;
+entries Redis lost (restarted without persistence) are written again at the next refresh.
 """
 
 from __future__ import annotations
@@ -156,12 +157,19 @@ class RedisRegistry:
                     len(self._hub.connections),
                     ex=max(1, int(self._instance_ttl)),
                 )
-                for conn_id, (user, rooms) in self._written.items():
+                written = list(self._written.items())
+                for conn_id, (user, rooms) in written:
                     pipe.expire(CONN_KEY + conn_id, CONN_TTL)
                     pipe.expire(USER_KEY + user, CONN_TTL)
                     for room in rooms:
                         pipe.expire(ROOM_KEY + room, ROOM_TTL)
-                await pipe.execute()
+                # EXPIRE answers 0 for a missing key: Redis lost what we wrote.
+                kept = (await pipe.execute())[1:]
+                at = 0
+                for conn_id, (_user, rooms) in written:
+                    if not all(kept[at : at + 2 + len(rooms)]):
+                        self._rewrite(conn_id)
+                    at += 2 + len(rooms)
             except (RedisError, OSError) as exc:
                 log_event(_log, "registry_refresh_failed", logging.WARNING, error=str(exc))
                 # Redis may have lost everything (restart without persistence): rewrite all.
@@ -169,6 +177,16 @@ class RedisRegistry:
                     self._dirty[conn.id] = conn
                 self._written.clear()
                 self._wake.set()
+
+    def _rewrite(self, conn_id: ConnId) -> None:
+        """Write a connection's entries again: Redis lost them (restarted empty,
+        flushed) while we were not looking, so an EXPIRE found nothing."""
+        conn = self._hub.connections.get(conn_id)
+        if conn is None or conn_id not in self._written:
+            return  # closed meanwhile: its delete is already queued
+        del self._written[conn_id]
+        self._dirty.setdefault(conn_id, conn)
+        self._wake.set()
 
     # -- read side --------------------------------------------------------------
 
