@@ -38,7 +38,8 @@ async def test_room_messages_cross_instances_in_sharded_mode(
     assert marker["data"]["action"] == "pong"  # nothing from group:green reached bob first
 
     # The instance subscribes to the room channels of its members.
-    status = httpx.get(f"{b.base_url}/websocket/status").json()
+    async with httpx.AsyncClient() as http:
+        status = (await http.get(f"{b.base_url}/websocket/status")).json()
     assert "roomcast:room:group:blue" in status["redis_channels"]
     assert "roomcast:room:group:green" in status["redis_channels"]
     for peer in (alice, bob, carol):
