@@ -1,4 +1,4 @@
-"""A module-scoped cluster of three gateways on the module's Redis, plus per-test clients."""
+"""One cluster of three gateways on one Redis for the package, plus per-test clients."""
 
 from __future__ import annotations
 
@@ -9,16 +9,25 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.cluster.support import Cluster, api_client
-from tests.helpers.redis_server import RedisServer
+from tests.helpers.redis_server import RedisServer, redis_server_binary
 
 
-@pytest.fixture(scope="module")
-def cluster(redis_server_module: RedisServer) -> Iterator[Cluster]:
-    """Three gateways for tests that leave Redis and the gateways running.
+@pytest.fixture(scope="package")
+def cluster_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The Redis of the shared cluster; never stopped by a test."""
+    if redis_server_binary() is None:
+        pytest.skip("no redis-server binary on PATH (install the redis-server package)")
+    with RedisServer(tmp_path_factory.mktemp("cluster-redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def cluster(cluster_redis: RedisServer) -> Iterator[Cluster]:
+    """Three gateways shared by every test that leaves Redis and the gateways running.
 
     Tests sharing it use ids of their own and close their connections.
     """
-    c = Cluster(redis_server_module, 3).start()
+    c = Cluster(cluster_redis, 3).start()
     yield c
     c.close()
 

@@ -152,6 +152,7 @@ async def test_redis_outage_keeps_local_delivery_and_recovers_without_restart(
 
                 body = await eventually(unhealthy, "status to report the outage")
                 assert body["status"] == "unhealthy" and body["reason"], body
+                assert body["redis_channels"] == [], body
 
             # Local delivery goes on; the sender learns the others were not reached.
             for sender, local in ((a1, a2), (b2, b1)):

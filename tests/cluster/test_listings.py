@@ -11,7 +11,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cluster.support import Cluster, close_all, eventually, join, registered, uid
+from tests.cluster.support import (
+    MESSAGES,
+    ROOMS,
+    SYSTEM,
+    USERS,
+    Cluster,
+    close_all,
+    eventually,
+    join,
+    registered,
+    uid,
+)
 
 pytestmark = pytest.mark.redis
 
@@ -108,5 +119,6 @@ async def test_status_totals_count_every_instance(
             body = await eventually(totals, "status to count four connections and personal rooms")
             assert body["status"] == "healthy" and body["server_id"] == cluster.server_ids[i]
             assert body["active_connections"] == (2 if i == 1 else 1)
+            assert {MESSAGES, ROOMS, USERS, SYSTEM} <= set(body["redis_channels"]), body
     finally:
         await close_all(*peers, extra)
