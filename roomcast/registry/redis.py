@@ -302,18 +302,23 @@ class RedisRegistry:
                 approx = await self._call(self._redis.scard(ROOM_KEY + target.room))
                 return max(int(approx), local) - (target.exclude is not None)
             members = await self._live(await self._members(ROOM_KEY + target.room))
-            ids = {m.id for m in members} | set(self._hub.rooms.get(target.room, {}))
+            ids = self._others(members) | set(self._hub.rooms.get(target.room, {}))
             ids.discard(target.exclude or "")
             return len(ids)
         if isinstance(target, ToUser):
             members = await self._live(await self._members(USER_KEY + target.user_id))
-            return len({m.id for m in members} | set(self._hub.users.get(target.user_id, {})))
+            return len(self._others(members) | set(self._hub.users.get(target.user_id, {})))
         if isinstance(target, ToConnection):
             if target.conn_id in self._hub.connections:
                 return 1
             return 1 if await self.connection(target.conn_id) else 0
         assert isinstance(target, ToAll)
         return (await self.totals())[0]
+
+    def _others(self, members: list[ConnectionInfo]) -> set[str]:
+        """Ids of other instances' connections; ours are counted from the hub, as Redis
+        lags our writes by a round trip (a connection that just left is still listed)."""
+        return {m.id for m in members if m.server_id != self._server_id}
 
     async def totals(self) -> tuple[int, int]:
         servers = await self._call(self._scan(SERVER_KEY))
