@@ -135,3 +135,38 @@ async def test_a_membership_added_on_one_instance_holds_for_later_connections_el
         assert after.rooms == {f"user:{user}"}  # every room_joined precedes the pong
     finally:
         await after.close()
+
+
+async def test_room_update_counts_follow_moves_in_and_out_on_another_instance(
+    cluster: Cluster, apis: list[httpx.AsyncClient], raw: aioredis.Redis
+) -> None:
+    a, b, _ = cluster.gateways
+    group, user = uid("g"), uid("u")
+    room = f"group:{group}"
+    member = await join(a, uid("m"), [group])
+    mover = await join(b, user)
+    try:
+        await registered(apis[1], member.conn_id, room)
+        for leave in ("membership DELETE", "client leave"):
+            r = await apis[0].put(f"/websocket/users/{user}/groups/{group}")
+            assert r.status_code == 200 and r.json()["changed"] is True, r.text
+            update = await member.expect("room_update")
+            assert (update["data"]["action"], update["data"]["member_count"]) == (
+                "member_joined", 2), update
+            await registered(apis[0], mover.conn_id, room)
+            if leave == "membership DELETE":
+                r = await apis[2].delete(f"/websocket/users/{user}/groups/{group}")
+                assert r.status_code == 200 and r.json()["changed"] is True, r.text
+            else:
+                reply = await mover.request({"type": "system", "id": uid("l"),
+                                             "data": {"action": "leave", "room": room}})
+                assert reply["data"]["status"] == "ok", reply
+                r = await apis[2].delete(f"/websocket/users/{user}/groups/{group}")
+                assert r.status_code == 200, r.text
+            update = await member.expect("room_update")
+            # The mover is out: Redis may still list it for a moment, the count may not.
+            assert (update["data"]["action"], update["data"]["member_count"]) == (
+                "member_left", 1), (leave, update)
+            await barrier(raw, member, mover)
+    finally:
+        await close_all(member, mover)
