@@ -258,6 +258,10 @@ class RedisRegistry:
         return sorted(out, key=lambda c: (c.created_at, c.id))
 
     async def connection(self, conn_id: str) -> ConnectionInfo | None:
+        local = self._hub.connections.get(ConnId(conn_id))
+        if local is not None:
+            # Ours: current, and known while Redis is down (local direct messages go on).
+            return connection_info(local, self._server_id)
         found = await self._live([conn_id])
         return found[0] if found else None
 
