@@ -162,6 +162,13 @@ async def test_redis_outage_keeps_local_delivery_and_recovers_without_restart(
                 assert reply["data"]["code"] == "unavailable" and reply["data"]["temporary"]
                 got = await local.expect(lambda m, text=text: with_text([m], text) != [])
                 assert got["from"] == sender.conn_id
+                # A direct message to a connection of the same instance, too.
+                text = uid("direct")
+                await sender.send({"id": uid("d"), "type": "message", "to": local.conn_id,
+                                   "data": {"text": text}})
+                got = await local.expect(lambda m, text=text: with_text([m], text) != [])
+                assert got["to"] == local.conn_id and got["from"] == sender.conn_id
+                await sender.expect(lambda m: m["type"] in ("system", "error"))  # its reply
             # The admin API fails with a clear 503 instead of hanging or pretending.
             for url, data in ((f"/websocket/rooms/{room}/message", {}),
                               ("/websocket/broadcast", {}),
