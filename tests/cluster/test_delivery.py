@@ -8,11 +8,14 @@ marker was not delivered.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
 from tests.cluster.support import (
+    DEADLINE,
     Cluster,
     assert_quiet,
     barrier,
@@ -258,3 +261,27 @@ async def test_room_events_cross_instances_with_cluster_wide_counts(
         await assert_quiet(raw, first, third)
     finally:
         await close_all(*(p for p in (first, second, third) if p is not None))
+
+
+async def test_admin_disconnect_closes_a_connection_on_another_instance(
+    cluster: Cluster, apis: list[httpx.AsyncClient], raw: aioredis.Redis
+) -> None:
+    _, b, c = cluster.gateways
+    user = uid("u")
+    target, sibling = await join(b, user), await join(c, user)
+    try:
+        await registered(apis[0], target.conn_id)
+        await barrier(raw, target, sibling)
+        r = await apis[0].post(f"/websocket/connections/{target.conn_id}/disconnect")
+        assert r.status_code == 200, r.text
+        assert r.json() == {"success": True, "connection_id": target.conn_id}
+        async with asyncio.timeout(DEADLINE):
+            await target.ws.wait_closed()
+        assert target.ws.close_code == 3500  # kicked: the React client does not reconnect
+        # The user's other connection stays, and only hears that this one left.
+        update = await sibling.expect("room_update")
+        assert update["data"]["action"] == "member_left", update
+        assert update["data"]["connection_id"] == target.conn_id
+        await assert_quiet(raw, sibling)
+    finally:
+        await close_all(target, sibling)

@@ -96,6 +96,9 @@ async def test_a_killed_instance_vanishes_from_listings_after_its_ttl(
             for peer in doomed:
                 r = await api_a.get(f"/websocket/connections/{peer.conn_id}")
                 assert r.status_code == 404, r.text
+                r = await api_a.post(f"/websocket/connections/{peer.conn_id}/message",
+                                     json={"type": "notification", "data": {}})
+                assert r.status_code == 404, r.text
             r = await api_a.get(f"/websocket/rooms/{room}")
             assert r.json()["room"]["member_count"] == 1, r.text
             rooms = (await api_a.get("/websocket/rooms")).json()
@@ -176,6 +179,8 @@ async def test_redis_outage_keeps_local_delivery_and_recovers_without_restart(
                 r = await apis[0].post(url, json={"type": "notification", "data": data})
                 assert r.status_code == 503, r.text
                 assert r.json()["error"] == "unavailable" and "redis" in r.text.lower(), r.text
+            r = await apis[1].put(f"/websocket/users/{uid('u')}/groups/{group}")
+            assert r.status_code == 503 and r.json()["error"] == "unavailable", r.text
             # A new connection cannot learn its groups: refused with 503, not half-joined.
             with pytest.raises(InvalidStatus) as refused:
                 await connect_peer(b, uid("late"))
