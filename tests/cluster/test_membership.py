@@ -77,8 +77,8 @@ async def test_put_on_one_instance_moves_the_users_connections_on_the_others(
         ack = await on_b.request({"id": uid("m"), "type": "message", "room": room,
                                   "data": {"text": "hello pilots"}})
         assert ack["data"]["status"] == "ok", ack
-        got = await member.expect("message")
-        assert got["from"] == on_b.conn_id and got["room"] == room
+        message = await member.expect("message")
+        assert message["from"] == on_b.conn_id and message["room"] == room
         await barrier(raw, on_b, on_c, member)
 
         r = await apis[2].delete(f"/websocket/users/{user}/groups/{group}")
