@@ -152,7 +152,7 @@ class Node:
             await self.broker.subscribe_room(room)
         self.registry.rooms_changed(conn)
         kind = "personal" if room == personal_room(conn.user_id) else "group"
-        count = await self.registry.count(ToRoom(room))
+        count = await self._member_count(room)
         conn.send(messages.encode(messages.room_joined(room, kind, name, count)))
         await self._announce(room, "member_joined", conn)
         return True
@@ -166,6 +166,13 @@ class Node:
         conn.send(messages.encode(messages.room_left(room, reason)))
         await self._announce(room, "member_left", conn)
         return True
+
+    async def _member_count(self, room: RoomId) -> int:
+        """Cluster-wide members of a room; this instance's alone while the registry is down."""
+        try:
+            return await self.registry.count(ToRoom(room))
+        except BrokerError:
+            return self.hub.member_count(room)
 
     def _unsubscribe_if_empty(self, rooms: list[RoomId]) -> None:
         """Drop per-room channels of rooms left empty, after a delay (rejoins are common)."""
@@ -193,7 +200,7 @@ class Node:
             if self._coalesce_task is None or self._coalesce_task.done():
                 self._coalesce_task = asyncio.create_task(self._flush_coalesced())
             return
-        count = await self.registry.count(ToRoom(room))
+        count = await self._member_count(room)
         event = messages.room_update(room, action, count, conn.id)
         await self._publish_quietly(ToRoom(room, exclude=conn.id), event)
 
@@ -202,7 +209,7 @@ class Node:
             await asyncio.sleep(self._interval)
             rooms, self._coalesced = self._coalesced, set()
             for room in rooms:
-                count = await self.registry.count(ToRoom(room))
+                count = await self._member_count(room)
                 await self._publish_quietly(
                     ToRoom(room), messages.room_update(room, "members", count)
                 )

@@ -100,7 +100,11 @@ class Session:
             exc.message_id = command.id
             self.reject(exc)
         except BrokerError as exc:
-            self.reject(ProtocolError(ErrorCode.UNAVAILABLE, f"not delivered everywhere: {exc}"))
+            error = ProtocolError(
+                ErrorCode.UNAVAILABLE, f"delivered on this instance only; the others: {exc}"
+            )
+            error.message_id = command.id
+            self.reject(error)
 
     async def _publish(self, command: Publish) -> None:
         conn = self.conn
