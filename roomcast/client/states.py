@@ -48,7 +48,7 @@ class StateTracker:
         self.finished = False
         self._callbacks = Handlers()
         self._streams: weakref.WeakSet[Stream[ConnectionState]] = weakref.WeakSet()
-        self._waiters: list[tuple[frozenset[ConnectionState], asyncio.Future[None]]] = []
+        self._waiters: list[tuple[frozenset[ConnectionState], asyncio.Future[ConnectionState]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     def set(self, state: ConnectionState, error: BaseException | None = None) -> None:
@@ -79,19 +79,20 @@ class StateTracker:
         return stream
 
     async def wait_for(self, *states: ConnectionState) -> ConnectionState:
-        """Wait until the state is one of ``states``.
+        """Wait until the state is one of ``states`` (even if it has moved on since).
 
         Raises:
             the fatal error, or :class:`ClientClosed`, if the client stops first.
         """
         wanted = frozenset(states)
-        while self.state not in wanted:
-            if self.finished:
-                raise self.error if self.error is not None else ClientClosed("client is closed")
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        reached = self.state
+        if reached not in wanted and not self.finished:
+            future: asyncio.Future[ConnectionState] = asyncio.get_running_loop().create_future()
             self._waiters.append((wanted, future))
-            await future
-        return self.state
+            reached = await future
+        if reached in wanted:
+            return reached
+        raise self.error if self.error is not None else ClientClosed("client is closed")
 
     def _wake_waiters(self) -> None:
         keep = []
@@ -99,7 +100,7 @@ class StateTracker:
             if future.done():
                 continue
             if self.state in wanted or self.finished:
-                future.set_result(None)
+                future.set_result(self.state)
             else:
                 keep.append((wanted, future))
         self._waiters = keep

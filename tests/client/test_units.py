@@ -13,6 +13,7 @@ from roomcast.client import AckTimeout, Message, ServerError, normalize_url
 from roomcast.client.handshake import Failure, classify, credential_headers
 from roomcast.client.message import InvalidFrame
 from roomcast.client.replies import ReplyWaiters
+from roomcast.client.states import ConnectionState, StateTracker
 from roomcast.client.stream import Stream
 
 
@@ -145,3 +146,35 @@ async def test_stream_wakes_a_waiting_reader_and_ends_cleanly() -> None:
     assert await reader == "x"
     stream.end()
     assert [item async for item in stream] == []
+
+
+async def test_wait_for_reports_a_state_even_if_it_moved_on() -> None:
+    tracker = StateTracker()
+    waiter = asyncio.ensure_future(tracker.wait_for(ConnectionState.CONNECTED))
+    await asyncio.sleep(0)  # let it register (a loop turn, not a wait for time)
+    for state in (
+        ConnectionState.CONNECTING,
+        ConnectionState.CONNECTED,
+        ConnectionState.RECONNECTING,
+    ):
+        tracker.set(state)
+    assert await waiter is ConnectionState.CONNECTED
+
+
+async def test_wait_for_raises_the_fatal_error_and_callbacks_may_be_async() -> None:
+    tracker = StateTracker()
+    seen: asyncio.Queue[ConnectionState] = asyncio.Queue()
+
+    async def callback(state: ConnectionState) -> None:
+        await seen.put(state)
+
+    tracker.on_change(callback)
+    waiter = asyncio.ensure_future(tracker.wait_for(ConnectionState.CONNECTED))
+    await asyncio.sleep(0)
+    tracker.set(ConnectionState.ERROR, RuntimeError("fatal"))
+    with pytest.raises(RuntimeError, match="fatal"):
+        await waiter
+    with pytest.raises(RuntimeError, match="fatal"):
+        await tracker.wait_for(ConnectionState.CONNECTED)
+    assert await seen.get() is ConnectionState.ERROR
+    assert await tracker.wait_for(ConnectionState.ERROR) is ConnectionState.ERROR
