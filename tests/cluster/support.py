@@ -132,7 +132,11 @@ async def close_all(*peers: Peer) -> None:
 
 
 async def registered(api: httpx.AsyncClient, conn_id: str, *rooms: str) -> dict[str, Any]:
-    """Wait until the cluster-wide registry shows the connection in (at least) ``rooms``."""
+    """Wait until the cluster-wide registry shows the connection in (at least) ``rooms``.
+
+    Ask through an instance that does not hold the connection: its own instance
+    answers from memory, before (or without) the entry being in Redis.
+    """
 
     async def check() -> dict[str, Any] | None:
         r = await api.get(f"/websocket/connections/{conn_id}")

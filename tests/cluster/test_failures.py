@@ -24,6 +24,7 @@ from tests.cluster.support import (
     eventually,
     join,
     registered,
+    reply_to,
     uid,
     with_text,
 )
@@ -121,14 +122,10 @@ def has_text(text: str) -> Callable[[Message], bool]:
 
 
 async def publish_room(sender: Peer, room: str, text: str) -> Message:
-    """A client message into ``room``; returns the sender's reply (ack or error).
-
-    An error is taken as the reply even without the message's id (a known bug,
-    see test_an_unavailable_error_replies_with_the_messages_id).
-    """
+    """A client message into ``room``; returns the sender's reply (ack or error)."""
     mid = uid("m")
     await sender.send({"id": mid, "type": "message", "room": room, "data": {"text": text}})
-    got = await collect(sender, lambda m: m.get("id") == mid or m["type"] == "error")
+    got = await collect(sender, reply_to(mid))
     assert len(with_text(got, text)) == 1, got  # its own copy, delivered locally
     return got[-1]
 
@@ -171,11 +168,12 @@ async def test_redis_outage_keeps_local_delivery_and_recovers_without_restart(
                 assert got["from"] == sender.conn_id
                 # A direct message to a connection of the same instance, too.
                 text = uid("direct")
-                await sender.send({"id": uid("d"), "type": "message", "to": local.conn_id,
+                mid = uid("d")
+                await sender.send({"id": mid, "type": "message", "to": local.conn_id,
                                    "data": {"text": text}})
                 got = await local.expect(has_text(text))
                 assert got["to"] == local.conn_id and got["from"] == sender.conn_id
-                await sender.expect(lambda m: m["type"] in ("system", "error"))  # its reply
+                await sender.expect(reply_to(mid))
             # The admin API fails with a clear 503 instead of hanging or pretending.
             for url in (f"/websocket/rooms/{room}/message", "/websocket/broadcast",
                         f"/websocket/users/{uid('u')}/message"):
@@ -250,13 +248,13 @@ async def test_registry_entries_lost_by_redis_are_written_again(
     raw = aioredis.Redis.from_url(redis_server.url)
     try:
         async with clients(cluster) as apis:
-            for peer in peers:
-                await registered(apis[0], peer.conn_id, room)
+            for peer, other in zip(peers, reversed(apis), strict=True):
+                await registered(other, peer.conn_id, room)
             await raw.flushall()
             r = await apis[0].get(f"/websocket/connections/{peers[1].conn_id}")
             assert r.status_code == 404, r.text  # really gone
-            for peer in peers:
-                await registered(apis[1], peer.conn_id, room)
+            for peer, other in zip(peers, reversed(apis), strict=True):
+                await registered(other, peer.conn_id, room)
             r = await apis[1].get(f"/websocket/rooms/{room}")
             assert r.json()["room"] == {"id": room, "type": "group", "name": f"Group: {group}",
                                         "member_count": 2}, r.text
@@ -283,9 +281,6 @@ async def outage_on_one_gateway(make_cluster: ClusterFactory, redis_server: Redi
     return cluster, first, second, f"group:{group}"
 
 
-@pytest.mark.xfail(strict=True, reason="bug in roomcast/session.py: the 'unavailable' error "
-                   "of a publish that failed with BrokerError carries no id (Session.handle "
-                   "does not set message_id), so the React client's send times out")
 async def test_a_message_refused_in_the_outage_gets_its_reply_by_id(
     make_cluster: ClusterFactory, redis_server: RedisServer
 ) -> None:
@@ -294,15 +289,13 @@ async def test_a_message_refused_in_the_outage_gets_its_reply_by_id(
         mid = uid("m")
         await first.send({"id": mid, "type": "message", "room": room, "data": {"text": "x"}})
         got = await collect(first, lambda m: m.get("id") == mid or m["type"] == "error")
+        # The React client waits for a reply with its id: an error without it is a timeout.
         assert got[-1]["type"] == "error" and got[-1]["id"] == mid, got[-1]
+        assert got[-1]["data"]["code"] == "unavailable", got[-1]
     finally:
         await close_all(first, second)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in roomcast/node.py: close_connection awaits "
-                   "registry.count for the member_left event, which raises BrokerUnavailable "
-                   "with Redis down; the handler fails ('Error handling request'), the room's "
-                   "local members get no room_update and the disconnect is not logged")
 async def test_a_connection_closing_in_the_outage_is_announced_locally(
     make_cluster: ClusterFactory, redis_server: RedisServer
 ) -> None:
