@@ -252,6 +252,7 @@ async def test_room_events_cross_instances_with_cluster_wide_counts(
             assert update["data"]["connection_id"] == third.conn_id, update
             assert update["data"]["member_count"] == 3, update
 
+        await registered(apis[1], third.conn_id, room)  # counted by B when second leaves
         await second.close()
         for peer in (first, third):
             update = await peer.expect("room_update")

@@ -79,10 +79,11 @@ async def test_a_killed_instance_vanishes_from_listings_after_its_ttl(
     survivor = await join(a, uid("a"), [group])
     doomed = [await join(b, uid("b"), [group]), await join(b, uid("b"))]
     try:
-        async with clients(cluster) as (api_a, _):
+        async with clients(cluster) as (api_a, api_b):
             for peer in doomed:
                 await registered(api_a, peer.conn_id)
             await registered(api_a, doomed[0].conn_id, room)
+            await registered(api_b, survivor.conn_id, room)
             r = await api_a.get(f"/websocket/rooms/{room}")
             assert r.json()["room"]["member_count"] == 2, r.text
 
