@@ -34,6 +34,8 @@ CONN_KEY = "websocket:connection:"
 USER_KEY = "websocket:user:"
 ROOM_KEY = "websocket:room:"
 SERVER_KEY = "roomcast:server:"
+#: Rooms with members on one instance; expires with the instance, so totals skip the dead.
+SERVER_ROOMS_KEY = "roomcast:server_rooms:"
 ROOM_NAMES = "roomcast:room_names"
 CONN_TTL = 3600
 ROOM_TTL = 7200
@@ -51,6 +53,7 @@ class RedisRegistry:
         self._hub = hub
         self._server_id = server_id
         self._instance_ttl = instance_ttl
+        self._rooms_key = SERVER_ROOMS_KEY + server_id
         #: Connections whose state must be written (None: closed, delete it).
         self._dirty: dict[ConnId, LocalConnection | None] = {}
         #: What Redis holds for our connections: their user and rooms as last written.
@@ -72,7 +75,7 @@ class RedisRegistry:
             self._dirty[conn_id] = None
         with contextlib.suppress(RedisError, OSError):
             await self._flush()
-            await self._redis.delete(SERVER_KEY + self._server_id)
+            await self._redis.delete(SERVER_KEY + self._server_id, self._rooms_key)
         await self._redis.aclose()
 
     # -- write side -----------------------------------------------------------
@@ -132,6 +135,7 @@ class RedisRegistry:
                 pipe.srem(USER_KEY + user, conn_id)
             for room in old_rooms:
                 pipe.srem(ROOM_KEY + room, conn_id)
+            self._forget_rooms(pipe, old_rooms)
             return
         rooms = set(conn.rooms)
         info = connection_info(conn, self._server_id).to_json()
@@ -144,7 +148,17 @@ class RedisRegistry:
             pipe.hset(ROOM_NAMES, room, self._hub.room_names.get(room, room))
         for room in old_rooms - rooms:
             pipe.srem(ROOM_KEY + room, conn_id)
+        if rooms - old_rooms:
+            pipe.sadd(self._rooms_key, *(rooms - old_rooms))
+            pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
+        self._forget_rooms(pipe, old_rooms - rooms)
         self._written[conn_id] = (conn.user_id, rooms)
+
+    def _forget_rooms(self, pipe: Any, rooms: set[RoomId]) -> None:
+        """Rooms this instance no longer has members in leave its room set."""
+        empty = [room for room in rooms if room not in self._hub.rooms]
+        if empty:
+            pipe.srem(self._rooms_key, *empty)
 
     async def _refresher(self) -> None:
         """Keep our instance key and compat TTLs alive."""
@@ -163,8 +177,9 @@ class RedisRegistry:
                     pipe.expire(USER_KEY + user, CONN_TTL)
                     for room in rooms:
                         pipe.expire(ROOM_KEY + room, ROOM_TTL)
+                pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
                 # EXPIRE answers 0 for a missing key: Redis lost what we wrote.
-                kept = (await pipe.execute())[1:]
+                kept = (await pipe.execute())[1:-1]
                 at = 0
                 for conn_id, (_user, rooms) in written:
                     if not all(kept[at : at + 2 + len(rooms)]):
@@ -334,5 +349,8 @@ class RedisRegistry:
             for s, c in zip(servers, counts, strict=True)
             if c is not None and s != self._server_id
         )
-        rooms = len(await self._call(self._scan(ROOM_KEY)))
-        return others + len(self._hub.connections), max(rooms, len(self._hub.rooms))
+        alive = [s for s, c in zip(servers, counts, strict=True) if c is not None]
+        keys = [SERVER_ROOMS_KEY + s for s in alive if s != self._server_id]
+        remote = await self._call(self._redis.sunion(keys)) if keys else set()
+        rooms = {r.decode() if isinstance(r, bytes) else str(r) for r in remote}
+        return others + len(self._hub.connections), len(rooms | set(self._hub.rooms))

@@ -108,6 +108,7 @@ async def test_a_killed_instance_vanishes_from_listings_after_its_ttl(
                 [room, f"user:{survivor.welcome['data']['user_id']}"])
             code, body = await status(api_a)
             assert code == 200 and body["total_connections"] == 1, body
+            assert body["total_rooms"] == len(rooms["rooms"]), body  # the dead's rooms too
             # Counts exclude the dead instance, and the survivor still gets its messages.
             r = await api_a.post(f"/websocket/rooms/{room}/message",
                                  json={"type": "notification", "data": {"text": "still here"}})
