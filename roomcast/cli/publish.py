@@ -11,11 +11,10 @@ import os
 import sys
 from typing import Any
 
-import orjson
-
 from roomcast import config
 from roomcast.api import RoomcastAPI, Sent
 from roomcast.auth import mint_token
+from roomcast.cli._args import json_object
 from roomcast.protocol.envelope import SERVER_API_TYPES
 
 
@@ -37,7 +36,7 @@ def register(sub: Any) -> None:
     target.add_argument("--all", action="store_true", help="every connection")
     parser.add_argument("--type", default="message", choices=SERVER_API_TYPES, metavar="TYPE",
                         help="message type: " + ", ".join(SERVER_API_TYPES) + " [message]")
-    parser.add_argument("--data", default="{}", type=_json_object, metavar="JSON",
+    parser.add_argument("--data", default="{}", type=json_object, metavar="JSON",
                         help='the data object, e.g. \'{"text": "hi"}\' [{}]')
     parser.add_argument("--api-key", default=os.environ.get("ROOMCAST_API_KEY"),
                         help="X-API-Key of the gateway [env ROOMCAST_API_KEY]")
@@ -47,14 +46,6 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _json_object(raw: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, like '{\"text\": \"hi\"}'")
-    return value
 
 
 def _token(args: argparse.Namespace) -> str | None:

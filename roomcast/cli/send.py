@@ -7,8 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
-import orjson
-
+from roomcast.cli._args import json_object
 from roomcast.cli.listen import add_connection_arguments, make_client
 from roomcast.client import AckTimeout, ConnectTimeout, ServerError
 
@@ -29,7 +28,7 @@ def register(sub: Any) -> None:
         "--type", default="message", help="message type: message (default), custom_event, ..."
     )
     parser.add_argument(
-        "--data", type=_json_object, default={}, help='JSON object, e.g. \'{"text": "hi"}\''
+        "--data", type=json_object, default={}, help='JSON object, e.g. \'{"text": "hi"}\''
     )
     parser.add_argument(
         "--timeout", type=float, default=10.0, help="seconds to wait for the reply (default 10)"
@@ -43,14 +42,6 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('must be a JSON object, e.g. \'{"text": "hi"}\'')
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
