@@ -252,6 +252,7 @@ class Generator:
         self.listeners: list[Listener] = []
         self.trigger_transport: WSTransport | None = None
         self.trigger_listener: TriggerListener | None = None
+        self.warm: list[WSTransport] = []
         self.session: aiohttp.ClientSession | None = None
         self.pad = pad_for(TARGET_MESSAGE_BYTES, static_overhead(cfg.protocol))
         self.overhead = static_overhead(cfg.protocol)
@@ -321,6 +322,19 @@ class Generator:
         inner.transport = transport
         await asyncio.wait_for(listener.ready.wait(), 30)
         self.trigger_transport, self.trigger_listener = transport, listener
+        # One uncounted member on every other server, so each has served a WebSocket
+        # (lazy imports, first allocations) before RSS 'before' is read.
+        for k, url in enumerate(cfg.urls[1:], start=1):
+            warm = TriggerListener(self.stats, LISTENERS[cfg.protocol](Stats()))
+            wt, _ = await ws_connect(
+                lambda warm=warm: warm,
+                url,
+                extra_headers=self.headers(cfg.n + k),
+                websocket_handshake_timeout=cfg.handshake_timeout_s,
+            )
+            warm.inner.transport = wt
+            await asyncio.wait_for(warm.ready.wait(), 30)
+            self.warm.append(wt)
         if cfg.trigger == "http":
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=cfg.http_concurrency),

@@ -42,6 +42,14 @@ def package(frame: str) -> str:
     return short_file(file).split("/")[0]
 
 
+BOILERPLATE = ("<frozen runpy>", "uvloop/__init__.py", "asyncio/runners.py", "__main__.py", "/cli/")
+
+
+def _boilerplate(frame: str) -> bool:
+    """Frames every sample of the main thread has (process start-up, the loop runner)."""
+    return any(marker in frame for marker in BOILERPLATE) or frame.startswith("main (")
+
+
 def load(path: Path) -> Counter[tuple[str, ...]]:
     stacks: Counter[tuple[str, ...]] = Counter()
     for line in path.read_text(errors="replace").splitlines():
@@ -80,7 +88,8 @@ def summarize(path: Path, top: int = 15) -> list[str]:
     out += ["", "Self time (leaf frame):", "", "| function | % |", "|---|---|"]
     out += [f"| `{f}` | {100 * c / total:.1f} |" for f, c in self_t.most_common(top)]
     out += ["", "Inclusive time:", "", "| function | % |", "|---|---|"]
-    out += [f"| `{f}` | {100 * c / total:.1f} |" for f, c in incl.most_common(top + 10)]
+    below = [(f, c) for f, c in incl.most_common() if not _boilerplate(f)][:top]
+    out += [f"| `{f}` | {100 * c / total:.1f} |" for f, c in below]
     return out
 
 

@@ -258,7 +258,8 @@ def write_report(
         f"kernel {meta['kernel']}; Python {meta['python']}.",
         "- Servers (and redis) pinned to CPU 0; the picows load generator (one process) and the "
         "runner pinned to CPU 1; RLIMIT_NOFILE raised to "
-        f"{meta['nofile'][0]} (soft) / {meta['nofile'][1]} (hard) before anything starts.",
+        f"{meta['nofile'][0]} (soft) / {meta['nofile'][1]} (hard) before anything starts; "
+        f"every benchmark process at nice {meta.get('nice', 0)}.",
         "- " + ", ".join(f"{k} {val}" for k, val in v.items()) + f"; {meta['redis_server']}.",
         f"- roomcast commit {meta['roomcast_commit']}.",
         f"- Generator: picows client, {meta['connect_concurrency']} handshakes in flight; "
@@ -341,21 +342,20 @@ def write_report(
                 lines.append(f"- {r['scenario']} N={r['n']}: `{err[:400]}`")
         lines.append("")
     for prof in profiles:
-        ppath = Path(prof.get("profile_path", ""))
+        lines += [f"## Profiles: {prof['scenario']} N={prof['n']} M={prof['m']} (py-spy)", ""]
+        if "error" in prof:
+            lines += [f"profile run failed: {prof['error']}", ""]
+        b = prof.get("burst", {})
+        connect_s = _f(prof.get("connect", {}).get("connect_s"), "{:.2f}")
+        rate = _f(b.get("deliveries_per_s"))
+        us = _f(b.get("server_us_per_delivery"), "{:.2f}")
         lines += [
-            f"## Profile: {prof['scenario']} N={prof['n']} M={prof['m']} (py-spy during a burst)",
+            f"The run under the profiler: connect {connect_s} s, burst {rate} deliveries/s, "
+            f"{us} us/delivery (sampling costs some). Raw stacks: `benchmarks/profiles/`.",
             "",
         ]
-        if "error" in prof or not ppath.exists():
-            lines += [f"profile failed: {prof.get('error', 'no output')}", ""]
-            continue
-        b = prof.get("burst", {})
-        lines.append(
-            f"Burst under the profiler: {_f(b.get('deliveries_per_s'))} deliveries/s, "
-            f"{_f(b.get('server_us_per_delivery'), '{:.2f}')} us/delivery (sampling costs "
-            "some); raw stacks in `benchmarks/profiles/`."
-        )
-        lines += ["", *summarize(ppath), ""]
+        for file in prof.get("profiles", []):
+            lines += [f"### `{Path(file).name}`", "", *summarize(Path(file)), ""]
     path.write_text("\n".join(lines) + "\n")
 
 
