@@ -154,7 +154,7 @@ class Node:
         kind = "personal" if room == personal_room(conn.user_id) else "group"
         count = await self._member_count(room)
         conn.send(messages.encode(messages.room_joined(room, kind, name, count)))
-        await self._announce(room, "member_joined", conn)
+        await self._announce(room, "member_joined", conn, count)
         return True
 
     async def leave_room(self, conn: LocalConnection, room: RoomId, reason: str) -> bool:
@@ -192,7 +192,9 @@ class Node:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _announce(self, room: RoomId, action: str, conn: LocalConnection) -> None:
+    async def _announce(
+        self, room: RoomId, action: str, conn: LocalConnection, count: int | None = None
+    ) -> None:
         """compat.md ``room_update`` to the other members, coalesced in big rooms."""
         if self.hub.member_count(room) > self._threshold:
             # N joins into one room would cost N^2/2 frames; one event per interval instead.
@@ -200,7 +202,10 @@ class Node:
             if self._coalesce_task is None or self._coalesce_task.done():
                 self._coalesce_task = asyncio.create_task(self._flush_coalesced())
             return
-        count = await self._member_count(room)
+        if count is None:
+            count = await self._member_count(room)
+        if count <= (1 if action == "member_joined" else 0):
+            return  # nobody else to tell (a user's first connection, the last one leaving)
         event = messages.room_update(room, action, count, conn.id)
         await self._publish_quietly(ToRoom(room, exclude=conn.id), event)
 

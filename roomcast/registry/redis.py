@@ -41,15 +41,20 @@ CONN_TTL = 3600
 ROOM_TTL = 7200
 #: Above this many local members, room counts are approximate (SCARD).
 EXACT_COUNT_LIMIT = 100
+#: Seconds between extensions of the compat keys' TTLs (an hour long).
+COMPAT_REFRESH = 600.0
 
 
 class RedisRegistry:
     """Registers this instance's connections in Redis and reads the cluster's."""
 
     def __init__(self, url: str, hub: Hub, server_id: str, *, instance_ttl: float = 15.0) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0
+        # Bounded: a connect storm must queue for connections, not open thousands.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=16, timeout=2.0, socket_timeout=2.0, socket_connect_timeout=2.0
         )
+        self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        self._announced = False
         self._hub = hub
         self._server_id = server_id
         self._instance_ttl = instance_ttl
@@ -115,12 +120,9 @@ class RedisRegistry:
             pipe = self._redis.pipeline(transaction=False)
             for conn_id, conn in dirty.items():
                 self._write(pipe, conn_id, conn)
-            pipe.set(
-                SERVER_KEY + self._server_id,
-                len(self._hub.connections),
-                ex=max(1, int(self._instance_ttl)),
-            )
-            await pipe.execute()
+            self._set_instance_key(pipe)
+            results = await pipe.execute()
+            self._check_kept(results[-1])
         except BaseException:
             # Keep what was not written; newer marks win.
             for conn_id, conn in dirty.items():
@@ -161,47 +163,52 @@ class RedisRegistry:
             pipe.srem(self._rooms_key, *empty)
 
     async def _refresher(self) -> None:
-        """Keep our instance key and compat TTLs alive."""
+        """Keep our instance key alive often, and the long compat TTLs now and then."""
+        loop = asyncio.get_running_loop()
+        last_compat = loop.time()
         while True:
             await asyncio.sleep(self._instance_ttl / 3)
             try:
                 pipe = self._redis.pipeline(transaction=False)
-                pipe.set(
-                    SERVER_KEY + self._server_id,
-                    len(self._hub.connections),
-                    ex=max(1, int(self._instance_ttl)),
-                )
-                written = list(self._written.items())
-                for conn_id, (user, rooms) in written:
-                    pipe.expire(CONN_KEY + conn_id, CONN_TTL)
-                    pipe.expire(USER_KEY + user, CONN_TTL)
-                    for room in rooms:
-                        pipe.expire(ROOM_KEY + room, ROOM_TTL)
+                self._set_instance_key(pipe)
                 pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
-                # EXPIRE answers 0 for a missing key: Redis lost what we wrote.
-                kept = (await pipe.execute())[1:-1]
-                at = 0
-                for conn_id, (_user, rooms) in written:
-                    if not all(kept[at : at + 2 + len(rooms)]):
-                        self._rewrite(conn_id)
-                    at += 2 + len(rooms)
+                self._check_kept((await pipe.execute())[0])
+                if loop.time() - last_compat >= COMPAT_REFRESH:
+                    await self._refresh_compat_ttls()
+                    last_compat = loop.time()
             except (RedisError, OSError) as exc:
                 log_event(_log, "registry_refresh_failed", logging.WARNING, error=str(exc))
-                # Redis may have lost everything (restart without persistence): rewrite all.
-                for conn in self._hub.connections.values():
-                    self._dirty[conn.id] = conn
-                self._written.clear()
-                self._wake.set()
+                # Redis may come back empty (no persistence): write everything again then.
+                self._rewrite_all()
 
-    def _rewrite(self, conn_id: ConnId) -> None:
-        """Write a connection's entries again: Redis lost them (restarted empty,
-        flushed) while we were not looking, so an EXPIRE found nothing."""
-        conn = self._hub.connections.get(conn_id)
-        if conn is None or conn_id not in self._written:
-            return  # closed meanwhile: its delete is already queued
-        del self._written[conn_id]
-        self._dirty.setdefault(conn_id, conn)
+    def _set_instance_key(self, pipe: Any) -> None:
+        """SET ... GET: the old value tells whether Redis still had what we wrote."""
+        pipe.set(SERVER_KEY + self._server_id, len(self._hub.connections),
+                 ex=max(1, int(self._instance_ttl)), get=True)
+
+    def _check_kept(self, previous: object) -> None:
+        if previous is None and self._announced:
+            # Our key vanished: Redis restarted empty, was flushed, or we stalled past the TTL.
+            self._rewrite_all()
+        self._announced = True
+
+    def _rewrite_all(self) -> None:
+        for conn in self._hub.connections.values():
+            self._dirty[conn.id] = conn
+        self._written.clear()
         self._wake.set()
+
+    async def _refresh_compat_ttls(self) -> None:
+        """Extend the compat keys' TTLs, a chunk per round trip (10,000 connections: 15)."""
+        written = list(self._written.items())
+        for at in range(0, len(written), 2000):
+            pipe = self._redis.pipeline(transaction=False)
+            for conn_id, (user, rooms) in written[at : at + 2000]:
+                pipe.expire(CONN_KEY + conn_id, CONN_TTL)
+                pipe.expire(USER_KEY + user, CONN_TTL)
+                for room in rooms:
+                    pipe.expire(ROOM_KEY + room, ROOM_TTL)
+            await pipe.execute()
 
     # -- read side --------------------------------------------------------------
 
