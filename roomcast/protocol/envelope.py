@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -70,6 +70,7 @@ class Publish:
 class SystemCommand:
     """A ``system`` message: ping, join, leave, or a room's member list."""
 
+    type: ClassVar[str] = "system"
     id: str | None
     action: SystemAction
     room: str | None = None
@@ -79,6 +80,7 @@ class SystemCommand:
 class Presence:
     """A ``presence`` message; the server answers with the sender's status."""
 
+    type: ClassVar[str] = "presence"
     id: str | None
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +89,7 @@ class Presence:
 class Heartbeat:
     """A ``heartbeat`` message; the server echoes it."""
 
+    type: ClassVar[str] = "heartbeat"
     id: str | None
 
 
