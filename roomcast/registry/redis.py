@@ -43,6 +43,8 @@ ROOM_TTL = 7200
 EXACT_COUNT_LIMIT = 100
 #: Seconds between extensions of the compat keys' TTLs (an hour long).
 COMPAT_REFRESH = 600.0
+#: Seconds an instance seen alive is not asked about again.
+ALIVE_CACHE = 1.0
 
 
 class RedisRegistry:
@@ -55,6 +57,7 @@ class RedisRegistry:
         )
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._announced = False
+        self._alive_until: dict[str, float] = {}
         self._hub = hub
         self._server_id = server_id
         self._instance_ttl = instance_ttl
@@ -183,8 +186,12 @@ class RedisRegistry:
 
     def _set_instance_key(self, pipe: Any) -> None:
         """SET ... GET: the old value tells whether Redis still had what we wrote."""
-        pipe.set(SERVER_KEY + self._server_id, len(self._hub.connections),
-                 ex=max(1, int(self._instance_ttl)), get=True)
+        pipe.set(
+            SERVER_KEY + self._server_id,
+            len(self._hub.connections),
+            ex=max(1, int(self._instance_ttl)),
+            get=True,
+        )
 
     def _check_kept(self, previous: object) -> None:
         if previous is None and self._announced:
@@ -222,7 +229,16 @@ class RedisRegistry:
         """Connection infos for ids, dropping those gone or on a dead instance."""
         if not conn_ids:
             return []
-        raws = await self._call(self._redis.mget([CONN_KEY + c for c in conn_ids]))
+        return await self._alive(
+            await self._call(self._redis.mget([CONN_KEY + c for c in conn_ids]))
+        )
+
+    async def _live_in(self, set_key: str) -> list[ConnectionInfo]:
+        """The live connections of a user or room set, in one round trip (SORT ... GET)."""
+        raws = await self._call(self._redis.sort(set_key, by="nosort", get=[CONN_KEY + "*"]))
+        return await self._alive(raws)
+
+    async def _alive(self, raws: list[bytes | None]) -> list[ConnectionInfo]:
         infos = []
         for raw in raws:
             if raw is None:
@@ -240,16 +256,23 @@ class RedisRegistry:
                         server_id=d.get("server_id", ""),
                     )
                 )
-        servers = sorted({i.server_id for i in infos})
-        if not servers:
-            return []
-        alive_raw = await self._call(self._redis.mget([SERVER_KEY + s for s in servers]))
-        alive = {s for s, v in zip(servers, alive_raw, strict=True) if v is not None}
-        return [i for i in infos if i.server_id in alive]
+        alive = await self._alive_servers({i.server_id for i in infos})
+        return sorted((i for i in infos if i.server_id in alive), key=lambda i: i.id)
 
-    async def _members(self, key: str) -> list[str]:
-        raw = await self._call(self._redis.smembers(key))
-        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
+    async def _alive_servers(self, servers: set[str]) -> set[str]:
+        """Which instances still refresh their key; a yes is trusted for a second."""
+        now = asyncio.get_running_loop().time()
+        unknown = sorted(
+            s for s in servers if s != self._server_id and self._alive_until.get(s, 0.0) < now
+        )
+        if unknown:
+            values = await self._call(self._redis.mget([SERVER_KEY + s for s in unknown]))
+            for server, value in zip(unknown, values, strict=True):
+                if value is None:
+                    self._alive_until.pop(server, None)
+                else:
+                    self._alive_until[server] = now + ALIVE_CACHE
+        return {s for s in servers if s == self._server_id or self._alive_until.get(s, 0.0) >= now}
 
     async def _scan(self, prefix: str) -> list[str]:
         keys = []
@@ -265,14 +288,14 @@ class RedisRegistry:
         room_id: str | None = None,
     ) -> list[ConnectionInfo]:
         if user_id is not None:
-            ids = await self._members(USER_KEY + user_id)
+            found = await self._live_in(USER_KEY + user_id)
         elif room_id is not None:
-            ids = await self._members(ROOM_KEY + room_id)
+            found = await self._live_in(ROOM_KEY + room_id)
         else:
-            ids = await self._call(self._scan(CONN_KEY))
+            found = await self._live(await self._call(self._scan(CONN_KEY)))
         out = [
             i
-            for i in await self._live(ids)
+            for i in found
             if (user_id is None or i.user_id == user_id)
             and (character_id is None or i.character_id == character_id)
             and (room_id is None or room_id in i.rooms)
@@ -294,7 +317,7 @@ class RedisRegistry:
         for room in sorted(await self._call(self._scan(ROOM_KEY))):
             if type is not None and str(room_type(room)) != type:
                 continue
-            members = await self._live(await self._members(ROOM_KEY + room))
+            members = await self._live_in(ROOM_KEY + room)
             if not members:
                 continue
             if member_id is not None and not any(
@@ -305,7 +328,7 @@ class RedisRegistry:
         return out
 
     async def room(self, room_id: str) -> RoomInfo | None:
-        members = await self._live(await self._members(ROOM_KEY + room_id))
+        members = await self._live_in(ROOM_KEY + room_id)
         if not members:
             return None
         return await self._room_info(room_id, len(members))
@@ -327,12 +350,12 @@ class RedisRegistry:
                 # Big rooms (join storms): one O(1) SCARD instead of reading every member.
                 approx = await self._call(self._redis.scard(ROOM_KEY + target.room))
                 return max(int(approx), local) - (target.exclude is not None)
-            members = await self._live(await self._members(ROOM_KEY + target.room))
+            members = await self._live_in(ROOM_KEY + target.room)
             ids = self._others(members) | set(self._hub.rooms.get(target.room, {}))
             ids.discard(target.exclude or "")
             return len(ids)
         if isinstance(target, ToUser):
-            members = await self._live(await self._members(USER_KEY + target.user_id))
+            members = await self._live_in(USER_KEY + target.user_id)
             return len(self._others(members) | set(self._hub.users.get(target.user_id, {})))
         if isinstance(target, ToConnection):
             if target.conn_id in self._hub.connections:
