@@ -45,6 +45,8 @@ EXACT_COUNT_LIMIT = 100
 COMPAT_REFRESH = 600.0
 #: Seconds an instance seen alive is not asked about again.
 ALIVE_CACHE = 1.0
+#: Seconds the writer waits after the first change, to write many in one pipeline.
+WRITE_WINDOW = 0.005
 
 
 class RedisRegistry:
@@ -105,6 +107,8 @@ class RedisRegistry:
         delay = 0.1
         while True:
             await self._wake.wait()
+            # A short window gathers a connect storm's many marks into one pipeline.
+            await asyncio.sleep(WRITE_WINDOW)
             self._wake.clear()
             try:
                 await self._flush()
@@ -121,18 +125,30 @@ class RedisRegistry:
         dirty, self._dirty = self._dirty, {}
         try:
             pipe = self._redis.pipeline(transaction=False)
+            new_rooms: set[RoomId] = set()
             for conn_id, conn in dirty.items():
-                self._write(pipe, conn_id, conn)
-            self._set_instance_key(pipe)
+                self._write(pipe, conn_id, conn, new_rooms)
+            if new_rooms:
+                pipe.sadd(self._rooms_key, *new_rooms)
+                pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
+                pipe.hset(
+                    ROOM_NAMES, mapping={r: self._hub.room_names.get(r, r) for r in new_rooms}
+                )
+            announce = not self._announced
+            if announce:  # afterwards the refresher keeps the key (and checks it) on its own
+                self._set_instance_key(pipe)
             results = await pipe.execute()
-            self._check_kept(results[-1])
+            if announce:
+                self._check_kept(results[-1])
         except BaseException:
             # Keep what was not written; newer marks win.
             for conn_id, conn in dirty.items():
                 self._dirty.setdefault(conn_id, conn)
             raise
 
-    def _write(self, pipe: Any, conn_id: ConnId, conn: LocalConnection | None) -> None:
+    def _write(
+        self, pipe: Any, conn_id: ConnId, conn: LocalConnection | None, new_rooms: set[RoomId]
+    ) -> None:
         user, old_rooms = self._written.pop(conn_id, ("", set()))
         if conn is None:
             pipe.delete(CONN_KEY + conn_id)
@@ -150,12 +166,9 @@ class RedisRegistry:
         for room in rooms - old_rooms:
             pipe.sadd(ROOM_KEY + room, conn_id)
             pipe.expire(ROOM_KEY + room, ROOM_TTL)
-            pipe.hset(ROOM_NAMES, room, self._hub.room_names.get(room, room))
+        new_rooms.update(rooms - old_rooms)
         for room in old_rooms - rooms:
             pipe.srem(ROOM_KEY + room, conn_id)
-        if rooms - old_rooms:
-            pipe.sadd(self._rooms_key, *(rooms - old_rooms))
-            pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
         self._forget_rooms(pipe, old_rooms - rooms)
         self._written[conn_id] = (conn.user_id, rooms)
 
