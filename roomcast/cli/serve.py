@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from typing import Any
@@ -12,7 +13,10 @@ from aiohttp import web
 
 from roomcast import config, logs
 from roomcast.config import Settings
+from roomcast.logs import log_event
 from roomcast.server.app import create_app
+
+_log = logging.getLogger("roomcast.server")
 
 
 def register(sub: Any) -> None:
@@ -72,6 +76,7 @@ async def _serve(settings: Settings, ssl_context: Any) -> int:
         or f"{'wss' if ssl_context else 'ws'}://{host}:{port}{settings.websocket_path}"
     )
     open_at = f"{base}/login" if settings.dev_login_enabled else f"{base}/websocket/status"
+    log_event(_log, "listening", url=base, websocket=ws_url)
     print(f"roomcast listening on {base} (WebSocket {ws_url})", flush=True)
     print(f"Open {open_at}", flush=True)
 

@@ -89,7 +89,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     sweeper = asyncio.create_task(liveness(gw))
     log_event(
         _log,
-        "started",
+        "node_ready",
         server_id=gw.node.server_id,
         broker=type(gw.node.broker).__name__,
         store=type(gw.node.store).__name__,
