@@ -106,11 +106,11 @@ async def _close_sockets(app: web.Application) -> None:
     """SIGTERM: every client gets 1001 (going away) so it reconnects elsewhere."""
     gw = app[GATEWAY]
     gw.closing = True
-    sockets = list(gw.sockets.values())
-    log_event(_log, "shutdown", connections=len(sockets))
-    for _ws, conn in sockets:
+    conns = list(gw.node.hub.connections.values())
+    log_event(_log, "shutdown", connections=len(conns))
+    for conn in conns:
         conn.close(CloseCode.GOING_AWAY, "server shutting down")
-    closing = [conn.closer.wait() for _ws, conn in sockets if conn.closer is not None]
+    closing = [conn.closer.wait() for conn in conns if conn.closer is not None]
     if closing:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(

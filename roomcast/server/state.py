@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from roomcast.config import Settings
-from roomcast.hub import LocalConnection
 from roomcast.node import Node
 from roomcast.writer import Flusher
 
@@ -19,8 +18,6 @@ class Gateway:
     settings: Settings
     node: Node
     flusher: Flusher
-    #: Open sockets, for shutdown (close with 1001) and liveness sweeps.
-    sockets: dict[str, tuple[web.WebSocketResponse, LocalConnection]] = field(default_factory=dict)
     closing: bool = False
 
 

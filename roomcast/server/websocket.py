@@ -99,7 +99,6 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     closer = _Closer(ws, conn, transport, grace=gw.settings.ping_timeout)
     conn.closer = closer
     conn.writer.on_overflow = closer.slow_consumer
-    gw.sockets[conn.id] = (ws, conn)
     reason = "closed by client"
     try:
         await gw.node.open_connection(conn)
@@ -124,7 +123,6 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         # Send the 1011 before returning: aiohttp closes a returned socket with 1000 at once.
         await closer.wait()
     finally:
-        gw.sockets.pop(conn.id, None)
         conn.writer.close(flush=False)
         await gw.node.close_connection(conn)
         log_event(
@@ -226,7 +224,7 @@ async def liveness(gw: Gateway) -> None:
     while True:
         await asyncio.sleep(interval)
         deadline = loop.time() - timeout
-        for _ws, conn in list(gw.sockets.values()):
+        for conn in list(gw.node.hub.connections.values()):
             if conn.last_seen < deadline:
                 conn.close(CloseCode.STALE, "no frame within the liveness timeout")
             else:
