@@ -23,6 +23,16 @@ class ConnectionInfo:
     created_at: str
     server_id: str
 
+    def matches(
+        self, *, user_id: str | None, character_id: int | None, room_id: str | None
+    ) -> bool:
+        """Whether it passes the admin API's listing filters (None: any)."""
+        return (
+            (user_id is None or self.user_id == user_id)
+            and (character_id is None or self.character_id == character_id)
+            and (room_id is None or room_id in self.rooms)
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,

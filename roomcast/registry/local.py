@@ -49,15 +49,12 @@ class LocalRegistry:
         character_id: int | None = None,
         room_id: str | None = None,
     ) -> list[ConnectionInfo]:
-        out = []
-        for conn in self._hub.connections.values():
-            if user_id is not None and conn.user_id != user_id:
-                continue
-            if character_id is not None and conn.character_id != character_id:
-                continue
-            if room_id is not None and room_id not in conn.rooms:
-                continue
-            out.append(connection_info(conn, self._server_id))
+        infos = (connection_info(c, self._server_id) for c in self._hub.connections.values())
+        out = [
+            i
+            for i in infos
+            if i.matches(user_id=user_id, character_id=character_id, room_id=room_id)
+        ]
         return sorted(out, key=lambda c: (c.created_at, c.id))
 
     async def connection(self, conn_id: str) -> ConnectionInfo | None:

@@ -309,9 +309,7 @@ class RedisRegistry:
         out = [
             i
             for i in found
-            if (user_id is None or i.user_id == user_id)
-            and (character_id is None or i.character_id == character_id)
-            and (room_id is None or room_id in i.rooms)
+            if i.matches(user_id=user_id, character_id=character_id, room_id=room_id)
         ]
         return sorted(out, key=lambda c: (c.created_at, c.id))
 
