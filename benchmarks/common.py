@@ -63,7 +63,7 @@ def pin_to(cpu: int) -> None:
 
 
 def mint_token(secret: str, index: int, groups: Sequence[str], ttl_s: int = 3600) -> str:
-    """An HS256 JWT with the claims of compat.md, plus ``groups`` for the bench room."""
+    """An HS256 JWT with the Go gateway's claims, plus ``groups`` for the bench room."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "user_id": str(uuid.UUID(int=index + 1)),

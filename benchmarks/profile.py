@@ -13,8 +13,12 @@ from pathlib import Path
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
+#: The repository root, cut from file paths like site-packages.
+REPO = str(Path(__file__).resolve().parents[1]) + "/"
+
+
 def short_file(path: str) -> str:
-    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+    for marker in ("site-packages/", "lib/python3.11/", REPO):
         i = path.find(marker)
         if i >= 0:
             return path[i + len(marker) :]

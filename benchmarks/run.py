@@ -29,7 +29,7 @@ from benchmarks.scenarios import DESCRIPTIONS, SCENARIOS, Options, ServerSet
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SCENARIOS = ("bare", "roomcast", "roomcast-redis", "socketio")
-#: M per N (issue 7); python-socketio gets the M of perf-baseline.md so a run stays short.
+#: M per N; python-socketio gets a smaller M so a run stays short.
 DEFAULT_M = {1000: 200, 5000: 200, 10000: 100}
 SOCKETIO_M = {1000: 200, 5000: 40, 10000: 20}
 

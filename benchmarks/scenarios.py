@@ -178,5 +178,5 @@ DESCRIPTIONS = {
     "roomcast": "roomcast serve, one instance, in-memory broker",
     "roomcast-redis": "roomcast serve x2 + redis-server, clients split, publishes on one",
     "socketio": "python-socketio AsyncServer emit(room=) on uvicorn (websockets-sansio)",
-    "aiohttp-send": "aiohttp send_str per connection (perf-baseline.md's aiohttp row)",
+    "aiohttp-send": "aiohttp send_str per connection (for calibrating against other measurements)",
 }

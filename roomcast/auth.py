@@ -31,7 +31,7 @@ class Claims:
 
 
 def extract_token(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
-    """The JWT of a request: ``Authorization: Bearer`` first, then the cookie (compat.md)."""
+    """The JWT of a request: ``Authorization: Bearer`` first, then the cookie (as in Go)."""
     auth = headers.get("Authorization", "")
     if auth:
         scheme, _, value = auth.partition(" ")
@@ -139,7 +139,7 @@ def mint_token(
 
 
 def origin_allowed(origin: str | None, allowed: frozenset[str], own_origin: str) -> bool:
-    """compat.md flaw fixed: only listed origins (or our own) may open a browser socket.
+    """Go gateway flaw fixed: only listed origins (or our own) may open a browser socket.
 
     A request without Origin comes from a non-browser client and is allowed.
     """

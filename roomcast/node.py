@@ -195,7 +195,7 @@ class Node:
     async def _announce(
         self, room: RoomId, action: str, conn: LocalConnection, count: int | None = None
     ) -> None:
-        """compat.md ``room_update`` to the other members, coalesced in big rooms."""
+        """``room_update`` to the other members, coalesced in big rooms."""
         if self.hub.member_count(room) > self._threshold:
             # N joins into one room would cost N^2/2 frames; one event per interval instead.
             self._coalesced.add(room)

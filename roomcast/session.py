@@ -1,6 +1,6 @@
 """What a client message does: permission checks, then publish or reply.
 
-compat.md: every client message that carries an ``id`` gets exactly one reply
+docs/protocol.md: every client message that carries an ``id`` gets exactly one reply
 with that ``id`` (the React client times out after 10 s otherwise).
 """
 

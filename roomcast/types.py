@@ -16,7 +16,7 @@ GROUP_PREFIX = "group:"
 
 
 class RoomType(StrEnum):
-    """Kinds of rooms (compat.md: personal and group)."""
+    """Kinds of rooms (personal and group, as in the Go gateway)."""
 
     PERSONAL = "personal"
     GROUP = "group"
@@ -42,5 +42,5 @@ def room_type(room: str) -> RoomType | None:
 
 
 def group_room_name(group_name: str) -> str:
-    """Display name of a group room (compat.md: ``Group: {group_name}``)."""
+    """Display name of a group room (as in the Go gateway: ``Group: {group_name}``)."""
     return f"Group: {group_name}"

@@ -3,7 +3,7 @@
 Every connection is in one implicit room. A text message from any connection is
 framed once (server frames are unmasked) and the same bytes are written to every
 other connection's transport: no auth, no envelope, no queue. ``--mode send``
-instead calls ``send_str`` per connection (the ``aiohttp`` row of perf-baseline.md).
+instead calls ``send_str`` per connection (for calibrating against other aiohttp measurements).
 On connect the server sends ``{"type":"room_joined"}`` so the generator knows the
 connection is registered.
 

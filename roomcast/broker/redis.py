@@ -38,7 +38,7 @@ class RedisBroker:
     """A :class:`~roomcast.broker.base.Broker` over Redis pub/sub.
 
     Delivery to other instances is at-most-once: a message published while a
-    subscriber is disconnected is lost for it (compat.md). ``publish`` delivers
+    subscriber is disconnected is lost for it (docs/protocol.md). ``publish`` delivers
     locally first, then publishes once; when Redis is unreachable it raises
     :class:`BrokerUnavailable` within ``timeout`` seconds (a refused connection
     fails at once) and never buffers.

@@ -1,6 +1,6 @@
 """The Redis pub/sub wire format shared with the Go gateway: pure, no I/O.
 
-compat.md fixes it. A publication goes to one of four channels and looks like
+docs/protocol.md specifies it. A publication goes to one of four channels and looks like
 ``{"server_id": "<uuid>", "message": <envelope>, "timestamp": "<RFC 3339>"}``:
 
 - ``websocket:messages``: to everyone, or to one connection when the envelope has ``to``;
@@ -90,7 +90,7 @@ def wrap(prefix: bytes, envelope: bytes, exclude: str | None = None) -> bytes:
 def outgoing(target: Target, payload: bytes, *, sharded: bool = False) -> tuple[str, bytes]:
     """The channel and envelope bytes that carry ``payload`` to ``target`` elsewhere.
 
-    Other instances route by envelope fields (compat.md), so the envelope must
+    Other instances route by envelope fields (as Go instances do), so the envelope must
     name the target: a missing ``to``, ``room`` or ``data.user_id`` is filled in
     (the only case that re-encodes), and one naming someone else is refused,
     as it would reach the wrong recipients on other instances.

@@ -1,6 +1,6 @@
 """Reconnect delays: exponential backoff with jitter, as a pure generator.
 
-compat.md: the React client waits 1 s x 1.5 per attempt, capped at 30 s. Jitter spreads
+As the Go gateway's React client: wait 1 s x 1.5 per attempt, capped at 30 s. Jitter spreads
 the reconnects of many clients after a server restart, so they don't all arrive at once.
 """
 

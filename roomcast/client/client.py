@@ -53,7 +53,7 @@ class Client:
         ssl: TLS context for ``wss://`` (default: the system's trust store).
         origin: ``Origin`` header, for gateways that check it.
         backoff: delays between reconnect attempts (1 s x 1.5, capped at 30 s).
-        ack_timeout: default seconds to wait for a reply (compat.md: 10 s).
+        ack_timeout: default seconds to wait for a reply (the React client's: 10 s).
         heartbeat_interval: seconds between application pings; ``None`` disables them.
         heartbeat_timeout: a ping unanswered this long marks the connection dead.
         queue_limit, queue_overflow: size (200: the gateway's default burst) and overflow
@@ -280,7 +280,7 @@ class Client:
         )
 
     async def ping(self, *, timeout: float | None = None) -> Message:
-        """compat.md heartbeat: a ``system`` ping, answered with the same id."""
+        """The React client's heartbeat: a ``system`` ping, answered with the same id."""
         return await self.request({"type": "system", "data": {"action": "ping"}}, timeout=timeout)
 
     async def members(self, room: str, *, timeout: float | None = None) -> list[Any]:
@@ -366,7 +366,7 @@ class Client:
         helpers: list[asyncio.Task[None]] = []
         self._ws = ws
         try:
-            # compat.md: the welcome (connection_id, user_id) comes first.
+            # docs/protocol.md: the welcome (connection_id, user_id) comes first.
             async with asyncio.timeout(self._open_timeout):
                 first = await ws.recv()
             await self._receive(first)

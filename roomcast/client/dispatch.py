@@ -49,7 +49,7 @@ class Handlers:
 async def call_all(handlers: Iterable[Callable[[T], Any]], arg: T, what: str) -> None:
     """Call each handler in turn, awaiting async ones.
 
-    A failing handler is logged and the others still run (issue 5: one handler's
+    A failing handler is logged and the others still run (one handler's
     exception must not stop the rest).
     """
     for handler in handlers:

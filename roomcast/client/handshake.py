@@ -11,9 +11,9 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from roomcast.client.errors import ClientError
 
-#: compat.md: the endpoint path of the Go gateway.
+#: The endpoint path of the Go gateway.
 DEFAULT_PATH = "/websocket/connect"
-#: compat.md: the cookie the gateway's login flow sets.
+#: The cookie the gateway's login flow sets.
 COOKIE_NAME = "falcon_auth_token"
 _SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 

@@ -15,7 +15,7 @@ class InvalidFrame(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """compat.md envelope: ``{id, type, room?, from?, to?, data, timestamp}``."""
+    """The wire envelope: ``{id, type, room?, from?, to?, data, timestamp}``."""
 
     type: str
     data: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))

@@ -76,7 +76,7 @@ class Outbox:
             raise
 
     async def ping(self, ws: ClientConnection, timeout: float) -> Message | None:
-        """compat.md heartbeat on ``ws`` only, never queued; None if ``ws`` is closing."""
+        """The heartbeat (a system ping) on ``ws`` only, never queued; None if ``ws`` is closing."""
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         ping = {"type": "system", "id": str(uuid.uuid4()), "data": {"action": "ping"}}
         if not await self._write(ws, Outgoing(ping, future, timeout)):

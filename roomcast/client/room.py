@@ -29,7 +29,7 @@ class RoomHost(Protocol):
 
 
 class Room:
-    """A room by name; the server decides membership (compat.md: no joining by hand).
+    """A room by name; the server decides membership (no joining by hand).
 
     The same object is returned for a name for the client's lifetime, so handlers
     registered on it survive reconnects. ``joined`` follows ``room_joined`` /

@@ -1,6 +1,6 @@
 """Parse and validate one client frame into a typed command.
 
-compat.md fixes the envelope: ``{id?, type, room?, from?, to?, data?, timestamp?}``.
+The envelope (docs/protocol.md): ``{id?, type, room?, from?, to?, data?, timestamp?}``.
 The server overwrites ``from`` and ``timestamp``, so only their types are checked.
 """
 
@@ -29,7 +29,7 @@ SERVER_API_TYPES: Final = (
     "critical_alert",
     "service_recovery",
 )
-#: Every type either side of compat.md knows.
+#: Every type the Go gateway or its React client knows.
 KNOWN_TYPES: Final = frozenset(
     (*SERVER_API_TYPES, "heartbeat", "custom_event", "room_joined", "room_left", "system", "error")
 )
@@ -111,7 +111,7 @@ def parse_client_message(frame: str | bytes, *, max_size: int) -> ClientCommand:
         and len(frame.encode("utf-8", "surrogatepass")) > max_size
     ):
         too_large = ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_size} bytes")
-        # compat.md: the React client waits 10 s for a reply with its id, so find it.
+        # The React client waits 10 s for a reply with its id, so find it.
         with contextlib.suppress(orjson.JSONDecodeError):
             too_large.message_id = _message_id(orjson.loads(frame))
         raise too_large
@@ -164,7 +164,7 @@ def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> S
             ErrorCode.INVALID_FIELD,
             "system data.action must be one of " + ", ".join(sorted(_SYSTEM_ACTIONS)),
         )
-    # compat.md: the React client's room hooks put the room in data.room.
+    # The React client's room hooks put the room in data.room.
     target = data.get("room", room)
     if action == "ping":
         return SystemCommand(id=message_id, action="ping")

@@ -58,7 +58,7 @@ def error(code: ErrorCode, message: str, *, reply_to: str | None) -> dict[str, A
 
 
 def ack(reply_to: str, **fields: Any) -> dict[str, Any]:
-    """The reply to a client message carrying an ``id`` (compat.md: the React client waits)."""
+    """The reply to a client message carrying an ``id`` (the React client waits for it)."""
     return envelope("system", {"action": "ack", "status": "ok", **fields}, id=reply_to)
 
 
@@ -68,7 +68,7 @@ def pong(reply_to: str | None) -> dict[str, Any]:
 
 
 def welcome(connection_id: str, user_id: str) -> dict[str, Any]:
-    """compat.md: the first message after connect."""
+    """The first message after connect."""
     return envelope(
         "system_notification",
         {"message": "Connected to WebSocket", "connection_id": connection_id, "user_id": user_id},
@@ -95,7 +95,7 @@ def room_left(room: str, reason: str) -> dict[str, Any]:
 def room_update(
     room: str, action: str, member_count: int, connection_id: str | None = None
 ) -> dict[str, Any]:
-    """compat.md ``room_update`` to the other members (``action="members"`` when coalesced)."""
+    """``room_update`` to the other members (``action="members"`` when coalesced)."""
     data: dict[str, Any] = {"action": action, "room_id": room, "member_count": member_count}
     if connection_id is not None:
         data["connection_id"] = connection_id
@@ -105,7 +105,7 @@ def room_update(
 def group_membership_change(
     user_id: str, group_id: str, group_name: str, joined: bool
 ) -> dict[str, Any]:
-    """compat.md: sent to the user's own connections when a membership changes."""
+    """Sent to the user's own connections when a membership changes."""
     now = now_rfc3339()
     data = {
         "user_id": user_id,
@@ -120,7 +120,7 @@ def group_membership_change(
 def user_profile_update(
     user_id: str, character_id: int | None, profile: dict[str, Any]
 ) -> dict[str, Any]:
-    """compat.md: a profile change, sent to the user's connections."""
+    """A profile change, sent to the user's connections."""
     now = now_rfc3339()
     data = {"user_id": user_id, "character_id": character_id, "profile": profile, "timestamp": now}
     return envelope("user_profile_update", data, timestamp=now)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionInfo:
-    """compat.md's connection object of the admin API."""
+    """The connection object of the admin API."""
 
     id: str
     user_id: str
@@ -47,7 +47,7 @@ class ConnectionInfo:
 
 @dataclass(frozen=True, slots=True)
 class RoomInfo:
-    """compat.md's room object of the admin API."""
+    """The room object of the admin API."""
 
     id: str
     type: str

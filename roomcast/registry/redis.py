@@ -1,4 +1,4 @@
-"""The cluster-wide registry in Redis, under the Go gateway's keys (compat.md).
+"""The cluster-wide registry in Redis, under the Go gateway's keys.
 
 Keys: ``websocket:connection:{id}`` (JSON, 1 h TTL), ``websocket:user:{user_id}``
 (set of connection ids, 1 h), ``websocket:room:{id}`` (set of connection ids, 2 h),

@@ -1,4 +1,4 @@
-"""``GET /websocket/status``: public health, no user data (compat.md)."""
+"""``GET /websocket/status``: public health, no user data (as the Go gateway's)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
  *
  * An ES module with no dependencies and no build step. The browser sends the
  * `falcon_auth_token` cookie on the upgrade request, so pages need no token.
- * See docs/browser.md for the guarantees; the wire format is compat.md's.
+ * See docs/browser.md for the guarantees; the wire format is docs/protocol.md.
  *
  *   import { RoomcastClient } from "/websocket/client.js";
  *   const client = new RoomcastClient();
@@ -39,7 +39,7 @@ export const CloseCode = Object.freeze({
 // for a refused upgrade or a dead network) is worth another try.
 const NO_RECONNECT = new Set([CloseCode.POLICY_VIOLATION, CloseCode.KICKED]);
 
-/** compat.md: the React client waits 1 s × 1.5 per attempt, capped at 30 s. */
+/** As the Go gateway's React client: wait 1 s × 1.5 per attempt, capped at 30 s. */
 // The jitter matches the Python SDK (roomcast.client.backoff).
 export const DEFAULT_BACKOFF = Object.freeze({ initial: 1000, factor: 1.5, max: 30000, jitter: 0.2 });
 
@@ -233,7 +233,7 @@ export class RoomcastClient {
     });
   }
 
-  /** App-level ping (compat.md heartbeat); resolves with the pong. */
+  /** App-level ping (the React client's heartbeat); resolves with the pong. */
   ping(options) {
     return this.send({ type: "system", data: { action: "ping" } }, options);
   }

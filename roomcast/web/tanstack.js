@@ -1,7 +1,7 @@
 /**
  * Optional TanStack Query adapter for the roomcast browser client.
  *
- * As compat.md's React client does, each incoming message type invalidates
+ * As the Go gateway's React client does, each incoming message type invalidates
  * the queries it makes stale, so the page refetches over HTTP instead of
  * patching caches from socket data. Works with TanStack Query v4 and v5
  * (`queryClient.invalidateQueries({queryKey})`); this module imports nothing.
@@ -45,7 +45,7 @@ export const defaultInvalidations = Object.freeze({
  *
  * With `invalidateOnReconnect` (default true) every query is invalidated when
  * the client reconnects: messages sent while it was away are not replayed
- * (compat.md: plain pub/sub is at-most-once), so anything may be stale.
+ * (docs/protocol.md: plain pub/sub is at-most-once), so anything may be stale.
  */
 export function invalidateOnMessages(
   client,

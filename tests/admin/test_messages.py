@@ -22,7 +22,7 @@ from tests.helpers.ws import Message, connect_peer
 
 
 def _check_answer(body: dict[str, Any], kind: str, data: dict[str, Any], count: int) -> None:
-    """compat.md: ``{success, message_id, recipients_count, timestamp, message}``."""
+    """The Go gateway's answer: ``{success, message_id, recipients_count, timestamp, message}``."""
     assert body["success"] is True
     assert body["recipients_count"] == count
     msg = body["message"]
@@ -84,7 +84,7 @@ async def test_user_message_reaches_all_their_connections(admin_gw: GatewayProce
     r = await api.post(f"/websocket/users/{user}/message",
                        json={"type": "critical_alert", "data": {"level": 3}})
     assert r.status_code == 200, r.text
-    # compat.md: Redis routes user messages by data.user_id, so it is always set.
+    # Other instances route user messages by data.user_id, so it is always set.
     _check_answer(r.json(), "critical_alert", {"level": 3, "user_id": user}, 2)
     for peer in mine:
         _same(await peer.recv(), r.json())

@@ -1,4 +1,4 @@
-"""Sharded mode end to end: per-room channels follow local membership (issue 4 §6)."""
+"""Sharded mode end to end: per-room channels follow local membership."""
 
 from __future__ import annotations
 

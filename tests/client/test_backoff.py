@@ -17,7 +17,7 @@ def take(policy: Backoff, n: int, rand: float = 0.0) -> list[float]:
 
 
 def test_default_is_the_react_clients_schedule() -> None:
-    # compat.md: 1 s x 1.5 per attempt, capped at 30 s.
+    # As the React client: 1 s x 1.5 per attempt, capped at 30 s.
     assert take(Backoff(), 11) == [
         1.0,
         1.5,

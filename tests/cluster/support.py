@@ -1,6 +1,6 @@
 """A cluster of real gateway processes on one real ``redis-server``, and ways to observe it.
 
-Ordering facts the helpers rely on (compat.md, broker contract):
+Ordering facts the helpers rely on (docs/protocol.md, broker contract):
 
 - Redis hands every subscriber the publications in the order it executed them, so a
   marker published with a raw client *after* something else reached Redis arrives,
@@ -33,7 +33,7 @@ from tests.helpers.ws import Message, Peer, connect_peer
 API_KEY = "cluster-api-key-0123456789abcdef"
 #: Bound of every wait: a hang fails the test instead of blocking the suite.
 DEADLINE = 10.0
-#: The Go gateway's pub/sub channels (compat.md).
+#: The Go gateway's pub/sub channels (docs/protocol.md).
 MESSAGES = "websocket:messages"
 ROOMS = "websocket:rooms"
 USERS = "websocket:users"

@@ -111,7 +111,7 @@ async def test_admin_user_message_reaches_the_users_connections_everywhere(
         assert body["recipients_count"] == 2, body
         for peer in (on_a, on_c):
             got = await peer.expect(lambda m: m.get("id") == body["message_id"])
-            # compat.md: Redis routes user messages by data.user_id.
+            # Other instances route user messages by data.user_id.
             assert got["data"] == {"text": text, "user_id": user}, got
         pending = await barrier(raw, on_a, on_c, other)
         assert all(with_text(msgs, text) == [] for msgs in pending), pending

@@ -1,6 +1,6 @@
 """Payloads a Go gateway instance publishes, injected with a raw Redis client.
 
-compat.md: ``{"server_id", "message", "timestamp"}`` on ``websocket:rooms`` (by
+docs/protocol.md: ``{"server_id", "message", "timestamp"}`` on ``websocket:rooms`` (by
 ``room``), ``websocket:users`` (by ``data.user_id``), ``websocket:messages``
 (everyone, or one connection with ``to``) and ``websocket:system`` (everyone).
 """

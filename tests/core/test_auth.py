@@ -169,7 +169,7 @@ async def test_wrong_origin_is_403(origin_gateway: GatewayProcess, origin: str) 
 
 
 async def test_wrong_origin_with_the_cookie_is_403(origin_gateway: GatewayProcess) -> None:
-    # compat.md flaw: cross-site WebSocket hijacking rides on the browser's cookie.
+    # Go gateway flaw: cross-site WebSocket hijacking rides on the browser's cookie.
     token = make_token(origin_gateway.secret, unique("o"))
     assert await refused_status(origin_gateway, cookie(token),
                                 origin="https://evil.example.net") == 403

@@ -1,4 +1,4 @@
-"""Join storms: room_update per member in small rooms, coalesced in big ones (issue 7 §4)."""
+"""Join storms: room_update per member in small rooms, coalesced in big ones."""
 
 from __future__ import annotations
 

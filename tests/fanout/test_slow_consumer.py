@@ -1,4 +1,4 @@
-"""One client stops reading while 50 others receive a stream (issue 7)."""
+"""One client stops reading while 50 others receive a stream."""
 
 from __future__ import annotations
 

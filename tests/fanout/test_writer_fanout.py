@@ -1,4 +1,4 @@
-"""Encode once, frame once, coalesce without reordering, bound every queue (issue 7)."""
+"""Encode once, frame once, coalesce without reordering, bound every queue."""
 
 from __future__ import annotations
 

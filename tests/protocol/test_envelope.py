@@ -63,7 +63,7 @@ def test_absent_or_null_data_is_an_empty_object(data: dict[str, Any] | None) -> 
 
 
 def test_server_owned_fields_are_accepted_when_well_typed() -> None:
-    # compat.md: the server overwrites from and timestamp; a client may still send them.
+    # The server overwrites from and timestamp; a client may still send them.
     for ts in ("2024-01-01T00:00:00Z", 1_700_000_000_000):
         cmd = parse({"type": "presence", "from": "me", "timestamp": ts})
         assert cmd == Presence(id=None, data={})
@@ -82,7 +82,7 @@ def test_presence_keeps_its_data() -> None:
 
 
 def test_system_ping_needs_no_room() -> None:
-    # compat.md: the React client's heartbeat.
+    # The React client's heartbeat.
     assert parse({"type": "system", "id": "hb", "data": {"action": "ping"}}) == SystemCommand(
         id="hb", action="ping"
     )
@@ -258,7 +258,7 @@ def test_too_large_is_checked_before_json() -> None:
 
 
 def test_too_large_counts_utf8_bytes_not_characters() -> None:
-    # aiohttp hands text frames over as str; the limit is in bytes (issue 2: 64 KiB).
+    # aiohttp hands text frames over as str; the limit is in bytes (64 KiB).
     frame = json.dumps({"type": "presence", "data": {"p": "\u00e9" * (MAX // 2)}},
                        ensure_ascii=False)
     assert len(frame) < MAX < len(frame.encode())

@@ -72,7 +72,7 @@ def test_error_carries_code_message_temporary_and_the_reply_id() -> None:
 
 @pytest.mark.parametrize("reply_to", ["a", "", "x" * 128])
 def test_replies_carry_the_client_id_exactly(reply_to: str) -> None:
-    # compat.md: the React client matches replies by id.
+    # The React client matches replies by id.
     assert decode(messages.ack(reply_to))["id"] == reply_to
     assert decode(messages.pong(reply_to))["id"] == reply_to
     assert decode(messages.error(ErrorCode.INVALID_FIELD, "m", reply_to=reply_to))["id"] == reply_to

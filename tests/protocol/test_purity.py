@@ -1,4 +1,4 @@
-"""roomcast.protocol stays pure: no event loop, no network library (style.md §1)."""
+"""roomcast.protocol stays pure: no event loop, no network library."""
 
 from __future__ import annotations
 

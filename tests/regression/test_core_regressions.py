@@ -64,7 +64,7 @@ async def test_multibyte_frame_over_the_byte_limit_is_too_large(gateway: Gateway
 
 
 # messages.envelope used `id or new_id()`, so a client message with id "" got a
-# reply under a fresh id and the client never matched it (compat.md: it waits 10 s).
+# reply under a fresh id and the client never matched it (it waits 10 s).
 async def test_empty_client_id_is_echoed(gateway: GatewayProcess) -> None:
     peer = await connect_peer(gateway, "reg-empty-id-user")
     try:

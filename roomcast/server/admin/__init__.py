@@ -1,4 +1,4 @@
-"""The admin / server HTTP API of compat.md, its OpenAPI spec and docs, and ``/metrics``.
+"""The admin / server HTTP API of the Go gateway, its OpenAPI spec and docs, and ``/metrics``.
 
 ``create_app`` calls :func:`add_routes`. Importing this package stays cheap
 (``roomcast.api`` reads :mod:`.bodies` without the server).

@@ -1,7 +1,7 @@
 """Admin endpoints that act: send messages, profile events, memberships, kicks.
 
 Everything goes through the node and its broker, so it reaches the connections
-of every instance (compat.md flaw not copied: the Go gateway delivered only to
+of every instance (a Go gateway flaw not copied: the Go gateway delivered only to
 the instance that received the HTTP call).
 """
 
@@ -33,7 +33,7 @@ async def _message_body(request: web.Request) -> MessageBody:
 
 async def _publish(request: web.Request, caller: Caller, target: Target,
                    envelope: dict[str, Any]) -> web.Response:
-    """Publish an envelope and answer compat.md's ``{success, message_id, ...}``."""
+    """Publish an envelope and answer the Go gateway's ``{success, message_id, ...}``."""
     node = gateway(request).node
     count = await node.registry.count(target)
     try:
@@ -64,7 +64,7 @@ async def message_connection(request: web.Request, caller: Caller) -> web.Respon
     info = await gateway(request).node.registry.connection(conn_id)
     if info is None:
         raise Problem(404, "not_found", f"no connection {conn_id[:80]!r}")
-    # compat.md: ``to`` makes it a direct message on websocket:messages.
+    # As in the Go gateway, ``to`` makes it a direct message on websocket:messages.
     envelope = messages.envelope(body.type, body.data, to=info.id)
     return await _publish(request, caller, ToConnection(ConnId(info.id)), envelope)
 
@@ -73,7 +73,7 @@ async def message_user(request: web.Request, caller: Caller) -> web.Response:
     user = user_id(request)
     body = await _message_body(request)
     data = dict(body.data or {})
-    # compat.md: Redis routes user messages by data.user_id; a different one would
+    # Other instances route user messages by data.user_id; a different one would
     # reach this user here and another user on the other instances.
     if data.setdefault("user_id", user) != user:
         raise Problem(422, "invalid_body",

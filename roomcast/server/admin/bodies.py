@@ -51,7 +51,7 @@ class _Request(BaseModel):
 
 
 class MessageBody(_Request):
-    """``{type, data}`` of the four message endpoints (compat.md)."""
+    """``{type, data}`` of the four message endpoints (as in the Go gateway)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"type": "notification", "data": {"title": "Deploy", "message": "v2 is live"}},
@@ -182,7 +182,7 @@ class RoomOne(BaseModel):
 
 
 class Envelope(BaseModel):
-    """The message as clients receive it (compat.md envelope)."""
+    """The message as clients receive it (the wire envelope)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -196,7 +196,7 @@ class Envelope(BaseModel):
 
 
 class Sent(BaseModel):
-    """compat.md: the answer of every message POST."""
+    """The answer of every message POST."""
 
     model_config = _example(success=True, message_id=_MSG_ID, recipients_count=2, timestamp=_TIME,
                             message={"id": _MSG_ID, "type": "notification",

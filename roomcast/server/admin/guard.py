@@ -1,6 +1,6 @@
 """Who may call the admin API: administrators and app backends.
 
-compat.md flaw not copied: the Go gateway let any logged-in user broadcast.
+A Go gateway flaw not copied: the Go gateway let any logged-in user broadcast.
 Here an administrator is a valid JWT (Bearer or cookie) with the admin scope or
 a user id listed in ``ROOMCAST_ADMIN_USERS``; an app backend sends ``X-API-Key``.
 """

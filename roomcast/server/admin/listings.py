@@ -1,8 +1,8 @@
 """Read-only admin endpoints: connections, rooms and group memberships, cluster-wide.
 
 Every listing goes through the node's :class:`~roomcast.registry.base.Registry`,
-so with Redis it shows the connections of every instance (compat.md flaw not
-copied: the Go gateway listed only its own).
+so with Redis it shows the connections of every instance (a Go gateway flaw
+not copied: the Go gateway listed only its own).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 // roomcast admin dashboard: live counts, connection and room tables, send and membership forms.
-// Talks to the gateway's admin API (compat.md "Admin / server HTTP API") with the page's cookie.
+// Talks to the gateway's admin API (docs/api.md) with the page's cookie.
 import { api, ApiError, clock, el, fetchMe, toast } from "/static/ui.js";
 
 const $ = (id) => document.getElementById(id);

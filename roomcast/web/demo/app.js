@@ -5,7 +5,7 @@ import { clock, describe, el, fetchMe, showState, toast } from "/static/ui.js";
 const $ = (id) => document.getElementById(id);
 const FEED_LIMIT = 200; // entries kept per room
 
-// Message types shown as toasts, and how (compat.md's server-pushed types).
+// Message types shown as toasts, and how (the server-pushed types of docs/protocol.md).
 const TOASTS = {
   system_notification: { kind: "system", title: "System" },
   notification: { kind: "info", title: "Notification" },
