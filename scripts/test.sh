@@ -1,31 +1,58 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh Debian machine (as root), then run
 # lint, types, the browser-client unit tests and the whole pytest suite.
+#
+# Python packages go into a virtualenv made afresh on every run (.venv-test), from the
+# pins in constraints.txt, so a package left on the machine can never hide a missing pin.
+# Arguments are passed to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+venv=.venv-test
 
 need=()
+command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "== installing ${need[*]}"
+apt_install() {
+    echo "== installing $*"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+if [ ${#need[@]} -gt 0 ]; then
+    apt_install "${need[@]}"
 fi
 
-echo "== installing Python dependencies"
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    echo "roomcast needs Python >= 3.11; python3 is $(python3 --version 2>&1)" >&2
+    exit 1
+}
+
+echo "== fresh virtualenv in $venv"
+rm -rf "$venv"
+if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    # Debian's python3 makes venvs only with its python3-venv package (ensurepip).
+    rm -rf "$venv"
+    apt_install python3-venv
+    python3 -m venv "$venv"
+fi
+py="$PWD/$venv/bin/python"
+export PATH="$PWD/$venv/bin:$PATH"
+
+echo "== installing Python dependencies (pinned in constraints.txt)"
+# (The filter drops pip's notes about package-index folders a machine's pip config names.)
+"$py" -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' 2>&1 \
+    | { grep -v "^WARNING: Location 'file:" || true; }
 
 echo "== ruff"
-python3 -m ruff check roomcast tests benchmarks
+"$py" -m ruff check roomcast tests benchmarks
 echo "== mypy"
-python3 -m mypy
+"$py" -m mypy
 if [ -d tests/js ]; then
     echo "== node --test (browser client unit tests)"
     node --test tests/js/
 fi
 echo "== pytest"
-exec python3 -m pytest -n 2 -p no:cacheprovider "$@"
+exec "$py" -m pytest -n 2 -p no:cacheprovider "$@"

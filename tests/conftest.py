@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.helpers.gateway import GatewayProcess
 
 pytest_plugins = ["tests.helpers.fixtures_redis", "tests.helpers.fixtures_postgres"]
 
 GatewayFactory = Callable[..., GatewayProcess]
+
+# A busy machine must not fail a property: no deadline and no speed health check anywhere;
+# under CI the examples are also fixed (derandomized, no example database) so a run there is
+# repeatable. HYPOTHESIS_PROFILE picks one by name.
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", parent=settings.get_profile("dev"), derandomize=True, database=None, print_blob=True
+)
+_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+settings.load_profile(_PROFILE)
 
 
 @pytest.fixture
