@@ -101,3 +101,48 @@ def test_markdown_names_are_checked() -> None:
     assert missing_markdown(doc, "see docs/compat" ".md", known, names)
     assert missing_markdown(doc, "in /home/me/compat" ".md", known, names)
     assert not missing_markdown(doc, "https://github.com/o/r/blob/main/NOTES" ".md", known, names)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def anchors(markdown: str) -> set[str]:
+    return {slug(line.lstrip("#")) for line in markdown.splitlines() if line.startswith("#")}
+
+
+def broken_links(path: Path, text: str) -> list[str]:
+    """Relative links of a markdown file whose file or heading does not exist."""
+    found = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:", target):
+            continue  # https:, mailto: ...
+        name, _, anchor = target.partition("#")
+        linked = (path.parent / name).resolve() if name else path
+        if not linked.is_relative_to(ROOT) or not linked.exists():
+            found.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked.read_text()):
+            found.append(f"{target}: no such heading")
+    return found
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    report = []
+    for path, text in text_files().items():
+        if path.suffix == ".md":
+            report += [f"{path.relative_to(ROOT)}: {entry}" for entry in broken_links(path, text)]
+    assert not report, "\n".join(report)
+
+
+def test_link_checking_sees_a_broken_link() -> None:
+    doc = ROOT / "README.md"
+    assert not broken_links(doc, "[spec](docs/protocol.md#close-codes)")
+    assert broken_links(doc, "[spec](docs/protocol.md#no-such-heading)")
+    assert broken_links(doc, "[gone](docs/nowhere" ".md)")
+    assert slug("Between instances: Redis") == "between-instances-redis"
+    assert slug("`room_update`") == "room_update"
