@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from roomcast.auth import SecretVerifier, TokenVerifier
 from roomcast.broker.base import Broker
 from roomcast.broker.memory import MemoryBroker
 from roomcast.config import Settings
@@ -51,6 +52,11 @@ def broker_and_registry(settings: Settings, hub: Hub) -> tuple[Broker, Registry]
     )
 
 
+def token_verifier(settings: Settings) -> TokenVerifier:
+    """The verifier the settings ask for."""
+    return SecretVerifier(settings.jwt_secret or "", issuer=settings.jwt_issuer)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The gateway as an aiohttp application (not yet started)."""
     app = web.Application(client_max_size=1 << 20)
@@ -65,7 +71,9 @@ def create_app(settings: Settings) -> web.Application:
         room_event_threshold=settings.room_event_threshold,
         room_event_interval=settings.room_event_interval,
     )
-    gw = Gateway(settings=settings, node=node, flusher=Flusher())
+    gw = Gateway(
+        settings=settings, node=node, flusher=Flusher(), verifier=token_verifier(settings)
+    )
     app[GATEWAY] = gw
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_close_sockets)

@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from roomcast.auth import COOKIE_NAME, decode_token, extract_token, is_admin, mint_token
+from roomcast.auth import COOKIE_NAME, authenticate, is_admin, mint_token, token_candidates
 from roomcast.exceptions import AuthError
 from roomcast.server.state import Gateway, gateway
 from roomcast.types import GroupId, UserId
@@ -114,11 +114,9 @@ async def me(request: web.Request) -> web.Response:
     """Who the cookie or bearer token says the caller is (for the pages)."""
     gw = gateway(request)
     try:
-        claims = decode_token(
-            extract_token(request.headers, request.cookies),
-            gw.settings.jwt_secret or "",
-            issuer=gw.settings.jwt_issuer,
-        )
+        claims = (
+            await authenticate(token_candidates(request.headers, request.cookies), gw.verifier)
+        ).claims
     except AuthError as exc:
         return web.json_response({"error": "unauthorized", "reason": exc.reason}, status=401)
     groups = await gw.node.entitled_groups(claims.user_id, claims.groups)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from roomcast.auth import TokenVerifier
 from roomcast.config import Settings
 from roomcast.node import Node
 from roomcast.writer import Flusher
@@ -18,6 +19,8 @@ class Gateway:
     settings: Settings
     node: Node
     flusher: Flusher
+    #: Verifies handshake, admin and refresh tokens.
+    verifier: TokenVerifier
     closing: bool = False
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from aiohttp import WSMsgType, web
 
 from roomcast import metrics
-from roomcast.auth import decode_token, extract_token, origin_allowed
+from roomcast.auth import authenticate, origin_allowed, token_candidates
 from roomcast.exceptions import AuthError, ProtocolError, StoreError
 from roomcast.hub import LocalConnection
 from roomcast.logs import log_event
@@ -51,11 +51,9 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         )
         return web.json_response({"error": "forbidden", "reason": "origin not allowed"}, status=403)
     try:
-        claims = decode_token(
-            extract_token(request.headers, request.cookies),
-            gw.settings.jwt_secret or "",
-            issuer=gw.settings.jwt_issuer,
-        )
+        claims = (
+            await authenticate(token_candidates(request.headers, request.cookies), gw.verifier)
+        ).claims
     except AuthError as exc:
         metrics.AUTH_FAILURES.labels(exc.reason).inc()
         log_event(_log, "handshake_refused", logging.INFO, reason=exc.reason, peer=request.remote)

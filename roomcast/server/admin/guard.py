@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from roomcast import metrics
-from roomcast.auth import decode_token, extract_token, is_admin, origin_allowed
+from roomcast.auth import TokenVerifier, authenticate, is_admin, origin_allowed, token_candidates
 from roomcast.config import Settings
 from roomcast.exceptions import AuthError
 from roomcast.server.admin.problems import Problem
@@ -58,7 +58,7 @@ def _refuse(status: int, reason: str, message: str) -> Problem:
     return Problem(status, error, message, reason=reason, headers=headers)
 
 
-def authorize(request: web.Request, settings: Settings) -> Caller:
+async def authorize(request: web.Request, settings: Settings, verifier: TokenVerifier) -> Caller:
     """The caller, if an administrator or app backend.
 
     Raises:
@@ -73,8 +73,9 @@ def authorize(request: web.Request, settings: Settings) -> Caller:
             raise _refuse(401, "bad_api_key", "wrong API key")
         return Caller("api_key", None, by_cookie=False)
     try:
-        claims = decode_token(extract_token(request.headers, request.cookies),
-                              settings.jwt_secret or "", issuer=settings.jwt_issuer)
+        claims = (
+            await authenticate(token_candidates(request.headers, request.cookies), verifier)
+        ).claims
     except AuthError as exc:
         raise _refuse(401, exc.reason, _AUTH_MESSAGES.get(exc.reason, "invalid token")) from None
     if not is_admin(claims, admin_scope=settings.admin_scope, admin_users=settings.admin_users):

@@ -101,7 +101,8 @@ def _endpoint(op: Operation) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         try:
-            caller = authorize(request, gateway(request).settings)
+            gw = gateway(request)
+            caller = await authorize(request, gw.settings, gw.verifier)
             response = await op.handler(request, caller)
         except Problem as problem:
             response = problem.response()
