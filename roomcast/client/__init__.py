@@ -4,6 +4,7 @@
 
     async with Client("ws://localhost:8080/websocket/connect", token=jwt) as client:
         client.on("user_profile_update", on_profile)
+        client.on_recovery(lambda r: r.recovered or reload(r.room))
         ack = await client.room("group:ops").send({"text": "hello"})
         async for message in client.messages():
             ...
@@ -25,8 +26,9 @@ from roomcast.client.errors import (
     ServerError,
 )
 from roomcast.client.handshake import HandshakeFailed, normalize_url
-from roomcast.client.invalidator import CacheKey, Invalidator, keys_for
+from roomcast.client.invalidator import CacheKey, Invalidator, keys_for, keys_for_room
 from roomcast.client.message import Message
+from roomcast.client.positions import Position, Reason, Recovery
 from roomcast.client.queue import OfflineQueue, Overflow
 from roomcast.client.room import Room
 from roomcast.client.states import ConnectionState
@@ -50,12 +52,16 @@ __all__ = [
     "Message",
     "OfflineQueue",
     "Overflow",
+    "Position",
     "QueueFull",
+    "Reason",
+    "Recovery",
     "Room",
     "ServerClosed",
     "ServerError",
     "Stream",
     "TokenProvider",
     "keys_for",
+    "keys_for_room",
     "normalize_url",
 ]

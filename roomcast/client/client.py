@@ -7,6 +7,7 @@ import contextlib
 import logging
 import random as _random
 import ssl as _ssl
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -23,6 +24,7 @@ from roomcast.client.handshake import Failure, HandshakeFailed, classify, creden
 from roomcast.client.inbound import ROOM_KEY, Inbound
 from roomcast.client.message import InvalidFrame, Message
 from roomcast.client.outbox import Outbox
+from roomcast.client.positions import Position, Positions, Recovery, recover_url
 from roomcast.client.queue import Overflow
 from roomcast.client.room import Room, RoomDirectory
 from roomcast.client.states import ConnectionState, StateCallback, StateTracker
@@ -61,6 +63,10 @@ class Client:
         inbox_limit: messages received but not yet handled before reading pauses.
         random, sleep: jitter source and reconnect-delay sleep, injectable for tests.
         on_state: callback for every state change.
+        recover: on reconnect, hand the server the last position of each room so it
+            replays what was missed (``on_recovery`` tells the outcome per room).
+        positions: positions to start from (e.g. :attr:`positions` saved by a
+            previous process), so the first connection recovers too.
     """
 
     def __init__(
@@ -85,6 +91,8 @@ class Client:
         random: RandomSource = _random.random,
         sleep: Sleep = asyncio.sleep,
         on_state: StateCallback | None = None,
+        recover: bool = True,
+        positions: Mapping[str, Position] | None = None,
     ) -> None:
         if sum(x is not None for x in (token, token_provider, cookie)) > 1:
             raise ValueError("give at most one of token, token_provider, cookie")
@@ -105,6 +113,8 @@ class Client:
         self._outbox = Outbox(queue_limit, queue_overflow)
         self._inbound = Inbound(inbox_limit)
         self._rooms = RoomDirectory(self)
+        self._recover = recover
+        self._positions = Positions(positions)
         self._ws: ClientConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -223,6 +233,32 @@ class Client:
         if self._states.finished:
             stream.end(self._states.error)
         return stream
+
+    def on_recovery(
+        self, handler: Handler[Recovery], *, room: str | None = None
+    ) -> Callable[[], None]:
+        """Call ``handler`` with each room's :class:`Recovery` (of ``room``, or every room).
+
+        After a reconnect, each room the client was in gets one outcome, in order with
+        its messages: ``recovered`` True when every missed publication was replayed,
+        False when the app must reload the room's state (history expired, no history,
+        the server lost the stream: a new epoch seen live is reported too).
+        """
+        return self._inbound.on_recovery("*" if room is None else room, handler)
+
+    def position(self, room: str) -> Position | None:
+        """The stream position of the last publication delivered in ``room``."""
+        return self._positions.get(room)
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """Every room's last position; pass it as ``positions=`` to resume elsewhere."""
+        return self._positions.snapshot()
+
+    @property
+    def duplicates_dropped(self) -> int:
+        """Publications dropped because they had been delivered already."""
+        return self._positions.stats.duplicates
 
     @property
     def rooms(self) -> frozenset[str]:
@@ -348,8 +384,9 @@ class Client:
         options: dict[str, Any] = {}
         if self._ssl is not None:  # websockets refuses ssl=None for wss://
             options["ssl"] = self._ssl
+        recovering = self._recover and self._positions.wants_recovery
         return await connect(
-            self.url,
+            recover_url(self.url) if recovering else self.url,
             additional_headers=headers,
             origin=Origin(self._origin) if self._origin is not None else None,
             open_timeout=self._open_timeout,
@@ -370,6 +407,8 @@ class Client:
             async with asyncio.timeout(self._open_timeout):
                 first = await ws.recv()
             await self._receive(first)
+            if self._recover:
+                await self._send_recover(ws)
             connected = True
             self._states.set(ConnectionState.CONNECTED)
             log_event(logger, "connected", connection_id=self.connection_id)
@@ -392,6 +431,7 @@ class Client:
             if ws.state is not State.CLOSED:
                 ws.transport.abort()
             self._outbox.detach()
+            self._positions.disconnected(self._rooms.joined)
             self._rooms.disconnected()
         reason = ws.close_reason or ""
         log_event(logger, "disconnected", code=ws.close_code, reason=reason)
@@ -405,16 +445,46 @@ class Client:
             return
         if self._outbox.resolve(message):
             return
-        self._track(message)
-        await self._inbound.deliver(message)
+        deliver, outcome = self._positions.check(message)
+        if deliver:
+            recovery = self._track(message)
+            await self._inbound.deliver(message)
+            outcome = outcome or recovery
+        if outcome is not None:
+            self._rooms.get(outcome.room).recovery = outcome
+            await self._inbound.recovered(outcome)
 
-    def _track(self, message: Message) -> None:
-        """Keep the connection's ids and rooms from what the server announces."""
+    async def _send_recover(self, ws: ClientConnection) -> None:
+        """Hand the rooms' positions to the server, before anything else is sent."""
+        envelope = self._positions.recover_message(str(uuid.uuid4()))
+        if envelope is None:
+            return
+        reply = await self._outbox.send_now(ws, envelope, self.ack_timeout)
+        if reply is not None:
+            reply.add_done_callback(self._recover_answered)
+
+    def _recover_answered(self, reply: asyncio.Future[Message]) -> None:
+        if reply.cancelled():
+            return
+        error = reply.exception()
+        if error is None:
+            self._positions.acked(reply.result())
+        else:  # a server without recovery may refuse or ignore it: room_joined tells
+            log_event(logger, "recover_unanswered", error=_describe(error))
+
+    def _track(self, message: Message) -> Recovery | None:
+        """Keep the connection's ids, rooms and positions from the server's announcements."""
         if message.type == "system_notification" and "connection_id" in message.data:
             self.connection_id = str(message.data["connection_id"])
             if message.data.get("user_id") is not None:
                 self.user_id = str(message.data["user_id"])
         self._rooms.track(message)
+        room = message.target_room
+        if room is not None and message.type == "room_joined":
+            return self._positions.joined(room, message.data)
+        if room is not None and message.type == "room_left":
+            self._positions.left(room)
+        return None
 
     def _stop(self, error: BaseException) -> None:
         """Fail everything still waiting, and end the message streams."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from roomcast.client.dispatch import ANY, Handler, Handlers, call_all
 from roomcast.client.message import Message
+from roomcast.client.positions import Recovery
 from roomcast.client.stream import Stream
 
 ROOM_KEY = "room:"
@@ -24,7 +25,9 @@ class Inbound:
 
     def __init__(self, limit: int) -> None:
         self._handlers = Handlers()
-        self._backlog: asyncio.Queue[Message] = asyncio.Queue(limit)
+        # Recovery outcomes by room name (or ``*``), kept apart from message types.
+        self._recovery = Handlers()
+        self._backlog: asyncio.Queue[Message | Recovery] = asyncio.Queue(limit)
         # Each stream's wanted types (empty: all); weak, so a dropped stream is forgotten.
         self._streams: weakref.WeakKeyDictionary[Stream[Message], frozenset[str]] = (
             weakref.WeakKeyDictionary()
@@ -33,6 +36,10 @@ class Inbound:
     def on(self, key: str, handler: Handler[Message]) -> Callable[[], None]:
         """Register a handler for a type, ``*``, or ``room:<id>``; returns its remover."""
         return self._handlers.add(key, handler)
+
+    def on_recovery(self, room: str, handler: Handler[Recovery]) -> Callable[[], None]:
+        """Register a handler of the recovery outcomes of ``room`` (``*``: every room)."""
+        return self._recovery.add(room, handler)
 
     def stream(self, types: frozenset[str], maxsize: int) -> Stream[Message]:
         """A new stream of the messages of ``types`` (all if empty)."""
@@ -47,10 +54,18 @@ class Inbound:
                 stream.put(message)
         await self._backlog.put(message)
 
+    async def recovered(self, outcome: Recovery) -> None:
+        """Queue a room's recovery outcome, in order with the messages around it."""
+        await self._backlog.put(outcome)
+
     async def run(self) -> None:
         """Call the handlers of each message in turn; runs until cancelled."""
         while True:
             message = await self._backlog.get()
+            if isinstance(message, Recovery):
+                handlers = self._recovery.lookup([message.room, ANY])
+                await call_all(handlers, message, "recovery")
+                continue
             keys = [message.type, ANY]
             if message.room is not None:
                 keys.insert(0, ROOM_KEY + message.room)

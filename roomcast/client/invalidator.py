@@ -18,6 +18,10 @@ message                                    keys invalidated
 Like TanStack's ``invalidateQueries``, a key is a prefix: ``("users",)`` also removes
 ``("users", "42")``. The React client patches the thread and contact caches in place;
 a generic cache cannot, so those keys are invalidated instead.
+
+When a room did not recover after a reconnect (:class:`~roomcast.client.Recovery`),
+the messages it missed are unknown, so :func:`keys_for_room` invalidates every key a
+message of that room could have made stale.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any
 
 from roomcast.client.message import Message
+from roomcast.client.positions import Recovery
 
 CacheKey = tuple[str, ...]
 """A cache key, or a prefix of keys, in TanStack Query's array form."""
@@ -57,6 +62,18 @@ def keys_for(message: Message) -> list[CacheKey]:
     return []
 
 
+def keys_for_room(room: str) -> list[CacheKey]:
+    """Every key (prefix) that some message in ``room`` could make stale.
+
+    Any message type can be sent to any room (a user's, a group's), so this is the
+    whole table above, plus the room's own thread messages for a ``thread:`` room.
+    """
+    keys = [USERS, CURRENT_USER, GROUPS, THREADS, CONTACTS, SCHEDULER]
+    if room.startswith(THREAD_PREFIX):
+        keys.insert(0, ("chat", "messages", room[len(THREAD_PREFIX) :]))
+    return keys
+
+
 def matches(key: Hashable, prefix: CacheKey) -> bool:
     """Whether cache ``key`` falls under ``prefix`` (tuple prefix, or equal)."""
     if isinstance(key, tuple):
@@ -86,7 +103,17 @@ class Invalidator:
 
     def __call__(self, message: Message) -> list[CacheKey]:
         """Invalidate what ``message`` makes stale; the key prefixes it matched."""
-        prefixes = keys_for(message)
+        return self._drop(keys_for(message))
+
+    def on_recovery(self, recovery: Recovery) -> list[CacheKey]:
+        """Invalidate everything for a room that missed messages for good.
+
+        Register it with ``client.on_recovery(invalidator.on_recovery)``. A recovered
+        room needs nothing: its missed messages were replayed through ``__call__``.
+        """
+        return self._drop([] if recovery.recovered else keys_for_room(recovery.room))
+
+    def _drop(self, prefixes: list[CacheKey]) -> list[CacheKey]:
         for prefix in prefixes:
             if self.cache is not None:
                 invalidate(self.cache, prefix)

@@ -77,11 +77,21 @@ class Outbox:
 
     async def ping(self, ws: ClientConnection, timeout: float) -> Message | None:
         """The heartbeat (a system ping) on ``ws`` only, never queued; None if ``ws`` is closing."""
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         ping = {"type": "system", "id": str(uuid.uuid4()), "data": {"action": "ping"}}
-        if not await self._write(ws, Outgoing(ping, future, timeout)):
+        future = await self.send_now(ws, ping, timeout)
+        return None if future is None else await future
+
+    async def send_now(
+        self, ws: ClientConnection, envelope: dict[str, Any], timeout: float
+    ) -> asyncio.Future[Message] | None:
+        """Write ``envelope`` (with an ``id``) on ``ws`` at once, ahead of the queue.
+
+        Returns the future of its reply, or None if ``ws`` is closing.
+        """
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        if not await self._write(ws, Outgoing(envelope, future, timeout)):
             return None
-        return await future
+        return future
 
     async def heartbeat(self, ws: ClientConnection, interval: float, timeout: float) -> None:
         """Ping ``ws`` every ``interval`` s; drop it when a ping goes unanswered."""

@@ -8,12 +8,19 @@ from typing import Any, Protocol
 
 from roomcast.client.dispatch import Handler
 from roomcast.client.message import Message
+from roomcast.client.positions import Position, Recovery
 
 
 class RoomHost(Protocol):
     """What a :class:`Room` needs from its client."""
 
     def on_room(self, room: str, handler: Handler[Message]) -> Callable[[], None]: ...
+
+    def on_recovery(
+        self, handler: Handler[Recovery], *, room: str | None = None
+    ) -> Callable[[], None]: ...
+
+    def position(self, room: str) -> Position | None: ...
 
     async def send(
         self,
@@ -48,6 +55,8 @@ class Room:
         self.member_count: int | None = None
         #: The ``reason`` of the last ``room_left``.
         self.left_reason: str | None = None
+        #: The last recovery outcome of this room (None: no reconnect happened yet).
+        self.recovery: Recovery | None = None
         self._joined = asyncio.Event()
 
     @property
@@ -59,6 +68,20 @@ class Room:
         """Wait until the server says this connection is in the room."""
         await self._joined.wait()
         return self
+
+    @property
+    def recovered(self) -> bool | None:
+        """Whether nothing was missed here across the last reconnect (None: none yet)."""
+        return None if self.recovery is None else self.recovery.recovered
+
+    @property
+    def position(self) -> Position | None:
+        """The room's stream position at the last publication delivered."""
+        return self._host.position(self.name)
+
+    def on_recovery(self, handler: Handler[Recovery]) -> Callable[[], None]:
+        """Call ``handler`` with each recovery outcome of this room; returns a remover."""
+        return self._host.on_recovery(handler, room=self.name)
 
     def on_message(self, handler: Handler[Message]) -> Callable[[], None]:
         """Call ``handler`` for every message of this room; returns an unregister function."""

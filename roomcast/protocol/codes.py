@@ -39,6 +39,7 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011
     SLOW_CONSUMER = 3008  # write queue overflowed
     STALE = 3009  # no frame from the client within the liveness timeout
+    INSUFFICIENT_STATE = 3010  # a gap in a room's stream: reconnect and recover
     KICKED = 3500  # removed by an administrator: do not reconnect automatically
 
     @property

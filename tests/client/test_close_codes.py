@@ -74,6 +74,7 @@ async def test_no_reconnect_codes_stop_the_client(code: CloseCode) -> None:
         CloseCode.GOING_AWAY,
         CloseCode.SLOW_CONSUMER,
         CloseCode.STALE,
+        CloseCode.INSUFFICIENT_STATE,
         CloseCode.INTERNAL_ERROR,
         CloseCode.MESSAGE_TOO_BIG,
         4321,
