@@ -23,6 +23,8 @@ def _file(relative: str) -> Callable[[web.Request], Awaitable[web.StreamResponse
 def add_routes(app: web.Application, *, demo: bool) -> None:
     app.router.add_get("/websocket/client.js", _file("client.js"))
     app.router.add_get("/websocket/tanstack.js", _file("tanstack.js"))
+    # client.js imports it as ./positions.js: next to it under both prefixes.
+    app.router.add_get("/websocket/positions.js", _file("positions.js"))
     app.router.add_get("/admin", _file("admin/index.html"))
     if demo:
         app.router.add_get("/", _file("demo/index.html"))

@@ -13,6 +13,10 @@
  *   await client.room("group:42").send({ text: "hi" });
  */
 
+import { Positions, Reason } from "./positions.js";
+
+export { Reason };
+
 /** Connection states; `onState` fires once per change. */
 export const State = Object.freeze({
   IDLE: "idle", // constructed, connect() not called yet
@@ -32,6 +36,7 @@ export const CloseCode = Object.freeze({
   INTERNAL_ERROR: 1011,
   SLOW_CONSUMER: 3008,
   STALE: 3009,
+  INSUFFICIENT_STATE: 3010, // a gap in a room's stream: reconnect and recover
   KICKED: 3500,
 });
 
@@ -118,6 +123,18 @@ export class Room {
   members(options) {
     return this.client.members(this.id, options);
   }
+
+  /** `fn(outcome)` when this room recovers (or not) after a reconnect; see `onRecovery`. */
+  onRecovery(fn) {
+    return this.client.onRecovery((outcome) => {
+      if (outcome.room === this.id) fn(outcome);
+    });
+  }
+
+  /** `{epoch, offset}` of the last publication delivered here, if the room has history. */
+  get position() {
+    return this.client.position(this.id);
+  }
 }
 
 export class RoomcastClient {
@@ -134,6 +151,9 @@ export class RoomcastClient {
    * @param {object} [options.timers] `{setTimeout, clearTimeout}`
    * @param {Function} [options.newId] message id factory
    * @param {EventTarget} [options.network] fires `online`; defaults to `window`
+   * @param {boolean} [options.recover=true] hand the server each room's position on reconnect
+   * @param {boolean} [options.persistPositions=false] keep positions across a page reload (sessionStorage)
+   * @param {Storage} [options.storage] the storage for `persistPositions` (default sessionStorage)
    */
   constructor(options = {}) {
     this.url = options.url ?? defaultUrl();
@@ -147,6 +167,12 @@ export class RoomcastClient {
     this._timers = options.timers ?? globalThis;
     this._newId = options.newId ?? defaultId;
     this._network = options.network ?? (typeof globalThis.addEventListener === "function" ? globalThis : null);
+    this._recover = options.recover ?? true;
+    this._positions = new Positions({
+      storage: options.persistPositions ? (options.storage ?? globalThis.sessionStorage ?? null) : null,
+      key: `roomcast:positions:${this.url}`,
+    });
+    this._recoveryHandlers = new Set();
 
     this._state = State.IDLE;
     this._ws = null;
@@ -266,6 +292,32 @@ export class RoomcastClient {
     return () => this._stateHandlers.delete(fn);
   }
 
+  /**
+   * `fn({room, recovered, reason, replayed, position})` once per room after a
+   * reconnect (and when a live publication shows the server lost a room's
+   * stream). `recovered: false` means publications were missed for good: reload
+   * that room's state.
+   */
+  onRecovery(fn) {
+    this._recoveryHandlers.add(fn);
+    return () => this._recoveryHandlers.delete(fn);
+  }
+
+  /** `{epoch, offset}` of the last publication delivered in `room`, or undefined. */
+  position(room) {
+    return this._positions.get(room);
+  }
+
+  /** Every room's last position, `{room: {epoch, offset}}`. */
+  get positions() {
+    return this._positions.snapshot();
+  }
+
+  /** Forget every position (stored ones too): the next connection recovers nothing. */
+  forgetPositions() {
+    this._positions.clear();
+  }
+
   /** `fn({change: "joined"|"left"|"updated"|"cleared", room, rooms})` when `rooms` changes. */
   onRooms(fn) {
     this._roomHandlers.add(fn);
@@ -277,7 +329,7 @@ export class RoomcastClient {
   _open() {
     let ws;
     try {
-      ws = new this._WebSocket(this.url);
+      ws = new this._WebSocket(this._recover ? this._positions.url(this.url) : this.url);
     } catch (error) {
       // A bad URL or a blocked one (ws:// from an https page) will never work.
       this._failAll("closed", error.message);
@@ -289,7 +341,9 @@ export class RoomcastClient {
     ws.onopen = () => {
       if (ws !== this._ws) return;
       this._attempt = 0; // reset the backoff after each success
-      this._setState(State.CONNECTED);
+      // The positions go first: the server joins rooms once it has them.
+      const recovering = this._recover && this._sendRecover();
+      this._setState(State.CONNECTED, { recovering });
       this._flush();
       this._scheduleHeartbeat();
     };
@@ -315,6 +369,7 @@ export class RoomcastClient {
     }
     this._pending.clear();
     this.connectionId = null;
+    this._positions.disconnected(this.rooms.keys());
     if (this.rooms.size > 0) {
       // Rooms are per connection; the next one announces its own with room_joined.
       this.rooms.clear();
@@ -372,6 +427,21 @@ export class RoomcastClient {
     this._ws.send(JSON.stringify(message));
   }
 
+  /** Write the `recover` message; whether there was one. */
+  _sendRecover() {
+    const frame = this._positions.recoverMessage();
+    if (frame === null) return false;
+    const message = { ...frame, id: this._newId() };
+    const entry = {
+      resolve: (reply) => this._positions.acked(reply),
+      reject: () => {}, // a server without recovery: room_joined tells the outcome
+      timer: null,
+      timeout: this.ackTimeout,
+    };
+    this._write(message, entry);
+    return true;
+  }
+
   _flush() {
     const queue = this._queue;
     this._queue = [];
@@ -407,9 +477,12 @@ export class RoomcastClient {
         entry.resolve(msg);
       }
     }
-    this._track(msg);
+    const { deliver, outcome } = this._positions.check(msg);
+    if (!deliver) return; // delivered before (a replay overlapping live, a retry)
+    const joined = this._track(msg);
     this._dispatch(msg.type, msg);
     this._dispatch("*", msg);
+    this._emitRecovery(outcome ?? joined);
   }
 
   /** Keep connection id and rooms current from the server's own announcements. */
@@ -418,6 +491,7 @@ export class RoomcastClient {
     if (msg.type === "system_notification" && data.connection_id) {
       this.connectionId = data.connection_id;
       this.userId = data.user_id ?? this.userId;
+      this._positions.userSeen(data.user_id);
     } else if (msg.type === "room_joined") {
       const room = data.room ?? data.room_id ?? msg.room;
       if (!room) return;
@@ -428,8 +502,10 @@ export class RoomcastClient {
         member_count: data.member_count ?? 1,
       });
       this._emitRooms("joined", room);
+      return this._positions.joined(room, data);
     } else if (msg.type === "room_left") {
       const room = data.room ?? data.room_id ?? msg.room;
+      if (room) this._positions.left(room);
       if (room && this.rooms.delete(room)) this._emitRooms("left", room);
     } else if (msg.type === "room_update") {
       const room = data.room_id ?? msg.room;
@@ -447,6 +523,17 @@ export class RoomcastClient {
     for (const fn of [...handlers]) {
       try {
         fn(msg);
+      } catch (error) {
+        report(error);
+      }
+    }
+  }
+
+  _emitRecovery(outcome) {
+    if (!outcome) return;
+    for (const fn of [...this._recoveryHandlers]) {
+      try {
+        fn(outcome);
       } catch (error) {
         report(error);
       }

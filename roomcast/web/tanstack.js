@@ -41,17 +41,37 @@ export const defaultInvalidations = Object.freeze({
 });
 
 /**
+ * Every key a message in `room` could make stale under `defaultInvalidations`:
+ * any type can be sent to any room, so the whole table, plus the room's own
+ * thread messages for a `thread:` room.
+ */
+export function defaultRoomKeys(room) {
+  const keys = [["users"], ["auth", "current-user"], ["groups"], ["chat", "threads"], ["chat", "contacts"], ["scheduler"]];
+  if (room.startsWith(THREAD_PREFIX)) keys.unshift(["chat", "messages", room.slice(THREAD_PREFIX.length)]);
+  return keys;
+}
+
+/**
  * Invalidate queries as messages arrive; returns a function that stops it.
  *
- * With `invalidateOnReconnect` (default true) every query is invalidated when
- * the client reconnects: messages sent while it was away are not replayed
- * (docs/protocol.md: plain pub/sub is at-most-once), so anything may be stale.
+ * A room that did not recover after a reconnect (the client's `onRecovery`
+ * says `recovered: false`) missed messages for good: `roomKeys(room)` is
+ * invalidated; by default every key of the default table (`defaultRoomKeys`)
+ * or, with a map of your own, every query (`roomKeys` returning null does
+ * that too). Rooms that recovered had their missed messages replayed, and
+ * those invalidated what they had to.
+ *
+ * `invalidateOnReconnect`: `true` (default) invalidates every query after a
+ * reconnect that had no positions to recover from (a server without history:
+ * what was published meanwhile is gone, see docs/protocol.md); `"all"` does so
+ * after every reconnect (messages to everyone or to one connection are never
+ * replayed); `false` never.
  */
 export function invalidateOnMessages(
   client,
   queryClient,
   map = defaultInvalidations,
-  { invalidateOnReconnect = true } = {},
+  { invalidateOnReconnect = true, roomKeys = map === defaultInvalidations ? defaultRoomKeys : () => null } = {},
 ) {
   const stopMessages = client.on("*", (msg) => {
     const rule = map[msg.type];
@@ -61,13 +81,22 @@ export function invalidateOnMessages(
       queryClient.invalidateQueries({ queryKey: key });
     }
   });
-  const stopState = client.onState(({ state, previous }) => {
-    if (invalidateOnReconnect && state === "connected" && previous === "reconnecting") {
+  const stopState = client.onState(({ state, previous, recovering }) => {
+    if (state !== "connected" || previous !== "reconnecting" || !invalidateOnReconnect) return;
+    if (invalidateOnReconnect === "all" || !recovering) queryClient.invalidateQueries();
+  });
+  const stopRecovery = client.onRecovery?.(({ room, recovered }) => {
+    if (recovered) return;
+    const keys = roomKeys(room);
+    if (keys == null) {
       queryClient.invalidateQueries();
+      return;
     }
+    for (const key of keys) queryClient.invalidateQueries({ queryKey: key });
   });
   return () => {
     stopMessages();
     stopState();
+    stopRecovery?.();
   };
 }

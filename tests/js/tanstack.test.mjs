@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { beforeEach, test } from "node:test";
 
 import { RoomcastClient } from "../../roomcast/web/client.js";
-import { defaultInvalidations, invalidateOnMessages } from "../../roomcast/web/tanstack.js";
+import { defaultInvalidations, defaultRoomKeys, invalidateOnMessages } from "../../roomcast/web/tanstack.js";
 import { FakeClock, FakeWebSocket } from "./fakes.mjs";
 
 class RecordingQueryClient {
@@ -91,4 +91,57 @@ test("invalidateOnReconnect: false leaves queries alone on reconnect", async () 
   await clock.advance(1000);
   FakeWebSocket.last.serverOpen();
   assert.deepEqual(queries.calls, []);
+});
+
+// --- recovery ----------------------------------------------------------------
+
+const ROOM = "group:ops";
+
+function joinWithHistory(socket, data = {}) {
+  socket.serverSend({ type: "room_joined", room: ROOM, data: { room: ROOM, type: "group", epoch: "e1", offset: 0, ...data } });
+}
+
+async function reconnectWithPositions() {
+  joinWithHistory(ws);
+  ws.serverSend({ type: "message", room: ROOM, data: {}, offset: 1, epoch: "e1" });
+  ws.serverClose(1001);
+  await clock.advance(1000);
+  const next = FakeWebSocket.last;
+  next.serverOpen();
+  return next;
+}
+
+test("a room that did not recover invalidates every key of the table; a recovered one nothing", async () => {
+  invalidateOnMessages(client, queries);
+  const next = await reconnectWithPositions();
+  assert.deepEqual(queries.calls, [], "positions were handed over: no blanket invalidation");
+  joinWithHistory(next, { offset: 1, recovered: true, replayed: 0 });
+  assert.deepEqual(queries.calls, []);
+  next.serverClose(1001);
+  await clock.advance(1000);
+  FakeWebSocket.last.serverOpen();
+  joinWithHistory(FakeWebSocket.last, { epoch: "e2", offset: 5, recovered: false });
+  assert.deepEqual(queries.calls, defaultRoomKeys(ROOM));
+  assert.deepEqual(defaultRoomKeys("thread:t1")[0], ["chat", "messages", "t1"]);
+});
+
+test("with a map of its own, a room that did not recover invalidates every query", async () => {
+  invalidateOnMessages(client, queries, { custom_event: () => [["orders"]] });
+  const next = await reconnectWithPositions();
+  joinWithHistory(next, { epoch: "e2", recovered: false });
+  assert.deepEqual(queries.calls, ["all"]);
+});
+
+test("roomKeys narrows what a lost room invalidates", async () => {
+  invalidateOnMessages(client, queries, defaultInvalidations, { roomKeys: (room) => [["rooms", room]] });
+  ws.serverSend({ type: "message", room: ROOM, data: {}, offset: 3, epoch: "e1" });
+  ws.serverSend({ type: "message", room: ROOM, data: {}, offset: 1, epoch: "e2" }); // a new epoch, live
+  assert.deepEqual(queries.calls, [["rooms", ROOM]]);
+});
+
+test("invalidateOnReconnect 'all' invalidates everything even when rooms recover", async () => {
+  invalidateOnMessages(client, queries, defaultInvalidations, { invalidateOnReconnect: "all" });
+  const next = await reconnectWithPositions();
+  joinWithHistory(next, { offset: 1, recovered: true, replayed: 0 });
+  assert.deepEqual(queries.calls, ["all"]);
 });

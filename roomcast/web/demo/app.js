@@ -77,7 +77,9 @@ function select(room) {
 }
 
 function renderEntry(entry) {
-  if (entry.system) return el("li", { class: "system" }, entry.text);
+  if (entry.system) {
+    return el("li", { class: "system", dataset: entry.recovery ? { recovery: entry.recovery } : undefined }, entry.text);
+  }
   return el(
     "li",
     { class: entry.mine ? "mine" : "", dataset: { from: entry.from ?? "" } },
@@ -207,6 +209,14 @@ function wire() {
     }
   });
   client.on("message", onMessage);
+  // After a reconnect each room says whether what it missed was replayed (it is
+  // then already in the feed, in order) or is gone for good.
+  client.onRecovery(({ room, recovered, replayed }) => {
+    const text = recovered
+      ? `Reconnected: ${replayed} missed message${replayed === 1 ? "" : "s"} delivered.`
+      : "Reconnected: messages sent while you were away could not be recovered.";
+    addEntry(room, { system: true, recovery: recovered ? "recovered" : "lost", text });
+  });
   client.on("room_update", (msg) => {
     if ((msg.data?.room_id ?? msg.room) === selected) refreshMembers();
   });
