@@ -63,6 +63,13 @@ def _tristate(raw: str) -> bool | None:
     raise ValueError("must be on, off or auto")
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:
@@ -164,6 +171,13 @@ class Settings:
         _positive_float,
         "with Redis: seconds after which a silent instance's connections vanish from listings",
         15.0,
+    )
+    presence_grace: float = _opt(
+        "ROOMCAST_PRESENCE_GRACE",
+        _non_negative_float,
+        "seconds a user stays online after their last connection closed (a reconnect "
+        "within it shows nothing)",
+        5.0,
     )
     shutdown_timeout: float = _opt(
         "ROOMCAST_SHUTDOWN_TIMEOUT", _positive_float, "seconds to close clients on SIGTERM", 5.0

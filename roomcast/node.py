@@ -18,13 +18,17 @@ from roomcast.broker.base import (
     ControlCommand,
     Disconnect,
     MembershipChanged,
+    PresenceChanged,
     Target,
     ToRoom,
 )
-from roomcast.exceptions import BrokerError
+from roomcast.exceptions import BrokerError, BrokerUnavailable, StoreError
 from roomcast.hub import Hub, LocalConnection
 from roomcast.logs import log_event
 from roomcast.membership.base import Group, MembershipStore
+from roomcast.presence.base import PresenceStore
+from roomcast.presence.memory import MemoryPresenceStore
+from roomcast.presence.tracker import PresenceTracker
 from roomcast.protocol import messages
 from roomcast.registry.base import Registry
 from roomcast.types import GroupId, RoomId, UserId, group_room, group_room_name, personal_room
@@ -47,6 +51,9 @@ class Node:
         hub: Hub,
         room_event_threshold: int = 100,
         room_event_interval: float = 1.0,
+        presence: PresenceStore | None = None,
+        presence_ttl: float = 15.0,
+        presence_grace: float = 5.0,
     ) -> None:
         self.server_id = server_id
         self.hub = hub
@@ -59,17 +66,27 @@ class Node:
         self._coalesced: set[RoomId] = set()
         self._coalesce_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.presence = PresenceTracker(
+            presence or MemoryPresenceStore(),
+            hub=hub,
+            publish=broker.publish_control,
+            rooms_of=self.rooms_of_user,
+            ttl=presence_ttl,
+            grace=presence_grace,
+        )
 
     async def start(self) -> None:
         await self.store.open()
         await self.registry.start()
         await self.broker.start(self)
+        await self.presence.start()
 
     async def close(self) -> None:
         if self._coalesce_task is not None:
             self._coalesce_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._coalesce_task
+        await self.presence.close()
         await self.broker.close()
         await self.registry.close()
         await self.store.close()
@@ -89,6 +106,8 @@ class Node:
             for conn in list(self.hub.connections.values()):
                 if conn.id == command.conn_id or conn.user_id == command.user_id:
                     conn.close(command.code, command.reason)
+        elif isinstance(command, PresenceChanged):
+            self.presence.apply(command)
 
     # -- publishing -----------------------------------------------------------
 
@@ -134,6 +153,7 @@ class Node:
         await self.join_room(conn, personal_room(conn.user_id), f"User: {conn.character_name}")
         for group in conn.groups.values():
             await self.join_room(conn, group_room(group.id), group_room_name(group.name))
+        await self.presence.connection_opened(conn)
 
     async def close_connection(self, conn: LocalConnection) -> None:
         """Forget a closed connection and tell the rooms it was in."""
@@ -141,6 +161,7 @@ class Node:
         self._unsubscribe_if_empty(left)
         metrics.CONNECTIONS_ACTIVE.dec()
         self.registry.connection_closed(conn)
+        await self.presence.connection_closed(conn)
         for room in left:
             await self._announce(room, "member_left", conn)
 
@@ -166,6 +187,17 @@ class Node:
         conn.send(messages.encode(messages.room_left(room, reason)))
         await self._announce(room, "member_left", conn)
         return True
+
+    async def rooms_of_user(self, user_id: UserId) -> set[RoomId]:
+        """A user's rooms, cluster-wide: those of their connections and of their groups."""
+        try:
+            groups = await self.store.groups_of(user_id)
+        except StoreError as exc:
+            raise BrokerUnavailable(f"membership store unavailable: {exc}") from None
+        rooms = {personal_room(user_id), *(group_room(g.id) for g in groups)}
+        for info in await self.registry.connections(user_id=user_id):
+            rooms.update(RoomId(r) for r in info.rooms)
+        return rooms
 
     async def _member_count(self, room: RoomId) -> int:
         """Cluster-wide members of a room; this instance's alone while the registry is down."""

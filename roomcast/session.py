@@ -22,7 +22,15 @@ from roomcast.protocol.envelope import (
     Publish,
     SystemCommand,
 )
-from roomcast.types import GroupId, RoomId, RoomType, group_room_name, personal_room, room_type
+from roomcast.types import (
+    GroupId,
+    RoomId,
+    RoomType,
+    UserId,
+    group_room_name,
+    personal_room,
+    room_type,
+)
 
 
 class TokenBucket:
@@ -73,12 +81,7 @@ class Session:
             elif isinstance(command, SystemCommand):
                 await self._system(command)
             elif isinstance(command, Presence):
-                data = {
-                    "status": "online",
-                    "user_id": self.conn.user_id,
-                    "timestamp": messages.now_rfc3339(),
-                }
-                self.reply(messages.envelope("presence", data, id=command.id))
+                await self._presence(command)
             else:
                 self.reply(
                     messages.envelope(
@@ -120,9 +123,37 @@ class Session:
             raise Forbidden("no shared room with that connection")
         return info.id
 
+    async def _presence(self, command: Presence) -> None:
+        """Set this connection's status; the reply shows what others now see of the user."""
+        if command.data.get("userId") not in (None, self.conn.user_id):
+            raise Forbidden("presence can only be set for your own user")
+        shown = await self.node.presence.set_status(self.conn, command.status, command.metadata)
+        self.reply(messages.envelope("presence", shown.wire(), id=command.id))
+
+    async def _presence_subscription(self, command: SystemCommand) -> None:
+        """compat.md: the React presence hook's subscribe/unsubscribe, answered by id."""
+        assert command.user_id is not None
+        user = UserId(command.user_id)
+        tracker = self.node.presence
+        if command.action == "unsubscribe_presence":
+            removed = tracker.unsubscribe(self.conn, user)
+            if command.id is not None:
+                self.reply(messages.ack(command.id, action_requested=command.action,
+                                        userId=user, subscribed=False, changed=removed))
+            return
+        current = await tracker.subscribe(self.conn, user)
+        if command.id is not None:
+            self.reply(messages.ack(command.id, action_requested=command.action, userId=user,
+                                    subscribed=True, presence=current.wire()))
+        # The React manager swallows the reply to its request: the state comes as an event.
+        self.reply(messages.envelope("presence", current.wire()))
+
     async def _system(self, command: SystemCommand) -> None:
         if command.action == "ping":
             self.reply(messages.pong(command.id))
+            return
+        if command.user_id is not None:
+            await self._presence_subscription(command)
             return
         assert command.room is not None
         room = RoomId(command.room)

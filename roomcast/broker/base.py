@@ -14,7 +14,7 @@ Contract of every implementation:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from roomcast.types import ConnId, GroupId, RoomId, UserId
 
@@ -69,7 +69,20 @@ class Disconnect:
     reason: str = "disconnected by administrator"
 
 
-ControlCommand = MembershipChanged | Disconnect
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A user's presence changed; every instance tells its subscribers of that user."""
+
+    user_id: UserId
+    #: ``data`` of the ``presence`` message (``userId``, ``status``, ``metadata``, ...).
+    data: dict[str, Any]
+    #: Increases with every change of any user: receivers drop a reordered older one.
+    version: int
+    #: The user's rooms: only subscribers sharing one of them are told.
+    rooms: tuple[RoomId, ...] = ()
+
+
+ControlCommand = MembershipChanged | Disconnect | PresenceChanged
 
 
 class BrokerHandler(Protocol):

@@ -27,6 +27,7 @@ from roomcast.broker.base import (
     ControlCommand,
     Disconnect,
     MembershipChanged,
+    PresenceChanged,
     Target,
     ToAll,
     ToConnection,
@@ -48,8 +49,13 @@ CHANNELS: Final = (MESSAGES, ROOMS, USERS, SYSTEM, CONTROL)
 _CONTROL_KINDS: Final[dict[str, TypeAdapter[Any]]] = {
     "membership_changed": TypeAdapter(MembershipChanged),
     "disconnect": TypeAdapter(Disconnect),
+    "presence_changed": TypeAdapter(PresenceChanged),
 }
-_KIND_OF: Final = {MembershipChanged: "membership_changed", Disconnect: "disconnect"}
+_KIND_OF: Final = {
+    MembershipChanged: "membership_changed",
+    Disconnect: "disconnect",
+    PresenceChanged: "presence_changed",
+}
 
 
 class MalformedPayload(ValueError):

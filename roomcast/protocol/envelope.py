@@ -36,11 +36,20 @@ KNOWN_TYPES: Final = frozenset(
 #: Types a client connection may send; the rest are the server's to send.
 CLIENT_TYPES: Final = frozenset({"message", "custom_event", "presence", "heartbeat", "system"})
 
-SystemAction = Literal["ping", "join", "leave", "members"]
+SystemAction = Literal[
+    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence"
+]
 # A tuple, not a set: data.action may be an unhashable list or object.
-_SYSTEM_ACTIONS: Final = ("ping", "join", "leave", "members")
+_SYSTEM_ACTIONS: Final = (
+    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence"
+)
+_PRESENCE_ACTIONS: Final = ("subscribe_presence", "unsubscribe_presence")
 MAX_ID_LENGTH: Final = 128
 MAX_ROOM_LENGTH: Final = 256
+#: compat.md: the statuses of the React presence hook.
+PRESENCE_STATUSES: Final = ("online", "away", "offline")
+#: Encoded size limit of the metadata a connection attaches to its presence.
+MAX_PRESENCE_METADATA: Final = 2048
 
 
 class _Envelope(BaseModel):
@@ -68,21 +77,31 @@ class Publish:
 
 @dataclass(frozen=True, slots=True)
 class SystemCommand:
-    """A ``system`` message: ping, join, leave, or a room's member list."""
+    """A ``system`` message: ping, join, leave, a room's members, presence subscriptions."""
 
     type: ClassVar[str] = "system"
     id: str | None
     action: SystemAction
     room: str | None = None
+    #: The user of ``subscribe_presence`` / ``unsubscribe_presence``.
+    user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Presence:
-    """A ``presence`` message; the server answers with the sender's status."""
+    """A ``presence`` message: the sender's status (default online) and metadata."""
 
     type: ClassVar[str] = "presence"
     id: str | None
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return str(self.data.get("status") or "online")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.data.get("metadata") or {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +172,7 @@ def _to_command(obj: dict[str, Any]) -> ClientCommand:
     if kind == "system":
         return _system(env.id, data, env.room)
     if kind == "presence":
-        return Presence(id=env.id, data=data)
+        return _presence(env.id, data)
     return Heartbeat(id=env.id)
 
 
@@ -168,9 +187,34 @@ def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> S
     target = data.get("room", room)
     if action == "ping":
         return SystemCommand(id=message_id, action="ping")
+    if action in _PRESENCE_ACTIONS:
+        # compat.md: the React presence hook names the user in data.userId.
+        user = data.get("userId", data.get("user_id"))
+        if not isinstance(user, str) or not 0 < len(user) <= MAX_ID_LENGTH:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"system {action} needs a userId (string)")
+        return SystemCommand(id=message_id, action=action, user_id=user)
     if not isinstance(target, str) or not 0 < len(target) <= MAX_ROOM_LENGTH:
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"system {action} needs a room (string)")
     return SystemCommand(id=message_id, action=action, room=target)
+
+
+def _presence(message_id: str | None, data: dict[str, Any]) -> Presence:
+    status = data.get("status")
+    if status is not None and status not in PRESENCE_STATUSES:
+        allowed = ", ".join(PRESENCE_STATUSES)
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"presence status must be one of {allowed}")
+    metadata = data.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "presence metadata must be an object")
+        if len(orjson.dumps(metadata)) > MAX_PRESENCE_METADATA:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, f"presence metadata exceeds {MAX_PRESENCE_METADATA} bytes"
+            )
+    user = data.get("userId")
+    if user is not None and not isinstance(user, str):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "presence userId must be a string")
+    return Presence(id=message_id, data=data)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -18,6 +18,8 @@ from roomcast.logs import log_event
 from roomcast.membership import open_store
 from roomcast.membership.base import MembershipStore
 from roomcast.node import Node
+from roomcast.presence.base import PresenceStore
+from roomcast.presence.memory import MemoryPresenceStore
 from roomcast.protocol.codes import CloseCode
 from roomcast.registry.base import Registry
 from roomcast.registry.local import LocalRegistry
@@ -57,6 +59,15 @@ def token_verifier(settings: Settings) -> TokenVerifier:
     return SecretVerifier(settings.jwt_secret or "", issuer=settings.jwt_issuer)
 
 
+def presence_store(settings: Settings) -> PresenceStore:
+    """Shared by the cluster in Redis; in memory for a single instance."""
+    if settings.redis_url is None:
+        return MemoryPresenceStore()
+    from roomcast.presence.redis import RedisPresenceStore
+
+    return RedisPresenceStore(settings.redis_url, ttl=settings.instance_ttl)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The gateway as an aiohttp application (not yet started)."""
     app = web.Application(client_max_size=1 << 20)
@@ -70,6 +81,9 @@ def create_app(settings: Settings) -> web.Application:
         hub=hub,
         room_event_threshold=settings.room_event_threshold,
         room_event_interval=settings.room_event_interval,
+        presence=presence_store(settings),
+        presence_ttl=settings.instance_ttl,
+        presence_grace=settings.presence_grace,
     )
     gw = Gateway(
         settings=settings, node=node, flusher=Flusher(), verifier=token_verifier(settings)

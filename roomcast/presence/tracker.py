@@ -1,0 +1,258 @@
+"""This instance's side of user presence: entries of its connections, subscriptions, events.
+
+- A connection opening adds an ``online`` entry; a ``presence`` message replaces it;
+  closing removes it after the grace period (a reconnect meanwhile shows nothing).
+- Changes visible to others become :class:`~roomcast.broker.base.PresenceChanged`
+  control commands; every instance hands them to its local subscribers of that user
+  who share one of the user's rooms (the check is repeated on delivery, so leaving the
+  last shared room ends the stream).
+- Two background tasks: the refresher keeps this instance's entries alive (they expire
+  after ``ttl`` if it crashes), the sweeper turns expiries into offline events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from roomcast.broker.base import PresenceChanged
+from roomcast.exceptions import BrokerError, Forbidden, ProtocolError
+from roomcast.hub import Hub, LocalConnection
+from roomcast.logs import log_event
+from roomcast.presence.base import Change, Entry, PresenceStore, UserPresence, now_ms
+from roomcast.protocol import messages
+from roomcast.protocol.codes import ErrorCode
+from roomcast.types import ConnId, RoomId, UserId, group_room, personal_room
+
+_log = logging.getLogger("roomcast.presence")
+
+#: Users one connection may follow at once.
+MAX_SUBSCRIPTIONS = 1000
+#: Remembered event versions (per user with local subscribers), to drop reordered ones.
+_MAX_VERSIONS = 100_000
+
+Publish = Callable[[PresenceChanged], Awaitable[None]]
+RoomsOf = Callable[[UserId], Awaitable[set[RoomId]]]
+
+
+def own_rooms(conn: LocalConnection) -> set[RoomId]:
+    """The rooms a connection's user is entitled to (personal and groups)."""
+    return {personal_room(conn.user_id), *(group_room(g) for g in conn.groups)}
+
+
+class PresenceTracker:
+    """Presence of this instance's connections and its subscribers' view of others.
+
+    Args:
+        store: where entries live (memory, or Redis for a cluster).
+        hub: this instance's connections (refreshed every ``ttl / 3``).
+        publish: sends a change to every instance, this one included.
+        rooms_of: a user's rooms cluster-wide (for the shared-room check).
+        ttl: seconds an entry outlives its instance.
+        grace: seconds between the last connection closing and ``offline``.
+    """
+
+    def __init__(
+        self,
+        store: PresenceStore,
+        *,
+        hub: Hub,
+        publish: Publish,
+        rooms_of: RoomsOf,
+        ttl: float,
+        grace: float,
+    ) -> None:
+        self.store = store
+        self._hub = hub
+        self._publish = publish
+        self._rooms_of = rooms_of
+        self._ttl = ttl
+        self.grace = grace
+        self._entries: dict[ConnId, Entry] = {}
+        #: target user -> local subscriber connections.
+        self._subscribers: dict[UserId, dict[ConnId, LocalConnection]] = {}
+        self._following: dict[ConnId, set[UserId]] = {}
+        self._versions: dict[UserId, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def sweep_interval(self) -> float:
+        return max(0.1, min(1.0, self.grace / 3 if self.grace else 1.0, self._ttl / 3))
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._every(self._ttl / 3, self._refresh)),
+            asyncio.create_task(self._every(self.sweep_interval, self._sweep)),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.close()
+
+    # -- this instance's connections ----------------------------------------------
+
+    async def connection_opened(self, conn: LocalConnection) -> None:
+        await self._set(conn, self._entry(conn, "online", {}), quiet=True)
+
+    @staticmethod
+    def _entry(conn: LocalConnection, status: str, metadata: dict[str, Any]) -> Entry:
+        rooms = tuple(sorted(own_rooms(conn) | conn.rooms))
+        return Entry(status, metadata, now_ms(), rooms)
+
+    async def connection_closed(self, conn: LocalConnection) -> None:
+        for user in self._following.pop(conn.id, set()):
+            self._drop_subscriber(user, conn.id)
+        if self._entries.pop(conn.id, None) is None:
+            return
+        try:
+            change = await self.store.remove(conn.user_id, conn.id, grace=self.grace)
+        except BrokerError as exc:
+            # The entry expires on its own after the TTL: offline comes late, not never.
+            log_event(_log, "presence_store_failed", logging.WARNING, op="remove", error=str(exc))
+            return
+        if change is not None:
+            await self._announce(change, own_rooms(conn))
+
+    async def set_status(
+        self, conn: LocalConnection, status: str, metadata: dict[str, Any]
+    ) -> UserPresence:
+        """A connection's ``presence`` message; returns what others now see of the user.
+
+        Raises:
+            ProtocolError: ``unavailable`` when the store cannot be reached.
+        """
+        change = await self._set(conn, self._entry(conn, status, metadata), quiet=False)
+        assert change is not None
+        return change.after
+
+    async def _set(self, conn: LocalConnection, entry: Entry, *, quiet: bool) -> Change | None:
+        try:
+            change = await self.store.add(conn.user_id, conn.id, entry)
+        except BrokerError as exc:
+            if quiet:  # the refresher adds it once the store is back
+                log_event(_log, "presence_store_failed", logging.WARNING, op="add", error=str(exc))
+                return None
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "presence unavailable, retry later") from exc
+        self._entries[conn.id] = entry
+        if conn.id not in self._hub.connections:
+            # Closed while the store answered: its removal may have run first.
+            await self.connection_closed(conn)
+            return change
+        await self._announce(change, own_rooms(conn))
+        return change
+
+    # -- subscriptions --------------------------------------------------------------
+
+    async def subscribe(self, conn: LocalConnection, user_id: UserId) -> UserPresence:
+        """Follow a user's presence; returns it now.
+
+        Raises:
+            Forbidden: the connection shares no room with that user (same answer
+                for unknown users: no probing).
+            ProtocolError: too many subscriptions, or the store is unavailable.
+        """
+        if user_id != conn.user_id:
+            try:
+                rooms = await self._rooms_of(user_id)
+            except BrokerError as exc:
+                raise ProtocolError(ErrorCode.UNAVAILABLE, "presence unavailable") from exc
+            if rooms.isdisjoint(conn.rooms):
+                raise Forbidden("no shared room with that user")
+        following = self._following.setdefault(conn.id, set())
+        if user_id not in following and len(following) >= MAX_SUBSCRIPTIONS:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, f"at most {MAX_SUBSCRIPTIONS} presence subscriptions"
+            )
+        try:
+            current = (await self.store.presence([user_id]))[user_id]
+        except BrokerError as exc:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "presence unavailable, retry later") from exc
+        if conn.id in self._hub.connections:
+            following.add(user_id)
+            self._subscribers.setdefault(user_id, {})[conn.id] = conn
+        return current
+
+    def unsubscribe(self, conn: LocalConnection, user_id: UserId) -> bool:
+        following = self._following.get(conn.id)
+        if not following or user_id not in following:
+            return False
+        following.discard(user_id)
+        self._drop_subscriber(user_id, conn.id)
+        return True
+
+    def _drop_subscriber(self, user_id: UserId, conn_id: ConnId) -> None:
+        subs = self._subscribers.get(user_id)
+        if subs is not None:
+            subs.pop(conn_id, None)
+            if not subs:
+                del self._subscribers[user_id]
+                self._versions.pop(user_id, None)
+
+    # -- events -----------------------------------------------------------------------
+
+    async def _announce(self, change: Change, rooms: set[RoomId] | None = None) -> None:
+        if not change.visible:
+            return
+        user = change.after.user_id
+        heard_by = {RoomId(r) for r in change.rooms} | (rooms or set())
+        command = PresenceChanged(
+            user, change.after.wire(), change.version, tuple(sorted(heard_by))
+        )
+        try:
+            await self._publish(command)
+        except BrokerError as exc:
+            log_event(_log, "presence_publish_failed", logging.WARNING, error=str(exc))
+
+    def apply(self, command: PresenceChanged) -> int:
+        """Deliver a change to the local subscribers allowed to see it; returns how many."""
+        subscribers = self._subscribers.get(command.user_id)
+        if not subscribers:
+            return 0
+        last = self._versions.get(command.user_id, 0)
+        if command.version <= last:
+            return 0  # an older change that arrived late
+        if len(self._versions) >= _MAX_VERSIONS:
+            self._versions.clear()
+        self._versions[command.user_id] = command.version
+        frame = messages.encode(messages.envelope("presence", command.data))
+        rooms = set(command.rooms)
+        sent = 0
+        for conn in subscribers.values():
+            if conn.user_id == command.user_id or not rooms.isdisjoint(conn.rooms):
+                sent += conn.send(frame)
+        return sent
+
+    # -- background ---------------------------------------------------------------------
+
+    async def _every(self, interval: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await job()
+            except BrokerError as exc:
+                log_event(_log, "presence_store_failed", logging.WARNING, error=str(exc))
+            except Exception:
+                log_event(_log, "presence_task_failed", logging.ERROR, exc_info=True)
+
+    async def _refresh(self) -> None:
+        conns = [(c.user_id, c.id) for c in self._hub.connections.values() if c.id in self._entries]
+        for _user, conn_id in await self.store.refresh(conns):
+            # Lost by the store (Redis restarted empty): add it again.
+            conn = self._hub.connections.get(conn_id)
+            entry = self._entries.get(conn_id)
+            if conn is not None and entry is not None:
+                await self._set(conn, entry, quiet=True)
+        for conn in list(self._hub.connections.values()):
+            if conn.id not in self._entries:  # its first add failed
+                await self._set(conn, self._entry(conn, "online", {}), quiet=True)
+
+    async def _sweep(self) -> None:
+        for change in await self.store.sweep():
+            await self._announce(change)
