@@ -131,7 +131,7 @@ class Session:
         self.reply(messages.envelope("presence", shown.wire(), id=command.id))
 
     async def _presence_subscription(self, command: SystemCommand) -> None:
-        """compat.md: the React presence hook's subscribe/unsubscribe, answered by id."""
+        """The React client's presence hook's subscribe/unsubscribe, answered by id."""
         assert command.user_id is not None
         user = UserId(command.user_id)
         tracker = self.node.presence

@@ -17,8 +17,7 @@ import orjson
 
 from roomcast.types import ConnId, UserId
 
-#: compat.md: the React presence hook's statuses.
-STATUSES: Final = ("online", "away", "offline")
+#: The React client's presence hook's statuses, best first (protocol.PRESENCE_STATUSES).
 _RANK: Final = {"online": 3, "away": 2, "offline": 1}
 #: Encoded size limit of a connection's presence metadata.
 MAX_METADATA_BYTES: Final = 2048

@@ -46,7 +46,7 @@ _SYSTEM_ACTIONS: Final = (
 _PRESENCE_ACTIONS: Final = ("subscribe_presence", "unsubscribe_presence")
 MAX_ID_LENGTH: Final = 128
 MAX_ROOM_LENGTH: Final = 256
-#: compat.md: the statuses of the React presence hook.
+#: The statuses of the React client's presence hook.
 PRESENCE_STATUSES: Final = ("online", "away", "offline")
 #: Encoded size limit of the metadata a connection attaches to its presence.
 MAX_PRESENCE_METADATA: Final = 2048
@@ -188,7 +188,7 @@ def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> S
     if action == "ping":
         return SystemCommand(id=message_id, action="ping")
     if action in _PRESENCE_ACTIONS:
-        # compat.md: the React presence hook names the user in data.userId.
+        # The React client's presence hook names the user in data.userId.
         user = data.get("userId", data.get("user_id"))
         if not isinstance(user, str) or not 0 < len(user) <= MAX_ID_LENGTH:
             raise ProtocolError(ErrorCode.INVALID_FIELD, f"system {action} needs a userId (string)")
