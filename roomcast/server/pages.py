@@ -25,6 +25,8 @@ def add_routes(app: web.Application, *, demo: bool) -> None:
     app.router.add_get("/websocket/tanstack.js", _file("tanstack.js"))
     # client.js imports it as ./positions.js: next to it under both prefixes.
     app.router.add_get("/websocket/positions.js", _file("positions.js"))
+    for module in ("presence.js", "recent.js", "status.js", "react.js"):
+        app.router.add_get(f"/websocket/{module}", _file(module))
     app.router.add_get("/admin", _file("admin/index.html"))
     if demo:
         app.router.add_get("/", _file("demo/index.html"))

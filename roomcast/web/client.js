@@ -14,6 +14,9 @@
  */
 
 import { Positions, Reason } from "./positions.js";
+import { PresenceClient } from "./presence.js";
+import { RecentMessages } from "./recent.js";
+import { ConnectionStatus } from "./status.js";
 
 export { Reason };
 
@@ -154,6 +157,7 @@ export class RoomcastClient {
    * @param {boolean} [options.recover=true] hand the server each room's position on reconnect
    * @param {boolean} [options.persistPositions=false] keep positions across a page reload (sessionStorage)
    * @param {Storage} [options.storage] the storage for `persistPositions` (default sessionStorage)
+   * @param {number} [options.recent=0] keep this many recent messages per room (0: off)
    */
   constructor(options = {}) {
     this.url = options.url ?? defaultUrl();
@@ -198,10 +202,40 @@ export class RoomcastClient {
         this._open();
       }
     };
+    this._status = new ConnectionStatus(this);
+    this._presence = null;
+    this._recent = options.recent ? new RecentMessages(this, { limit: options.recent }) : null;
   }
 
   get state() {
     return this._state;
+  }
+
+  /** `{state, connectionTime, lastError, reconnectAttempts, reconnects}` (status.js). */
+  get status() {
+    return this._status.value;
+  }
+
+  /** `fn(status)` on every status change; returns an unsubscribe function. */
+  onStatus(fn) {
+    return this._status.subscribe(fn);
+  }
+
+  /** User presence: set my status, follow others, who is online (presence.js). */
+  get presence() {
+    this._presence ??= new PresenceClient(this);
+    return this._presence;
+  }
+
+  /** The room's recent messages, oldest first (with the `recent` option; recent.js). */
+  recent(room) {
+    return this._recent?.get(room) ?? [];
+  }
+
+  /** `fn({room, messages})` when a room's recent messages change. */
+  onRecent(fn) {
+    if (!this._recent) throw new Error("construct the client with { recent: N } first");
+    return this._recent.onChange(fn);
   }
 
   /** Messages waiting for a connection. */
@@ -268,6 +302,16 @@ export class RoomcastClient {
   async members(room, options) {
     const reply = await this.send({ type: "system", data: { action: "members", room } }, options);
     return reply.data?.members ?? [];
+  }
+
+  /** Join a room the user is entitled to (a room left earlier); resolves with the ack. */
+  joinRoom(room, options) {
+    return this.send({ type: "system", data: { action: "join", room } }, options);
+  }
+
+  /** Leave a room until `joinRoom` or the next connection; resolves with the ack. */
+  leaveRoom(room, options) {
+    return this.send({ type: "system", data: { action: "leave", room } }, options);
   }
 
   /** A handle for one room. */
@@ -390,6 +434,7 @@ export class RoomcastClient {
     const delay = backoffDelay(this._attempt, this.backoff, this._random);
     this._attempt += 1;
     this._setState(State.RECONNECTING, { code, reason, attempt: this._attempt, delay });
+    this._status.retrying(this._attempt, code, reason);
     this._retryTimer = this._timers.setTimeout(() => {
       this._retryTimer = null;
       this._open();
