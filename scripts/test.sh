@@ -50,6 +50,12 @@ echo "== ruff"
 "$py" -m ruff check roomcast tests benchmarks
 echo "== mypy"
 "$py" -m mypy
+if [ -f tests/js/package-lock.json ]; then
+    # Test-only packages (React for the react.js browser test), pinned by the lock file.
+    echo "== npm ci (tests/js)"
+    command -v npm >/dev/null || apt_install npm
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
 if [ -d tests/js ]; then
     echo "== node --test (browser client unit tests)"
     node --test tests/js/

@@ -55,7 +55,9 @@ export class PresenceClient {
   subscribe(userId) {
     const count = this._follows.get(userId) ?? 0;
     this._follows.set(userId, count + 1);
-    const ready = count === 0 ? this._send("subscribe_presence", userId) : Promise.resolve(this.get(userId));
+    // While disconnected the next connection subscribes (see _restore), once.
+    const send = count === 0 && this.client.state === "connected";
+    const ready = send ? this._send("subscribe_presence", userId) : Promise.resolve(this.get(userId));
     ready.catch(() => {}); // reported through onChange; awaiting `ready` is optional
     let done = false;
     const stop = () => {
