@@ -82,8 +82,12 @@ class Hub:
         return left
 
     def join(self, conn: LocalConnection, room: RoomId, name: str) -> bool:
-        """Put a connection in a room; False if it already was."""
-        if room in conn.rooms:
+        """Put a connection in a room; False if it already was, or is not (or no longer) here.
+
+        A connection removed while a membership move was under way must not become a
+        member again: nothing would ever take it out.
+        """
+        if room in conn.rooms or self.connections.get(conn.id) is not conn:
             return False
         conn.rooms.add(room)
         self.rooms.setdefault(room, {})[conn.id] = conn

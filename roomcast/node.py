@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from roomcast import metrics
@@ -24,6 +25,7 @@ from roomcast.broker.base import (
 )
 from roomcast.exceptions import BrokerError, BrokerUnavailable, StoreError
 from roomcast.hub import Hub, LocalConnection
+from roomcast.keylock import KeyedLock
 from roomcast.logs import log_event
 from roomcast.membership.base import Group, MembershipStore
 from roomcast.presence.base import PresenceStore
@@ -74,6 +76,17 @@ class Node:
             ttl=presence_ttl,
             grace=presence_grace,
         )
+        self._user_locks: KeyedLock[UserId] = KeyedLock()
+
+    def user_lock(self, user_id: UserId) -> AbstractAsyncContextManager[None]:
+        """Serializes what changes the rooms of one user's connections.
+
+        Opening a connection (from reading the user's groups to the last ``room_joined``),
+        applying a membership change and a client's own join or leave hold it, so each
+        sees the others' complete result: no membership change is missed by a connection
+        that was opening, and the events of one connection come in a consistent order.
+        """
+        return self._user_locks.hold(user_id)
 
     async def start(self) -> None:
         await self.store.open()
@@ -144,14 +157,17 @@ class Node:
         return [groups[k] for k in sorted(groups)]
 
     async def open_connection(self, conn: LocalConnection) -> None:
-        """Register a connection, greet it and put it in its rooms."""
+        """Register a connection, greet it and put it in its rooms.
+
+        The caller holds :meth:`user_lock` since it read the user's groups.
+        """
         self.hub.add(conn)
         metrics.CONNECTIONS_ACTIVE.inc()
         metrics.CONNECTIONS_TOTAL.inc()
         self.registry.connection_opened(conn)
         conn.send(messages.encode(messages.welcome(conn.id, conn.user_id)))
         await self.join_room(conn, personal_room(conn.user_id), f"User: {conn.character_name}")
-        for group in conn.groups.values():
+        for group in list(conn.groups.values()):
             await self.join_room(conn, group_room(group.id), group_room_name(group.name))
         await self.presence.connection_opened(conn)
 
@@ -166,7 +182,10 @@ class Node:
             await self._announce(room, "member_left", conn)
 
     async def join_room(self, conn: LocalConnection, room: RoomId, name: str) -> bool:
-        """Add a connection to a room with its ``room_joined`` and ``room_update`` events."""
+        """Add a connection to a room with its ``room_joined`` and ``room_update`` events.
+
+        A connection closed meanwhile is not added (the hub refuses it).
+        """
         if not self.hub.join(conn, room, name):
             return False
         if self.hub.member_count(room) == 1:
@@ -174,6 +193,8 @@ class Node:
         self.registry.rooms_changed(conn)
         kind = "personal" if room == personal_room(conn.user_id) else "group"
         count = await self._member_count(room)
+        if self.hub.connections.get(conn.id) is not conn:
+            return True  # closed meanwhile: its member_left is out, a member_joined would lie
         conn.send(messages.encode(messages.room_joined(room, kind, name, count)))
         await self._announce(room, "member_joined", conn, count)
         return True
@@ -287,11 +308,18 @@ class Node:
                 change.user_id, change.group_id, change.group_name, change.joined
             )
         )
-        for conn in list(self.hub.users.get(change.user_id, {}).values()):
-            if change.joined:
-                conn.groups[change.group_id] = Group(change.group_id, change.group_name)
-                await self.join_room(conn, room, group_room_name(change.group_name))
-            else:
-                conn.groups.pop(change.group_id, None)
-                await self.leave_room(conn, room, "membership_removed")
-            conn.send(event)
+        async with self.user_lock(change.user_id):
+            # A snapshot: connections may close during the awaits (join_room then refuses them).
+            for conn in list(self.hub.users.get(change.user_id, {}).values()):
+                await self._move(conn, change, room, event)
+
+    async def _move(
+        self, conn: LocalConnection, change: MembershipChanged, room: RoomId, event: bytes
+    ) -> None:
+        if change.joined:
+            conn.groups[change.group_id] = Group(change.group_id, change.group_name)
+            await self.join_room(conn, room, group_room_name(change.group_name))
+        else:
+            conn.groups.pop(change.group_id, None)
+            await self.leave_room(conn, room, "membership_removed")
+        conn.send(event)

@@ -158,11 +158,15 @@ class Session:
         assert command.room is not None
         room = RoomId(command.room)
         if command.action == "join":
-            name = self._entitlement(room)
-            await self.node.join_room(self.conn, room, name)
+            # Under the user's lock, so a membership removal cannot slip in between the
+            # entitlement check and the join (nor its room_left before our room_joined).
+            async with self.node.user_lock(self.conn.user_id):
+                name = self._entitlement(room)
+                await self.node.join_room(self.conn, room, name)
             extra: dict[str, Any] = {"room": room, "joined": True}
         elif command.action == "leave":
-            await self.node.leave_room(self.conn, room, "left")
+            async with self.node.user_lock(self.conn.user_id):
+                await self.node.leave_room(self.conn, room, "left")
             extra = {"room": room, "joined": False}
         else:
             if room not in self.conn.rooms:

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from aiohttp import WSMsgType, web
 
 from roomcast import metrics
-from roomcast.auth import authenticate, origin_allowed, token_candidates
+from roomcast.auth import Claims, authenticate, origin_allowed, token_candidates
 from roomcast.exceptions import AuthError, ProtocolError, StoreError
 from roomcast.hub import LocalConnection
 from roomcast.logs import log_event
+from roomcast.membership.base import Group
 from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode, ErrorCode
 from roomcast.protocol.envelope import parse_client_message
@@ -62,44 +63,31 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="roomcast"'},
         )
-    try:
-        groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
-    except StoreError as exc:
-        log_event(_log, "membership_store_failed", logging.ERROR, error=str(exc))
-        return web.json_response({"error": "membership store unavailable"}, status=503)
-
-    ws = web.WebSocketResponse(
-        autoping=False,
-        heartbeat=None,
-        compress=False,
-        # Our own size check answers with an error and keeps the socket; aiohttp's hard
-        # limit (twice ours) closes with 1009 before a huge frame is buffered whole.
-        max_msg_size=2 * gw.settings.max_message_size,
-        timeout=2.0,
-    )
-    if not ws.can_prepare(request).ok:
-        return web.json_response({"error": "expected a WebSocket upgrade"}, status=426)
-    await ws.prepare(request)
-    transport = request.transport
-    assert transport is not None
-    loop = asyncio.get_running_loop()
-    conn = LocalConnection(
-        id=ConnId(messages.new_id()),
-        user_id=claims.user_id,
-        character_id=claims.character_id,
-        character_name=claims.character_name,
-        scopes=claims.scopes,
-        created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        writer=ConnectionWriter(transport, gw.flusher, max_bytes=gw.settings.max_queue_bytes),
-        groups={g.id: g for g in groups},
-        last_seen=loop.time(),
-    )
-    closer = _Closer(ws, conn, transport, grace=gw.settings.ping_timeout)
-    conn.closer = closer
-    conn.writer.on_overflow = closer.slow_consumer
+    conn: LocalConnection | None = None
     reason = "closed by client"
     try:
-        await gw.node.open_connection(conn)
+        # Held from reading the groups until the connection is in its rooms: a membership
+        # change meanwhile is applied after, to the complete connection (never lost).
+        async with gw.node.user_lock(claims.user_id):
+            try:
+                groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
+            except StoreError as exc:
+                log_event(_log, "membership_store_failed", logging.ERROR, error=str(exc))
+                return web.json_response({"error": "membership store unavailable"}, status=503)
+            ws = web.WebSocketResponse(
+                autoping=False,
+                heartbeat=None,
+                compress=False,
+                # Our own size check answers with an error and keeps the socket; aiohttp's
+                # hard limit (twice ours) closes with 1009 before a huge frame is buffered.
+                max_msg_size=2 * gw.settings.max_message_size,
+                timeout=2.0,
+            )
+            if not ws.can_prepare(request).ok:
+                return web.json_response({"error": "expected a WebSocket upgrade"}, status=426)
+            await ws.prepare(request)
+            conn = _connection(request, gw, claims, groups, ws)
+            await gw.node.open_connection(conn)
         metrics.HANDSHAKE_SECONDS.observe(time.perf_counter() - started)
         log_event(
             _log,
@@ -115,23 +103,55 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
             gw,
         )
     except Exception:
+        if conn is None:
+            raise
         reason = "internal error"
         log_event(_log, "connection_failed", logging.ERROR, conn=conn.id, exc_info=True)
-        closer(CloseCode.INTERNAL_ERROR, "internal error")
+        conn.close(CloseCode.INTERNAL_ERROR, "internal error")
         # Send the 1011 before returning: aiohttp closes a returned socket with 1000 at once.
-        await closer.wait()
+        if conn.closer is not None:
+            await conn.closer.wait()
     finally:
-        conn.writer.close(flush=False)
-        await gw.node.close_connection(conn)
-        log_event(
-            _log,
-            "disconnect",
-            conn=conn.id,
-            user=conn.user_id,
-            reason=closer.reason or reason,
-            code=ws.close_code,
-        )
+        if conn is not None:
+            conn.writer.close(flush=False)
+            await gw.node.close_connection(conn)
+            closer = conn.closer
+            log_event(
+                _log,
+                "disconnect",
+                conn=conn.id,
+                user=conn.user_id,
+                reason=(closer.reason if isinstance(closer, _Closer) else None) or reason,
+                code=ws.close_code,
+            )
     return ws
+
+
+def _connection(
+    request: web.Request,
+    gw: Gateway,
+    claims: Claims,
+    groups: list[Group],
+    ws: web.WebSocketResponse,
+) -> LocalConnection:
+    """The hub's record of a just-upgraded socket, with its writer and closer."""
+    transport = request.transport
+    assert transport is not None
+    conn = LocalConnection(
+        id=ConnId(messages.new_id()),
+        user_id=claims.user_id,
+        character_id=claims.character_id,
+        character_name=claims.character_name,
+        scopes=claims.scopes,
+        created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        writer=ConnectionWriter(transport, gw.flusher, max_bytes=gw.settings.max_queue_bytes),
+        groups={g.id: g for g in groups},
+        last_seen=asyncio.get_running_loop().time(),
+    )
+    closer = _Closer(ws, conn, transport, grace=gw.settings.ping_timeout)
+    conn.closer = closer
+    conn.writer.on_overflow = closer.slow_consumer
+    return conn
 
 
 async def _read_loop(ws: web.WebSocketResponse, session: Session, gw: Gateway) -> str:

@@ -1,0 +1,78 @@
+"""Helpers of the abuse tests: gateways exposed to hostile clients, raw sockets, bounded waits.
+
+Every test here attacks a real ``roomcast serve`` process over loopback and asserts what
+the gateway does about it (refuses, closes, pauses, keeps serving others), never how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from tests.helpers.gateway import GatewayProcess
+from tests.helpers.ws import Message, Peer
+
+API_KEY = "abuse-api-key-0123456789abcdef"
+#: Bound of every wait for an event: a hang fails the test instead of blocking the suite.
+DEADLINE = 20.0
+
+T = TypeVar("T")
+
+
+def uid(prefix: str) -> str:
+    """An id of this test alone (gateways are shared by a module)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def api_client(gw: GatewayProcess) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=gw.base_url, timeout=DEADLINE,
+                             headers={"X-API-Key": API_KEY})
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], what: str,
+                     deadline: float = DEADLINE) -> T:
+    """Poll ``check`` until it returns something other than None, or fail at the deadline.
+
+    Only for state without an event to await (the gateway's own bookkeeping).
+    """
+    end = time.monotonic() + deadline
+    while True:
+        result = await check()
+        if result is not None:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def ping(peer: Peer) -> list[Message]:
+    """A round trip; returns every message that arrived before the pong (pong excluded)."""
+    mid = uid("ping")
+    await peer.send({"type": "system", "id": mid, "data": {"action": "ping"}})
+    seen: list[Message] = []
+    async with asyncio.timeout(DEADLINE):
+        while True:
+            msg = await peer.recv()
+            if msg.get("id") == mid:
+                assert msg["data"]["action"] == "pong", msg
+                return seen
+            seen.append(msg)
+
+
+def log_events(gw: GatewayProcess, event: str) -> list[dict[str, Any]]:
+    """The gateway's JSON log lines of one event."""
+    out = []
+    for line in gw.log().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == event:
+            out.append(record)
+    return out
