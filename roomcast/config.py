@@ -70,6 +70,24 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _on_off(raw: str) -> bool:
+    value = _tristate(raw)
+    if value is None:
+        raise ValueError("must be on or off")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be a number of seconds >= 0")
+    return value
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:
@@ -97,6 +115,48 @@ class Settings:
         "JWT_SECRET", str, "HS256 secret of the gateway's tokens (default: a generated dev secret)"
     )
     jwt_issuer: str | None = _opt("JWT_ISSUER", str, "required iss claim, e.g. go-falcon")
+    jwt_secret_algorithms: tuple[str, ...] = _opt(
+        "ROOMCAST_JWT_SECRET_ALGORITHMS", _names, "algorithms JWT_SECRET verifies", ("HS256",)
+    )
+    jwt_public_key: str | None = _opt(
+        "ROOMCAST_JWT_PUBLIC_KEY", _path, "PEM public key (RSA, EC, Ed25519) verifying tokens"
+    )
+    jwt_public_key_algorithms: tuple[str, ...] | None = _opt(
+        "ROOMCAST_JWT_PUBLIC_KEY_ALGORITHMS", _names,
+        "algorithms the public key verifies (default: RS256, ES256/384/512 or EdDSA by key)",
+    )
+    jwks_url: str | None = _opt("ROOMCAST_JWKS_URL", str, "identity provider's JWKS URL")
+    jwks_algorithms: tuple[str, ...] = _opt(
+        "ROOMCAST_JWKS_ALGORITHMS", _names, "algorithms the JWKS keys verify",
+        ("RS256", "ES256", "EdDSA"),
+    )
+    jwks_refresh: float = _opt(
+        "ROOMCAST_JWKS_REFRESH", _positive_float, "seconds between JWKS refreshes", 300.0
+    )
+    jwks_min_interval: float = _opt(
+        "ROOMCAST_JWKS_MIN_INTERVAL", _seconds,
+        "least seconds between JWKS fetches caused by an unknown kid", 10.0,
+    )
+    jwt_audience: tuple[str, ...] = _opt(
+        "ROOMCAST_JWT_AUDIENCE", _names, "accepted aud values, comma-separated (default: any)", ()
+    )
+    jwt_leeway: float = _opt(
+        "ROOMCAST_JWT_LEEWAY", _seconds, "seconds of clock skew allowed on exp/nbf/iat", 5.0
+    )
+    jwt_user_claim: str = _opt(
+        "ROOMCAST_JWT_USER_CLAIM", str, "claim naming the user (user_id as go-falcon, or sub)",
+        "user_id",
+    )
+    token_expiry: bool = _opt(
+        "ROOMCAST_TOKEN_EXPIRY", _on_off, "close connections when their token expires", True
+    )
+    expiry_warning: float = _opt(
+        "ROOMCAST_EXPIRY_WARNING", _seconds, "seconds before expiry a connection is warned", 60.0
+    )
+    revocation_ttl: float = _opt(
+        "ROOMCAST_REVOCATION_TTL", _positive_float,
+        "seconds a revocation is kept (longer than your longest token lifetime)", 7 * 86400.0,
+    )
     websocket_path: str = _opt("WEBSOCKET_PATH", str, "WebSocket endpoint", "/websocket/connect")
     allowed_origins: frozenset[str] = _opt(
         "WEBSOCKET_ALLOWED_ORIGINS",
@@ -186,6 +246,10 @@ class Settings:
         "ROOMCAST_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "log level", "info"
     )
     log_format: str = _opt("ROOMCAST_LOG_FORMAT", _choice("text", "json"), "log format", "text")
+    dev_token_ttl: float = _opt(
+        "ROOMCAST_DEV_TOKEN_TTL", _positive_float, "lifetime of dev login tokens in seconds",
+        300.0,
+    )
     dev_secret_file: str = _opt(
         "ROOMCAST_DEV_SECRET_FILE",
         _path,
@@ -203,6 +267,11 @@ class Settings:
     @property
     def demo_enabled(self) -> bool:
         return self.demo if self.demo is not None else self.dev_login_enabled
+
+    @property
+    def identity_provider(self) -> bool:
+        """Tokens come from an identity provider's keys (PEM or JWKS)."""
+        return self.jwt_public_key is not None or self.jwks_url is not None
 
     @property
     def tls(self) -> bool:
@@ -294,7 +363,9 @@ def load(
         except ValueError as exc:
             raise ConfigError(f"{source}={raw!r}: {exc}") from None
     settings = Settings(**values)
-    if settings.jwt_secret is None:
+    # With an identity provider and no JWT_SECRET, no secret verifies tokens: a
+    # generated one would let the dev login mint tokens for anyone.
+    if settings.jwt_secret is None and not settings.identity_provider:
         settings.jwt_secret = dev_secret(settings.dev_secret_file)
         settings.generated_secret = True
     if not settings.server_id:

@@ -35,6 +35,18 @@ AUTH_FAILURES = Counter(
     "roomcast_auth_failures", "Refused handshakes and API calls, by reason", ["reason"],
     registry=REGISTRY,
 )
+TOKEN_CLOSES = Counter(
+    "roomcast_token_closes", "Connections closed for their token, by reason "
+    "(expired, revoked, kicked)", ["reason"], registry=REGISTRY,
+)
+TOKEN_REFRESHES = Counter(
+    "roomcast_token_refreshes", "Token refreshes of live connections, by outcome "
+    "(ok or the refusal reason)", ["outcome"], registry=REGISTRY,
+)
+JWKS_FETCHES = Counter(
+    "roomcast_jwks_fetches", "JWKS fetches, by outcome (ok, error)", ["outcome"],
+    registry=REGISTRY,
+)
 SLOW_CONSUMERS = Counter(
     "roomcast_slow_consumers_dropped", "Connections closed for a full write queue",
     registry=REGISTRY,

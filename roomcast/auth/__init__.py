@@ -2,6 +2,8 @@
 
 - :mod:`roomcast.auth.request`: where a request's token candidates come from, and Origin.
 - :mod:`roomcast.auth.verify`: verifying a token into :class:`Claims`.
+- :mod:`roomcast.auth.keys`, :mod:`roomcast.auth.jwks`: key sources (secret, PEM, JWKS).
+- :mod:`roomcast.auth.providers`: the verifier the settings describe.
 - :mod:`roomcast.auth.claims`: the claims roomcast reads, and who is an administrator.
 - :mod:`roomcast.auth.mint`: tokens in the Go gateway's format (development, tests, CLI).
 """
@@ -19,10 +21,12 @@ from roomcast.auth.request import (
 from roomcast.auth.verify import (
     ALGORITHM,
     Authenticated,
-    SecretVerifier,
+    ClaimRules,
+    JwtVerifier,
     TokenVerifier,
     authenticate,
     decode_token,
+    secret_verifier,
 )
 
 __all__ = [
@@ -30,8 +34,9 @@ __all__ = [
     "COOKIE_NAME",
     "DEFAULT_ISSUER",
     "Authenticated",
+    "ClaimRules",
     "Claims",
-    "SecretVerifier",
+    "JwtVerifier",
     "TokenCandidate",
     "TokenSource",
     "TokenVerifier",
@@ -41,5 +46,6 @@ __all__ = [
     "is_admin",
     "mint_token",
     "origin_allowed",
+    "secret_verifier",
     "token_candidates",
 ]

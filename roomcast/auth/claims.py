@@ -20,15 +20,25 @@ class Claims:
     scopes: frozenset[str]
     groups: tuple[Group, ...]
     expires_at: float
+    #: ``iat``, when the token has one (revocation compares it).
+    issued_at: float | None = None
+    #: ``jti``, else a digest of the token: names one token (a kick may ban it).
+    token_id: str = ""
 
 
-def claims_from_payload(payload: dict[str, Any]) -> Claims:
-    """The :class:`Claims` of a verified payload (``exp`` and ``user_id`` present).
+def claims_from_payload(
+    payload: dict[str, Any], *, user_claim: str = "user_id", token_id: str = ""
+) -> Claims:
+    """The :class:`Claims` of a verified payload (``exp`` and the user claim present).
+
+    Args:
+        user_claim: the claim naming the user: ``user_id`` (Go gateway), ``sub`` (most
+            identity providers), ...
 
     Raises:
         AuthError: ``bad_claims`` when a claim has the wrong type.
     """
-    user_id = payload.get("user_id")
+    user_id = payload.get(user_claim)
     if not isinstance(user_id, str) or not 0 < len(user_id) <= 128:
         raise AuthError("bad_claims")
     character_id = payload.get("character_id")
@@ -47,6 +57,9 @@ def claims_from_payload(payload: dict[str, Any]) -> Claims:
         scopes=frozenset(scopes.split()),
         groups=_groups(payload.get("groups")),
         expires_at=float(payload["exp"]),
+        issued_at=float(iat) if isinstance(iat := payload.get("iat"), int | float) else None,
+        token_id=jti if isinstance(jti := payload.get("jti"), str) and 0 < len(jti) <= 128
+        else token_id,
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from roomcast.auth import SecretVerifier, TokenVerifier
+from roomcast.auth.providers import build_verifier
 from roomcast.broker.base import Broker
 from roomcast.broker.memory import MemoryBroker
 from roomcast.config import Settings
@@ -54,11 +54,6 @@ def broker_and_registry(settings: Settings, hub: Hub) -> tuple[Broker, Registry]
     )
 
 
-def token_verifier(settings: Settings) -> TokenVerifier:
-    """The verifier the settings ask for."""
-    return SecretVerifier(settings.jwt_secret or "", issuer=settings.jwt_issuer)
-
-
 def presence_store(settings: Settings) -> PresenceStore:
     """Shared by the cluster in Redis; in memory for a single instance."""
     if settings.redis_url is None:
@@ -86,7 +81,7 @@ def create_app(settings: Settings) -> web.Application:
         presence_grace=settings.presence_grace,
     )
     gw = Gateway(
-        settings=settings, node=node, flusher=Flusher(), verifier=token_verifier(settings)
+        settings=settings, node=node, flusher=Flusher(), verifier=build_verifier(settings)
     )
     app[GATEWAY] = gw
     app.cleanup_ctx.append(_lifecycle)
@@ -107,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
+    await gw.verifier.start()
     await gw.node.start()
     sweeper = asyncio.create_task(liveness(gw))
     log_event(
@@ -121,6 +117,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await sweeper
     await gw.node.close()
+    await gw.verifier.close()
     log_event(_log, "stopped", server_id=gw.node.server_id)
 
 
