@@ -155,9 +155,14 @@ class Positions:
         self._expected.discard(room)
         sent = self._sent.pop(room, None)
         live = _position(data.get("epoch"), data.get("offset"))
-        if live is None:  # no history in this room (or a server without history)
+        if live is None:
+            # No history in this room, or the server could not read the stream just now
+            # (it then says recovered: false; live publications bring a position again).
             state.position = None
-            return self._outcome(room, Reason.NO_HISTORY) if expected or sent else None
+            if not (expected or sent):
+                return None
+            failed = data.get("recovered") is False
+            return self._outcome(room, Reason.NOT_RECOVERED if failed else Reason.NO_HISTORY)
         answer = data.get("recovered")
         if sent is not None and answer is True and sent.epoch == live.epoch:
             # The replay (sent.offset+1 .. live.offset) follows: keep the sent position

@@ -111,8 +111,11 @@ export class Positions {
     const live = toPosition(data.epoch, data.offset);
     let outcome = null;
     if (live === null) {
+      // No history in this room, or the server could not read the stream just now (it
+      // then says recovered: false; live publications bring a position again).
       state.position = null;
-      if (expected || sent) outcome = this._outcome(room, Reason.NO_HISTORY, 0, null);
+      const reason = data.recovered === false ? Reason.NOT_RECOVERED : Reason.NO_HISTORY;
+      if (expected || sent) outcome = this._outcome(room, reason, 0, null);
     } else if (sent && data.recovered === true && sent.epoch === live.epoch) {
       // The replay (sent.offset+1 .. live.offset) follows: keep the sent position so
       // that check() delivers it instead of dropping it as already seen.

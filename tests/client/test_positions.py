@@ -133,6 +133,16 @@ def test_rooms_without_history_are_not_recovered_after_a_reconnect() -> None:
     assert outcome == Recovery(ROOM, False, Reason.NO_HISTORY, 0, None)
 
 
+def test_a_stream_the_server_could_not_read_is_not_recovered() -> None:
+    p = Positions()
+    p.joined(ROOM, joined(epoch="e1", offset=7))
+    reconnected(p)
+    outcome = p.joined(ROOM, joined(recovered=False, replayed=0))  # no epoch: Redis was down
+    assert outcome == Recovery(ROOM, False, Reason.NOT_RECOVERED, 0, None)
+    assert p.check(pub(9)) == (True, None)  # live publications carry positions again
+    assert p.get(ROOM) == Position("e1", 9)
+
+
 def test_history_switched_on_meanwhile_is_no_position() -> None:
     p = Positions()
     p.joined(ROOM, joined())

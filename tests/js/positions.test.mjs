@@ -286,6 +286,16 @@ describe("Positions (pure)", () => {
     assert.deepEqual([8, 9, 10].map((offset) => p.check({ room: ROOM, epoch: "e1", offset }).deliver), [false, false, true]);
   });
 
+  test("a stream the server could not read is not recovered; live publications bring a position", () => {
+    const p = new Positions();
+    p.joined(ROOM, { epoch: "e1", offset: 7 });
+    p.disconnected([ROOM]);
+    p.recoverMessage();
+    assert.deepEqual(p.joined(ROOM, { recovered: false, replayed: 0 }), { room: ROOM, recovered: false, reason: Reason.NOT_RECOVERED, replayed: 0, position: null });
+    assert.deepEqual(p.check({ room: ROOM, epoch: "e1", offset: 9 }), { deliver: true, outcome: null });
+    assert.deepEqual(p.get(ROOM), { epoch: "e1", offset: 9 });
+  });
+
   test("recovered: true with another epoch is not trusted; no answer means unsupported", () => {
     const p = new Positions();
     p.joined(ROOM, { epoch: "e1", offset: 7 });
