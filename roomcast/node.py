@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -63,6 +63,12 @@ class Node:
         self.store = store
         self.registry = registry
         self.messages_processed = 0
+        #: Publications made through this instance, and frames queued to its connections
+        #: by any instance's publications (the live dashboard's rates; sums are cluster-wide).
+        self.messages_published = 0
+        self.deliveries = 0
+        #: Sees every publication this instance handles (the admin dashboard's room tail).
+        self.tap: Callable[[Target, bytes], None] | None = None
         self._threshold = room_event_threshold
         self._interval = room_event_interval
         self._coalesced: set[RoomId] = set()
@@ -109,6 +115,9 @@ class Node:
     def handle_publication(self, target: Target, payload: bytes) -> int:
         delivered = self.hub.deliver(target, payload)
         self.messages_processed += 1
+        self.deliveries += delivered
+        if self.tap is not None:
+            self.tap(target, payload)
         metrics.DELIVERIES.inc(delivered)
         return delivered
 
@@ -131,6 +140,7 @@ class Node:
             BrokerError: other instances could not be reached (local delivery happened).
         """
         metrics.MESSAGES_SENT.labels(envelope["type"]).inc()
+        self.messages_published += 1
         try:
             return await self.broker.publish(target, messages.encode(envelope))
         except BrokerError:

@@ -13,10 +13,12 @@ if TYPE_CHECKING:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the admin API, ``/websocket/openapi.json``, ``/websocket/docs``, ``/metrics``."""
+    """Register the admin API, its live socket, ``/websocket/openapi.json``,
+    ``/websocket/docs`` and ``/metrics``."""
     from roomcast.server import openapi
-    from roomcast.server.admin import routes, scrape
+    from roomcast.server.admin import live, routes, scrape
 
     routes.add_routes(app)
+    live.add_routes(app)
     openapi.add_routes(app)
     app.router.add_get("/metrics", scrape.scrape)

@@ -1,14 +1,18 @@
-// roomcast admin dashboard: live counts, connection and room tables, send and membership forms.
-// Talks to the gateway's admin API (docs/api.md) with the page's cookie.
+// roomcast admin dashboard: live figures and charts pushed over a WebSocket, a room's tail,
+// connection and room tables, send and membership forms. Talks to the gateway's admin
+// API (docs/api.md) with the page's cookie.
+import { format, sparkline, svgElement } from "/static/admin/charts.js";
+import { connectLive } from "/static/admin/live.js";
 import { api, ApiError, clock, el, fetchMe, toast } from "/static/ui.js";
 
 const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-// ?interval=ms lets a slow link poll less often.
-const POLL_MS = Math.max(500, Number(params.get("interval")) || 2000);
+const SPAN = 900; // seconds shown by the charts
+const TAIL_ROWS = 200;
 
-let last = null; // {at, processed} of the previous status poll, for messages/s
 let tablesBusy = false;
+let live = null;
+const series = new Map(); // server_id -> [[t, connections, messages/s, deliveries/s], ...]
+let lastTotals = null;
 
 function query(form) {
   const out = new URLSearchParams();
@@ -25,30 +29,123 @@ function deny(title, text) {
   if (text) $("denied-text").replaceChildren(`${text} `, el("a", { href: "/login" }, "Log in as an administrator."));
 }
 
-async function pollStatus() {
-  let status;
-  try {
-    status = await api("GET", "/websocket/status");
-  } catch (error) {
-    // 503 still carries the counts, with the reason it is unhealthy.
-    if (!(error instanceof ApiError && error.status === 503 && error.body)) throw error;
-    status = error.body;
-  }
-  const at = performance.now();
-  const processed = Number(status.messages_processed ?? 0);
-  $("stat-connections").textContent = String(status.active_connections ?? status.total_connections ?? 0);
-  $("stat-rooms").textContent = String(status.total_rooms ?? 0);
-  $("stat-total").textContent = String(processed);
-  if (last !== null && at > last.at) {
-    const rate = Math.max(0, (processed - last.processed) / ((at - last.at) / 1000));
-    $("stat-rate").textContent = rate < 10 ? rate.toFixed(1) : String(Math.round(rate));
-  }
-  last = { at, processed };
-  const health = status.status ?? status.health ?? "unknown";
+function showTotals(totals) {
+  $("stat-connections").textContent = String(totals.connections ?? 0);
+  $("stat-rooms").textContent = String(totals.rooms ?? 0);
+  $("stat-users").textContent = String(totals.users_online ?? 0);
+  const health = totals.healthy === false ? "unhealthy" : "healthy";
   $("health").dataset.state = health;
   $("health").textContent = health;
-  $("server-id").textContent = status.server_id ? `server ${status.server_id}` : "";
   $("updated").textContent = `updated ${clock()}`;
+  const changed = lastTotals && (lastTotals.connections !== totals.connections || lastTotals.rooms !== totals.rooms);
+  lastTotals = totals;
+  // The tables follow the figures: refetched when the counts move, not on a timer.
+  if (changed) refreshTables().catch(() => {});
+}
+
+function instanceRow(server) {
+  let row = $("charts-table").querySelector(`tr[data-server="${CSS.escape(server)}"]`);
+  if (row) return row;
+  const cell = (metric, label) => {
+    const svg = svgElement();
+    svg.classList.add("spark");
+    svg.dataset.metric = metric;
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", label);
+    return el("td", {}, el("div", { class: "chart-cell" }, svg, el("output", { dataset: { metric } }, "–")));
+  };
+  row = el("tr", { dataset: { server } },
+    el("td", { title: server }, el("code", {}, server.slice(0, 8))),
+    cell("connections", "Connections"), cell("messages", "Messages per second"),
+    cell("deliveries", "Deliveries per second"));
+  $("charts-table").tBodies[0].append(row);
+  return row;
+}
+
+function drawCharts() {
+  const now = Date.now() / 1000;
+  let messages = 0;
+  let deliveries = 0;
+  for (const [server, samples] of series) {
+    while (samples.length && samples[0][0] < now - SPAN) samples.shift();
+    const row = instanceRow(server);
+    const last = samples[samples.length - 1];
+    // An instance that stopped sampling for a minute is gone: drop its row.
+    if (!last || last[0] < now - 60) {
+      series.delete(server);
+      row.remove();
+      continue;
+    }
+    ["connections", "messages", "deliveries"].forEach((metric, i) => {
+      const points = samples.map((s) => [s[0], s[i + 1]]);
+      sparkline(row.querySelector(`svg[data-metric="${metric}"]`), points, { now, span: SPAN, label: metric });
+      row.querySelector(`output[data-metric="${metric}"]`).textContent = format(last[i + 1]);
+    });
+    messages += last[2];
+    deliveries += last[3];
+  }
+  $("stat-rate").textContent = format(messages);
+  $("stat-deliveries").textContent = format(deliveries);
+}
+
+function onSnapshot(msg) {
+  series.clear();
+  $("charts-table").tBodies[0].replaceChildren();
+  for (const [server, samples] of Object.entries(msg.series ?? {})) series.set(server, samples.slice());
+  $("server-id").textContent = msg.server_id ? `server ${msg.server_id}` : "";
+  showTotals(msg.totals ?? {});
+  drawCharts();
+}
+
+function onTick(msg) {
+  for (const [server, sample] of Object.entries(msg.samples ?? {})) {
+    const samples = series.get(server) ?? [];
+    if (!samples.length || samples[samples.length - 1][0] < sample[0]) samples.push(sample);
+    series.set(server, samples);
+  }
+  showTotals(msg.totals ?? {});
+  drawCharts();
+}
+
+function onTail(msg) {
+  if (msg.type === "tailing") {
+    $("tail-state").textContent = msg.room ? `tailing ${msg.room}` : "stopped";
+    return;
+  }
+  if (msg.type === "error") {
+    $("tail-state").textContent = msg.message;
+    return;
+  }
+  if (msg.type === "tail_dropped") {
+    $("tail-state").textContent = `${msg.count} message(s) skipped (too fast to show)`;
+    return;
+  }
+  if (msg.type !== "tail") return;
+  const m = msg.message ?? {};
+  const tbody = $("tail-table").tBodies[0];
+  tbody.prepend(el("tr", { dataset: { id: m.id ?? "" } },
+    el("td", { title: m.timestamp ?? "" }, m.timestamp ? clock(m.timestamp) : ""),
+    el("td", {}, m.type ?? ""),
+    el("td", {}, el("code", {}, m.from ?? "")),
+    el("td", {}, String(m.size ?? "")),
+    el("td", { class: "data" }, "data" in m ? JSON.stringify(m.data) : "(hidden)")));
+  while (tbody.rows.length > TAIL_ROWS) tbody.deleteRow(tbody.rows.length - 1);
+}
+
+async function onLiveState(state) {
+  $("live-state").textContent = state;
+  if (state !== "reconnecting") return;
+  $("health").dataset.state = "unhealthy";
+  $("health").textContent = "unreachable";
+  try {
+    const me = await fetchMe();
+    if (me && !me.admin) {
+      live.close();
+      deny("Administrators only", "Your login is not an administrator's (or it expired).");
+    }
+  } catch {
+    // The server is down: the socket keeps trying.
+  }
 }
 
 function emptyRow(columns, text) {
@@ -112,21 +209,6 @@ async function refreshTables() {
   } finally {
     tablesBusy = false;
   }
-}
-
-async function tick() {
-  const [status, tables] = await Promise.allSettled([pollStatus(), refreshTables()]);
-  const failed = [status, tables].find((r) => r.status === "rejected");
-  if (failed && isDenied(failed.reason)) {
-    deny("Administrators only", "Your login is not an administrator's (or it expired).");
-    return; // stop polling
-  }
-  if (status.status === "rejected") {
-    $("updated").textContent = `update failed: ${status.reason.message}`;
-    $("health").dataset.state = "unhealthy";
-    $("health").textContent = "unreachable";
-  }
-  setTimeout(tick, POLL_MS);
 }
 
 function result(id, ok, text) {
@@ -198,6 +280,12 @@ function wire() {
     // A reset clears the fields after this event; refresh once they are empty.
     form.addEventListener("reset", () => setTimeout(() => refreshTables().catch(() => {})));
   }
+  $("tail-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    $("tail-table").tBodies[0].replaceChildren();
+    live.tail(String(new FormData(event.currentTarget).get("room")).trim());
+  });
+  $("tail-stop").addEventListener("click", () => live.untail());
   const sendForm = $("send-form");
   sendForm.elements.target.addEventListener("change", (event) => {
     const all = event.target.value === "all";
@@ -220,8 +308,11 @@ async function main() {
   $("who").textContent = me.name || me.user_id;
   if (!me.admin) return deny("Administrators only", "You are logged in, but not as an administrator.");
   $("dashboard").hidden = false;
+  live = connectLive({ onSnapshot, onTick, onTail, onState: onLiveState });
   wire();
-  tick();
+  refreshTables().catch((error) => {
+    if (isDenied(error)) deny("Administrators only", "Your login is not an administrator's (or it expired).");
+  });
 }
 
 main();
