@@ -269,7 +269,7 @@ class Node:
             count = await self._member_count(room)
         if count <= (1 if action == "member_joined" else 0):
             return  # nobody else to tell (a user's first connection, the last one leaving)
-        event = messages.room_update(room, action, count, conn.id)
+        event = messages.room_update(room, action, count, conn.id, conn.user_id)
         await self._publish_quietly(ToRoom(room, exclude=conn.id), event)
 
     async def _flush_coalesced(self) -> None:

@@ -93,12 +93,19 @@ def room_left(room: str, reason: str) -> dict[str, Any]:
 
 
 def room_update(
-    room: str, action: str, member_count: int, connection_id: str | None = None
+    room: str,
+    action: str,
+    member_count: int,
+    connection_id: str | None = None,
+    user_id: str | None = None,
 ) -> dict[str, Any]:
-    """``room_update`` to the other members (``action="members"`` when coalesced)."""
+    """The Go gateway's ``room_update`` to the other members (``action="members"`` when
+    coalesced); roomcast adds the ``user_id`` of the connection that came or went."""
     data: dict[str, Any] = {"action": action, "room_id": room, "member_count": member_count}
     if connection_id is not None:
         data["connection_id"] = connection_id
+    if user_id is not None:
+        data["user_id"] = user_id
     return envelope("room_update", data, room=room)
 
 

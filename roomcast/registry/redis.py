@@ -306,9 +306,13 @@ class RedisRegistry:
             found = await self._live_in(ROOM_KEY + room_id)
         else:
             found = await self._live(await self._call(self._scan(CONN_KEY)))
+        # This instance's own connections come from the hub, as in count(): Redis lags
+        # our writes by a round trip, and every instance must give the same answer.
+        local = [connection_info(c, self._server_id) for c in self._hub.connections.values()]
+        merged = [i for i in found if i.server_id != self._server_id] + local
         out = [
             i
-            for i in found
+            for i in merged
             if i.matches(user_id=user_id, character_id=character_id, room_id=room_id)
         ]
         return sorted(out, key=lambda c: (c.created_at, c.id))

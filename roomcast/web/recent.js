@@ -45,14 +45,21 @@ export class RecentMessages {
   async _fill(room) {
     let reply;
     try {
-      reply = await this.client.send({ type: "system", data: { action: "history", room, limit: this.limit } });
+      // The newest page (reverse: newest first); a room without history answers not_found.
+      reply = await this.client.send({
+        type: "system",
+        data: { action: "history", room, limit: this.limit, reverse: true },
+      });
     } catch (error) {
       // A server without history answers invalid_field (unknown action): stop asking.
       if (error?.code === "invalid_field") this.historyAvailable = false;
       return;
     }
     const stored = reply.data?.publications;
-    if (Array.isArray(stored)) this._merge(room, stored.filter((m) => this.types.has(m?.type)), true);
+    if (Array.isArray(stored)) {
+      const oldestFirst = stored.filter((m) => this.types.has(m?.type)).reverse();
+      this._merge(room, oldestFirst, true);
+    }
   }
 
   _merge(room, incoming, older) {

@@ -41,7 +41,8 @@ async def test_put_and_delete_move_a_live_connection(admin_gw: GatewayProcess,
     update = await member.recv()
     assert update["type"] == "room_update"
     assert update["data"] == {"action": "member_joined", "room_id": room, "member_count": 2,
-                              "connection_id": peer.conn_id}
+                              "connection_id": peer.conn_id,
+                              "user_id": user}
     assert peer.rooms == {f"user:{user}", room}
 
     # The member's room now reaches the user too.
@@ -73,7 +74,8 @@ async def test_put_and_delete_move_a_live_connection(admin_gw: GatewayProcess,
     assert change["data"]["joined"] is False and change["data"]["group_name"] == "Green team"
     update = await member.recv()
     assert update["data"] == {"action": "member_left", "room_id": room, "member_count": 1,
-                              "connection_id": peer.conn_id}
+                              "connection_id": peer.conn_id,
+                              "user_id": user}
     assert peer.rooms == {f"user:{user}"}
 
     r = await api.delete(path)

@@ -221,7 +221,8 @@ async def test_disconnect_kicks_with_3500(admin_gw: GatewayProcess,
     left = await bystander.recv()
     assert left["type"] == "room_update"
     assert left["data"] == {"action": "member_left", "room_id": f"user:{user}",
-                            "member_count": 1, "connection_id": victim.conn_id}
+                            "member_count": 1, "connection_id": victim.conn_id,
+                            "user_id": user}
     await assert_next_is_marker(api, bystander, user)
     await bystander.close()
     r = await api.post("/websocket/connections/no-such-connection/disconnect")

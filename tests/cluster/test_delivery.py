@@ -243,7 +243,8 @@ async def test_room_events_cross_instances_with_cluster_wide_counts(
         update = await first.expect("room_update")
         assert update["room"] == room and update["data"] == {
             "action": "member_joined", "room_id": room, "member_count": 2,
-            "connection_id": second.conn_id}, update
+            "connection_id": second.conn_id,
+            "user_id": second.welcome["data"]["user_id"]}, update
 
         await registered(apis[2], second.conn_id, room)
         third = await join(c, uid("third"), [group])

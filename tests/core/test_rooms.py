@@ -144,12 +144,14 @@ async def test_other_members_get_room_update(gateway: GatewayProcess) -> None:
         joined = await alice.expect("room_update")
         assert joined["room"] == room
         assert joined["data"] == {"action": "member_joined", "room_id": room,
-                                  "member_count": 2, "connection_id": bob.conn_id}
+                                  "member_count": 2, "connection_id": bob.conn_id,
+                                  "user_id": bob.welcome["data"]["user_id"]}
         await quiet(bob)  # bob got no room_update about himself
         await bob.close()
         left = await alice.expect("room_update")
         assert left["data"] == {"action": "member_left", "room_id": room,
-                                "member_count": 1, "connection_id": bob.conn_id}
+                                "member_count": 1, "connection_id": bob.conn_id,
+                                "user_id": bob.welcome["data"]["user_id"]}
     finally:
         await alice.close()
 

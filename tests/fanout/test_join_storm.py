@@ -17,7 +17,8 @@ async def test_room_updates_are_coalesced_above_the_threshold(
     for peer, count in zip(small, (2, 3), strict=True):
         event = await observer.expect("room_update")
         assert event["data"] == {"action": "member_joined", "room_id": "group:storm",
-                                 "member_count": count, "connection_id": peer.conn_id}
+                                 "member_count": count, "connection_id": peer.conn_id,
+                                 "user_id": peer.welcome["data"]["user_id"]}
 
     late = [await connect_peer(gw, f"late{i}", groups=["storm"]) for i in range(5)]
     seen: list[Message] = []

@@ -150,12 +150,12 @@ describe("recent messages", () => {
     client.onRecent(({ room, messages }) => changes.push([room, messages.map((m) => m.data.text)]));
     ws.serverSend({ id: "j", type: "room_joined", room: "group:red", data: { room: "group:red", offset: 5, epoch: "e" } });
     const request = lastSent(ws);
-    assert.deepEqual(request.data, { action: "history", room: "group:red", limit: 3 });
+    assert.deepEqual(request.data, { action: "history", room: "group:red", limit: 3, reverse: true });
     // A live message arrives before the history answer.
     ws.serverSend({ id: "p6", type: "message", room: "group:red", offset: 6, epoch: "e", data: { text: "six" } });
     ws.ack(request.id, {
       room: "group:red", epoch: "e", offset: 6,
-      publications: [3, 4, 5, 6].map((n) => ({ id: `p${n}`, type: "message", room: "group:red", offset: n, epoch: "e", data: { text: `m${n}` } })),
+      publications: [6, 5, 4, 3].map((n) => ({ id: `p${n}`, type: "message", room: "group:red", offset: n, epoch: "e", data: { text: `m${n}` } })),
     });
     await settle();
     assert.deepEqual(client.recent("group:red").map((m) => m.id), ["p4", "p5", "p6"]);
