@@ -64,7 +64,7 @@ class _Call(Generic[T]):
     parse: Callable[[bytes], T]
     json: Any = None
     params: dict[str, str | int] | None = None
-    #: Statuses whose body is the result (status answers 503 with its usual body).
+    #: Statuses whose body is the result (older servers answered status with 503).
     ok: frozenset[int] = frozenset({200})
 
 
@@ -77,7 +77,9 @@ def _model(model: type[M]) -> Callable[[bytes], M]:
 
 
 def _send(path: str, type: str, data: Data) -> _Call[Sent]:
-    return _Call("POST", path, _model(Sent), json={"type": type, "data": dict(data or {})})
+    # 202: nobody was connected, the message was stored in the room's history.
+    return _Call("POST", path, _model(Sent), json={"type": type, "data": dict(data or {})},
+                 ok=frozenset({200, 202}))
 
 
 def _params(**values: str | int | None) -> dict[str, str | int]:
@@ -96,21 +98,48 @@ def _finish(call: _Call[T], response: httpx.Response) -> T:
 
 
 def _error(response: httpx.Response) -> ApiError:
+    """The exception an error answer describes.
+
+    Reads RFC 9457 problem details as roomcast and the Go gateway write them
+    (``detail``, ``errors: [{location, message}]``, roomcast's ``code`` and
+    ``reason``), and the ``{error, message, details}`` bodies of older servers.
+    """
     status = response.status_code
     try:
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
+    error, details, reason = "http_error", None, None
+    message = response.text.strip()[:200] or response.reason_phrase
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        message = body["detail"]
+        error = _text(body.get("code")) or _slug(_text(body.get("title")) or "") or error
+        details = [_detail(e) for e in body.get("errors") or [] if isinstance(e, dict)] or None
+        reason = _text(body.get("reason"))
+    elif isinstance(body, dict) and isinstance(body.get("message"), str):
         error, message = str(body.get("error", "error")), body["message"]
         details = body.get("details") if isinstance(body.get("details"), list) else None
-        reason = body.get("reason") if isinstance(body.get("reason"), str) else None
-    else:
-        error, details, reason = "http_error", None, None
-        message = response.text.strip()[:200] or response.reason_phrase
+        reason = _text(body.get("reason"))
     cls = _ERRORS.get(status, ApiError)
     return cls(f"HTTP {status}: {message}", status=status, error=error, reason=reason,
                details=details)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _slug(title: str) -> str:
+    return "_".join(title.lower().replace("-", " ").split())
+
+
+def _detail(error: dict[str, Any]) -> dict[str, Any]:
+    """huma's ``{location, message, value}``, also under the older name ``field``."""
+    out = {"field": str(error.get("location", "")), "message": str(error.get("message", ""))}
+    out["location"] = out["field"]
+    if "value" in error:
+        out["value"] = error["value"]
+    return out
 
 
 class _Calls:

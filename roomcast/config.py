@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import ssl
 import uuid
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from roomcast.exceptions import ConfigError
+from roomcast.server.proxy import TrustedProxies
 
 
 def _port(raw: str) -> int:
@@ -101,6 +103,14 @@ def _path(raw: str) -> str:
     return raw
 
 
+def _prefix(raw: str) -> str:
+    """``/api`` or ``/api/v1``; empty for none (the Go gateway's API_PREFIX)."""
+    value = raw.strip().rstrip("/")
+    if value and (not value.startswith("/") or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value)):
+        raise ValueError("must be a path like /api (letters, digits, . _ ~ -)")
+    return value
+
+
 def _opt(env: str, parse: Callable[[str], Any], help: str, default: Any = None) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "help": help})
 
@@ -165,6 +175,17 @@ class Settings:
         frozenset(),
     )
     websocket_url: str | None = _opt("WEBSOCKET_URL", str, "public URL clients use")
+    api_prefix: str = _opt(
+        "API_PREFIX", _prefix, "path prefix of the HTTP API (status, admin API, docs)", ""
+    )
+    # RUF009: a frozen dataclass is as immutable as the frozensets above.
+    trusted_proxies: TrustedProxies = _opt(  # noqa: RUF009
+        "ROOMCAST_TRUSTED_PROXIES",
+        TrustedProxies.parse,
+        "comma-separated IPs/CIDRs of reverse proxies whose Forwarded / X-Forwarded-* "
+        "headers are believed (* = any peer: only when nothing else can reach the gateway)",
+        TrustedProxies(),
+    )
     redis_url: str | None = _opt("REDIS_URL", str, "Redis for multi-instance pub/sub")
     membership_url: str | None = _opt(
         "ROOMCAST_MEMBERSHIP_URL",
@@ -332,7 +353,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(Settings):
         if "env" not in f.metadata:
             continue
-        default = f.default if not isinstance(f.default, frozenset) else ",".join(f.default)
+        default = f.default
+        if isinstance(default, frozenset):
+            default = ",".join(default)
+        elif isinstance(default, TrustedProxies):
+            default = str(default)
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,

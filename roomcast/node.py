@@ -69,6 +69,9 @@ class Node:
         self.deliveries = 0
         #: Sees every publication this instance handles (the admin dashboard's room tail).
         self.tap: Callable[[Target, bytes], None] | None = None
+        #: The Go gateway's status counters: connections accepted, the latest one's time.
+        self.connections_accepted = 0
+        self.last_connection_at: str | None = None
         self._threshold = room_event_threshold
         self._interval = room_event_interval
         self._coalesced: set[RoomId] = set()
@@ -174,6 +177,8 @@ class Node:
         self.hub.add(conn)
         metrics.CONNECTIONS_ACTIVE.inc()
         metrics.CONNECTIONS_TOTAL.inc()
+        self.connections_accepted += 1
+        self.last_connection_at = conn.created_at
         self.registry.connection_opened(conn)
         conn.send(messages.encode(messages.welcome(conn.id, conn.user_id)))
         await self.join_room(conn, personal_room(conn.user_id), f"User: {conn.character_name}")

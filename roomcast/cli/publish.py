@@ -70,5 +70,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(sent.model_dump_json(by_alias=True, exclude_none=True) + "\n")
     else:
-        print(f"sent {sent.message_id} to {sent.recipients_count} connection(s)")
+        stored = f", stored in {sent.stored.room}" if sent.stored is not None else ""
+        print(f"sent {sent.message_id} to {sent.recipients_count} connection(s){stored}")
     return 0

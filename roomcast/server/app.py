@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from roomcast.auth.providers import build_verifier
 from roomcast.broker.base import Broker
@@ -23,9 +24,9 @@ from roomcast.presence.memory import MemoryPresenceStore
 from roomcast.protocol.codes import CloseCode
 from roomcast.registry.base import Registry
 from roomcast.registry.local import LocalRegistry
-from roomcast.server import login, pages
+from roomcast.server import login, pages, proxy, status
+from roomcast.server.admin.problems import problem_response
 from roomcast.server.state import GATEWAY, Gateway
-from roomcast.server.status import status
 from roomcast.server.websocket import liveness, websocket_endpoint
 from roomcast.writer import Flusher
 
@@ -65,7 +66,11 @@ def presence_store(settings: Settings) -> PresenceStore:
 
 def create_app(settings: Settings) -> web.Application:
     """The gateway as an aiohttp application (not yet started)."""
-    app = web.Application(client_max_size=1 << 20)
+    prefix = settings.api_prefix
+    app = web.Application(
+        client_max_size=1 << 20,
+        middlewares=[proxy.middleware(settings.trusted_proxies), _api_problems(prefix)],
+    )
     hub = Hub()
     broker, registry = broker_and_registry(settings, hub)
     node = Node(
@@ -88,7 +93,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_close_sockets)
 
     app.router.add_get(settings.websocket_path, websocket_endpoint)
-    app.router.add_get("/websocket/status", status)
+    status.add_routes(app, prefix)
     app.router.add_get("/api/me", login.me)
     if settings.dev_login_enabled:
         login.add_routes(app)
@@ -96,8 +101,29 @@ def create_app(settings: Settings) -> web.Application:
     with contextlib.suppress(ImportError):
         from roomcast.server import admin
 
-        admin.add_routes(app)
+        admin.add_routes(app, prefix)
     return app
+
+
+def _api_problems(prefix: str) -> Middleware:
+    """Unknown paths and methods of the HTTP API answer problem+json too."""
+    api = (prefix + "/websocket/", prefix + "/schemas/")
+
+    @web.middleware
+    async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or not request.path.startswith(api):
+                raise
+            return problem_response(exc.status, exc.reason, headers=_kept_headers(exc),
+                                    request=request)
+
+    return problems
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    return {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -9,7 +9,8 @@ from aiohttp import web
 
 from roomcast.auth import COOKIE_NAME, authenticate, is_admin, mint_token, token_candidates
 from roomcast.exceptions import AuthError
-from roomcast.server.state import Gateway, gateway
+from roomcast.server.admin.problems import problem_response
+from roomcast.server.state import gateway
 from roomcast.types import GroupId, UserId
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -88,17 +89,18 @@ async def login(request: web.Request) -> web.Response:
         gw.settings.jwt_secret or "", user_id, name=name, scopes=scopes, ttl=TOKEN_TTL
     )
     response = web.HTTPSeeOther("/")
-    set_auth_cookie(response, token, gw)
+    set_auth_cookie(response, token, secure=request.secure)
     raise response
 
 
-def set_auth_cookie(response: web.StreamResponse, token: str, gw: Gateway) -> None:
+def set_auth_cookie(response: web.StreamResponse, token: str, *, secure: bool) -> None:
+    """``secure``: the client came over https (our TLS, or a trusted proxy's)."""
     response.set_cookie(
         COOKIE_NAME,
         token,
         httponly=True,
         samesite="Lax",
-        secure=gw.settings.tls,
+        secure=secure,
         path="/",
         max_age=TOKEN_TTL,
     )
@@ -118,7 +120,8 @@ async def me(request: web.Request) -> web.Response:
             await authenticate(token_candidates(request.headers, request.cookies), gw.verifier)
         ).claims
     except AuthError as exc:
-        return web.json_response({"error": "unauthorized", "reason": exc.reason}, status=401)
+        return problem_response(401, "not logged in", code="unauthorized", reason=exc.reason,
+                                request=request)
     groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
     return web.json_response(
         {
@@ -130,6 +133,7 @@ async def me(request: web.Request) -> web.Response:
                 claims, admin_scope=gw.settings.admin_scope, admin_users=gw.settings.admin_users
             ),
             "websocket_path": gw.settings.websocket_path,
+            "api_prefix": gw.settings.api_prefix,
         }
     )
 

@@ -21,6 +21,7 @@ from roomcast.server.admin import bodies
 from roomcast.server.admin.docs_page import add_docs_routes
 from roomcast.server.admin.guard import API_KEY_HEADER
 from roomcast.server.admin.inputs import MAX_CONN_ID
+from roomcast.server.admin.problems import ERROR_SCHEMA, PROBLEM_JSON
 from roomcast.server.admin.routes import OPERATIONS, Operation
 
 SPEC_PATH = "/websocket/openapi.json"
@@ -38,17 +39,21 @@ _PATH_PARAMS: dict[str, dict[str, Any]] = {
 _ERRORS = {
     401: "No valid credentials (no or wrong API key, missing, expired or invalid token).",
     403: "Valid token, but not an administrator; or a cross-site request with the cookie.",
-    404: "No such connection or room.",
+    404: "No such connection or room, or nobody connected to the target.",
     415: "A cookie-authenticated request whose body is not application/json.",
-    422: "Invalid path id, query parameter or body; `message` says which and why.",
-    503: "The broker or membership store is unreachable; `message` says what happened.",
+    422: "Invalid path id, query parameter or body; `detail` and `errors` say which and why.",
+    503: "Redis or the membership store is unreachable; retry later.",
+}
+_SCHEMA_PROPERTY: dict[str, Any] = {
+    "type": "string", "format": "uri", "readOnly": True,
+    "description": "A URL to the JSON Schema for this object.",
 }
 
 
 def _schemas() -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]],
                         dict[str, Any]]:
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {
-        (bodies.ErrorBody, "serialization"), (bodies.Status, "serialization"),
+        (bodies.ErrorModel, "serialization"), (bodies.Status, "serialization"),
     }
     for op in OPERATIONS:
         models.add((op.response, "serialization"))
@@ -57,6 +62,11 @@ def _schemas() -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, A
     refs, top = models_json_schema(sorted(models, key=lambda m: m[0].__name__),
                                    ref_template=_REF)
     defs: dict[str, Any] = top.get("$defs", {})
+    for (model, mode), _ in refs.items():
+        # Every answer body starts with "$schema", as huma writes it.
+        if mode == "serialization" and model.__name__ in defs:
+            defs[model.__name__]["properties"] = {"$schema": _SCHEMA_PROPERTY,
+                                                  **defs[model.__name__]["properties"]}
     return {(m, mode): schema for (m, mode), schema in refs.items()
             if isinstance(m, type) and issubclass(m, BaseModel)}, defs
 
@@ -77,7 +87,13 @@ def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 def _problem(status: int) -> dict[str, Any]:
     return {"description": _ERRORS[status],
-            "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}}}
+            "content": {PROBLEM_JSON: {"schema": {"$ref": _REF.format(model=ERROR_SCHEMA)}}}}
+
+
+def _ok_statuses(op: Operation) -> dict[str, str]:
+    if op.response is bodies.Sent and op.operation_id in ("messageUser", "messageRoom"):
+        return {"200": "Sent", "202": "Nobody is connected; stored in the room's history"}
+    return {"200": "OK"}
 
 
 def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
@@ -91,10 +107,10 @@ def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]
         "tags": [op.tag],
         "security": _SECURITY,
         "parameters": params,
-        "responses": {"200": {
-            "description": "OK",
+        "responses": {code: {
+            "description": text,
             "content": {"application/json": {"schema": refs[(op.response, "serialization")]}},
-        }},
+        } for code, text in _ok_statuses(op).items()},
     }
     if op.description:
         out["description"] = op.description
@@ -114,17 +130,35 @@ def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]
     return out
 
 
-def _public() -> dict[str, Any]:
+def _public(prefix: str) -> dict[str, Any]:
     status_schema = {"$ref": _REF.format(model="Status")}
+    probe = {"type": "object", "properties": {"status": {"type": "string"},
+                                              "reason": {"type": "string"}}}
     return {
-        "/websocket/status": {"get": {
+        f"{prefix}/websocket/status": {"get": {
             "operationId": "status", "summary": "Health of this instance (public)",
+            "description": "Always 200, as the Go gateway answers; `status` says healthy or "
+                           "unhealthy. Load balancers use /readyz.",
             "tags": ["status"], "security": [],
             "responses": {
-                "200": {"description": "Healthy",
+                "200": {"description": "Health and counts",
                         "content": {"application/json": {"schema": status_schema}}},
-                "503": {"description": "Redis or the registry is unreachable",
-                        "content": {"application/json": {"schema": status_schema}}},
+            },
+        }},
+        "/healthz": {"get": {
+            "operationId": "healthz", "summary": "Liveness probe (public)",
+            "tags": ["status"], "security": [],
+            "responses": {"200": {"description": "The process answers",
+                                  "content": {"application/json": {"schema": probe}}}},
+        }},
+        "/readyz": {"get": {
+            "operationId": "readyz", "summary": "Readiness probe (public)",
+            "tags": ["status"], "security": [],
+            "responses": {
+                "200": {"description": "Ready for traffic",
+                        "content": {"application/json": {"schema": probe}}},
+                "503": {"description": "Shutting down, or Redis is unreachable",
+                        "content": {"application/json": {"schema": probe}}},
             },
         }},
         "/metrics": {"get": {
@@ -136,12 +170,12 @@ def _public() -> dict[str, Any]:
     }
 
 
-def build_spec() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the admin API."""
+def build_spec(prefix: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the admin API, its paths under ``prefix``."""
     refs, schemas = _schemas()
-    paths: dict[str, dict[str, Any]] = _public()
+    paths: dict[str, dict[str, Any]] = _public(prefix)
     for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
+        paths.setdefault(prefix + op.path, {})[op.method.lower()] = _operation(op, refs)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -152,7 +186,8 @@ def build_spec() -> dict[str, Any]:
                 "(the Go gateway's admin API, with real authorization). Every endpoint "
                 "but status and metrics needs an administrator's token (admin scope or "
                 f"listed user id) or the `{API_KEY_HEADER}` of an app backend. Errors "
-                "are `{error, message}`."
+                "are RFC 9457 problem details (`application/problem+json`) as the Go "
+                "gateway writes them, plus a stable `code`."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
@@ -173,15 +208,43 @@ def build_spec() -> dict[str, Any]:
 
 
 @functools.cache
-def spec_bytes() -> bytes:
-    """The spec as JSON, built once per process: it depends on nothing configurable."""
-    return orjson.dumps(build_spec())
+def spec_bytes(prefix: str = "") -> bytes:
+    """The spec as JSON, built once per process and prefix."""
+    return orjson.dumps(build_spec(prefix))
 
 
-async def spec(request: web.Request) -> web.Response:
-    return web.Response(body=spec_bytes(), content_type="application/json")
+@functools.cache
+def _schema_bytes(prefix: str) -> dict[str, bytes]:
+    """Each component as a JSON Schema of its own; refs point at sibling files (huma)."""
+    schemas = build_spec(prefix)["components"]["schemas"]
+    raw = orjson.dumps(schemas).replace(b'"#/components/schemas/', b'"./')
+    out = {}
+    for name, schema in orjson.loads(raw).items():
+        fixed = _relative_refs(schema)
+        out[name] = orjson.dumps({"$schema": "https://json-schema.org/draft/2020-12/schema",
+                                  **fixed})
+    return out
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get(SPEC_PATH, spec)
-    add_docs_routes(app, SPEC_PATH)
+def _relative_refs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: (f"{v}.json" if k == "$ref" and isinstance(v, str) and v.startswith("./")
+                    else _relative_refs(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_relative_refs(v) for v in node]
+    return node
+
+
+def add_routes(app: web.Application, prefix: str = "") -> None:
+    async def spec(request: web.Request) -> web.Response:
+        return web.Response(body=spec_bytes(prefix), content_type="application/json")
+
+    async def schema(request: web.Request) -> web.Response:
+        body = _schema_bytes(prefix).get(request.match_info["name"])
+        if body is None:
+            raise web.HTTPNotFound(reason="no such schema")
+        return web.Response(body=body, content_type="application/schema+json")
+
+    app.router.add_get(prefix + SPEC_PATH, spec)
+    app.router.add_get(prefix + "/schemas/{name}.json", schema)
+    add_docs_routes(app, prefix + SPEC_PATH, prefix)

@@ -20,6 +20,8 @@ from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode, ErrorCode
 from roomcast.protocol.envelope import parse_client_message
 from roomcast.protocol.frames import PING_FRAME
+from roomcast.server.admin.problems import problem_response
+from roomcast.server.proxy import client_ip
 from roomcast.server.state import Gateway, gateway
 from roomcast.session import Session, TokenBucket
 from roomcast.types import ConnId
@@ -29,7 +31,10 @@ _log = logging.getLogger("roomcast.websocket")
 
 
 def own_origin(request: web.Request) -> str:
-    """The origin this request was addressed to (same-origin pages are always allowed)."""
+    """The origin this request was addressed to (same-origin pages are always allowed).
+
+    Behind a trusted proxy, scheme and host are the client's (see server/proxy.py).
+    """
     return f"{request.scheme}://{request.host}".lower()
 
 
@@ -38,7 +43,7 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     gw = gateway(request)
     started = time.perf_counter()
     if gw.closing:
-        return web.json_response({"error": "shutting down"}, status=503)
+        return problem_response(503, "shutting down", code="unavailable", request=request)
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, gw.settings.allowed_origins, own_origin(request)):
         metrics.AUTH_FAILURES.labels("origin").inc()
@@ -48,20 +53,25 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
             logging.WARNING,
             reason="origin",
             origin=origin,
-            peer=request.remote,
+            peer=client_ip(request),
         )
-        return web.json_response({"error": "forbidden", "reason": "origin not allowed"}, status=403)
+        return problem_response(403, "origin not allowed", code="forbidden", reason="origin",
+                                request=request)
     try:
         claims = (
             await authenticate(token_candidates(request.headers, request.cookies), gw.verifier)
         ).claims
     except AuthError as exc:
         metrics.AUTH_FAILURES.labels(exc.reason).inc()
-        log_event(_log, "handshake_refused", logging.INFO, reason=exc.reason, peer=request.remote)
-        return web.json_response(
-            {"error": "unauthorized", "reason": exc.reason},
-            status=401,
+        log_event(_log, "handshake_refused", logging.INFO, reason=exc.reason,
+                  peer=client_ip(request))
+        return problem_response(
+            401,
+            "missing or invalid credentials",
+            code="unauthorized",
+            reason=exc.reason,
             headers={"WWW-Authenticate": 'Bearer realm="roomcast"'},
+            request=request,
         )
     conn: LocalConnection | None = None
     reason = "closed by client"
@@ -73,7 +83,8 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
                 groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
             except StoreError as exc:
                 log_event(_log, "membership_store_failed", logging.ERROR, error=str(exc))
-                return web.json_response({"error": "membership store unavailable"}, status=503)
+                return problem_response(503, "membership store unavailable",
+                                        code="unavailable", request=request)
             ws = web.WebSocketResponse(
                 autoping=False,
                 heartbeat=None,
@@ -84,7 +95,9 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
                 timeout=2.0,
             )
             if not ws.can_prepare(request).ok:
-                return web.json_response({"error": "expected a WebSocket upgrade"}, status=426)
+                return problem_response(426, "expected a WebSocket upgrade",
+                                        code="upgrade_required",
+                                        headers={"Upgrade": "websocket"}, request=request)
             await ws.prepare(request)
             conn = _connection(request, gw, claims, groups, ws)
             await gw.node.open_connection(conn)
@@ -94,7 +107,7 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
             "connect",
             conn=conn.id,
             user=conn.user_id,
-            peer=request.remote,
+            peer=client_ip(request),
             rooms=len(conn.rooms),
         )
         reason = await _read_loop(

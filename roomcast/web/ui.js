@@ -65,15 +65,22 @@ export async function fetchMe() {
 /** An error from the gateway's HTTP API, with its status and body. */
 export class ApiError extends Error {
   constructor(status, body) {
-    // The admin API answers {error, message, details?: [{field, message}]}.
-    const details = Array.isArray(body?.details)
-      ? body.details.map((d) => `${d.field}: ${d.message}`).join("; ")
+    // The API answers RFC 9457 problem details: {title, status, detail, errors?: [{location, message}]}.
+    const details = Array.isArray(body?.errors)
+      ? body.errors.map((d) => (d.location ? `${d.location}: ${d.message}` : d.message)).join("; ")
       : "";
-    const text = body?.message ?? body?.error ?? `HTTP ${status}`;
-    super(details ? `${text} (${details})` : text);
+    const text = body?.detail ?? body?.message ?? body?.title ?? `HTTP ${status}`;
+    super(details && !text.includes(details) ? `${text} (${details})` : text);
     this.status = status;
     this.body = body;
   }
+}
+
+let apiPrefix = "";
+
+/** Where the HTTP API is mounted (the gateway's API_PREFIX, from /api/me). */
+export function setApiPrefix(prefix) {
+  apiPrefix = typeof prefix === "string" ? prefix : "";
 }
 
 /**
@@ -88,13 +95,13 @@ export async function api(method, path, body) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
+  const response = await fetch(apiPrefix + path, init);
   const text = await response.text();
   let parsed = null;
   try {
     parsed = text ? JSON.parse(text) : null;
   } catch {
-    parsed = { message: text };
+    parsed = { detail: text };
   }
   if (!response.ok) throw new ApiError(response.status, parsed);
   return parsed;

@@ -14,6 +14,7 @@ from roomcast.server.admin import bodies
 from roomcast.server.admin.routes import OPERATIONS, Operation
 from tests.admin.support import ADMIN_SCOPE, ADMIN_USER, API_KEY
 from tests.helpers.gateway import GatewayProcess
+from tests.helpers.problems import answer, problem
 from tests.helpers.tokens import make_token, raw_token
 from tests.helpers.ws import connect_peer
 
@@ -28,9 +29,9 @@ _BODIES: dict[type[Any], dict[str, Any]] = {
     bodies.ProfileBody: {"character_id": 7, "profile": {"n": 1}},
     bodies.MembershipBody: {"name": "Matrix"},
 }
-#: What an authorized call answers: the fake connection and the empty room do not exist.
+#: What an authorized call answers: the fake connection, user and room have no connection.
 _AUTHORIZED = {"getConnection": 404, "messageConnection": 404, "disconnectConnection": 404,
-               "getRoom": 404}
+               "getRoom": 404, "messageUser": 404, "messageRoom": 404}
 
 
 def _request(op: Operation) -> dict[str, Any]:
@@ -84,23 +85,23 @@ def test_authorization_matrix(admin_gw: GatewayProcess, op: Operation, kind: str
     expected = _EXPECTED[kind] or _AUTHORIZED.get(op.operation_id, 200)
     assert r.status_code == expected, r.text
     if expected in (401, 403):
-        body = r.json()
-        assert body["error"] == ("unauthorized" if expected == 401 else "forbidden")
-        assert body["message"] and body["reason"]
+        body = problem(r, expected, "unauthorized" if expected == 401 else "forbidden")
+        assert body["reason"]
     if expected == 401:
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_refusals_say_why(admin_gw: GatewayProcess) -> None:
     with httpx.Client(base_url=admin_gw.base_url, timeout=10) as http:
-        assert http.get("/websocket/rooms").json()["reason"] == "missing_token"
-        wrong = http.get("/websocket/rooms", headers={"X-API-Key": "wrong"}).json()
-        assert wrong == {"error": "unauthorized", "message": "wrong API key",
-                         "reason": "bad_api_key"}
+        assert problem(http.get("/websocket/rooms"), 401)["reason"] == "missing_token"
+        wrong = problem(http.get("/websocket/rooms", headers={"X-API-Key": "wrong"}), 401)
+        assert (wrong["code"], wrong["detail"], wrong["reason"]) == (
+            "unauthorized", "wrong API key", "bad_api_key")
         user = make_token(admin_gw.secret, "plain-user")
         r = http.get("/websocket/rooms", headers={"Authorization": f"Bearer {user}"})
-        assert r.json() == {"error": "forbidden", "message": "administrators only",
-                            "reason": "not_admin"}
+        body = problem(r, 403)
+        assert (body["code"], body["detail"], body["reason"]) == (
+            "forbidden", "administrators only", "not_admin")
 
 
 def test_api_key_refused_when_none_is_configured(gateway_factory: Any) -> None:
@@ -133,7 +134,7 @@ class TestCookieRequestsAreSameSiteOnly:
         with self._client(admin_gw) as http:
             r = http.post("/websocket/broadcast", json={"type": "notification", "data": {}},
                           headers={"Origin": "https://evil.example"})
-            assert r.status_code == 403 and r.json()["reason"] == "cross_site"
+            assert problem(r, 403)["reason"] == "cross_site"
             r = http.post(f"/websocket/connections/{_PATH_VALUES['connection_id']}/disconnect",
                           headers={"Origin": "https://evil.example"})
             assert r.status_code == 403
@@ -154,13 +155,13 @@ class TestCookieRequestsAreSameSiteOnly:
         with self._client(admin_gw) as http:
             r = http.post("/websocket/broadcast", content=b'{"type": "notification"}',
                           headers={"Content-Type": "text/plain"})
-            assert r.status_code == 415
-            assert r.json()["error"] == "unsupported_media_type"
+            problem(r, 415, "unsupported_media_type")
 
     def test_api_key_callers_need_no_content_type(self, admin_gw: GatewayProcess) -> None:
         # Not forgeable by a browser; curl -d sends form-urlencoded.
         with httpx.Client(base_url=admin_gw.base_url, timeout=10) as http:
-            r = http.post("/websocket/broadcast", content=b'{"type": "notification"}',
+            r = http.post("/websocket/broadcast",
+                          content=b'{"type": "notification", "data": {}}',
                           headers={"X-API-Key": API_KEY,
                                    "Content-Type": "application/x-www-form-urlencoded"})
             assert r.status_code == 200, r.text
@@ -173,10 +174,9 @@ async def test_status_is_public_and_reveals_no_user_data(admin_gw: GatewayProces
     try:
         async with httpx.AsyncClient(base_url=admin_gw.base_url, timeout=10) as http:
             r = await http.get("/websocket/status")
-        assert r.status_code == 200
-        body = r.json()
-        assert body["status"] == "healthy" and body["active_connections"] >= 1
+        body = answer(r, "Status")
+        assert body["status"] == "healthy" and body["stats"]["active_connections"] >= 1
         assert "4242" not in r.text and peer.conn_id not in r.text
-        assert set(body) <= set(bodies.Status.model_fields)
+        assert set(body) <= {"$schema", *bodies.Status.model_fields}
     finally:
         await peer.close()

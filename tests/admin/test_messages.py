@@ -18,14 +18,21 @@ from tests.admin.support import (
     uid,
 )
 from tests.helpers.gateway import GatewayProcess
+from tests.helpers.problems import answer, problem
 from tests.helpers.ws import Message, connect_peer
 
 
-def _check_answer(body: dict[str, Any], kind: str, data: dict[str, Any], count: int) -> None:
-    """The Go gateway's answer: ``{success, message_id, recipients_count, timestamp, message}``."""
+def _check_answer(r: httpx.Response, kind: str, data: dict[str, Any], count: int,
+                  status_text: str, **echo: str) -> None:
+    """The Go gateway's answer: ``{success, message_id, recipients_count, ...}`` + the target."""
+    body = answer(r, "Sent")
     assert body["success"] is True
     assert body["recipients_count"] == count
-    msg = body["message"]
+    assert body["message"] == status_text
+    for key, value in echo.items():
+        assert body[key] == value
+    assert not {"connection_id", "user_id", "room_id"} - set(echo) & set(body), body
+    msg = body["envelope"]
     assert msg["id"] == body["message_id"] and msg["timestamp"] == body["timestamp"]
     assert msg["type"] == kind and msg["data"] == data
     assert "from" not in msg
@@ -33,7 +40,7 @@ def _check_answer(body: dict[str, Any], kind: str, data: dict[str, Any], count: 
 
 
 def _same(received: Message, answer: dict[str, Any]) -> None:
-    assert received == answer["message"]
+    assert received == answer["envelope"]
 
 
 async def test_broadcast_reaches_every_connection(gateway_factory: Any) -> None:
@@ -43,8 +50,7 @@ async def test_broadcast_reaches_every_connection(gateway_factory: Any) -> None:
     async with api_client(gw) as api:
         r = await api.post("/websocket/broadcast",
                            json={"type": "system_notification", "data": {"text": "hi"}})
-    assert r.status_code == 200, r.text
-    _check_answer(r.json(), "system_notification", {"text": "hi"}, 2)
+    _check_answer(r, "system_notification", {"text": "hi"}, 2, "Message broadcast successfully")
     for peer in (a, b):
         _same(await peer.recv(), r.json())
         await peer.close()
@@ -59,9 +65,9 @@ async def test_room_message_reaches_members_only(admin_gw: GatewayProcess,
     outsider = await connect_peer(admin_gw, outsider_id)
     r = await api.post(f"/websocket/rooms/group:{group}/message",
                        json={"type": "message", "data": {"text": "to the room"}})
-    assert r.status_code == 200, r.text
-    _check_answer(r.json(), "message", {"text": "to the room"}, 2)
-    assert r.json()["message"]["room"] == f"group:{group}"
+    _check_answer(r, "message", {"text": "to the room"}, 2, "Message sent to room successfully",
+                  room_id=f"group:{group}")
+    assert r.json()["envelope"]["room"] == f"group:{group}"
     for peer in members:
         _same(await peer.recv(), r.json())
     await assert_next_is_marker(api, outsider, outsider_id)
@@ -69,11 +75,15 @@ async def test_room_message_reaches_members_only(admin_gw: GatewayProcess,
         await peer.close()
 
 
-async def test_room_without_members_is_not_an_error(api: httpx.AsyncClient) -> None:
-    r = await api.post(f"/websocket/rooms/group:{uid('empty')}/message",
-                       json={"type": "notification", "data": {}})
-    assert r.status_code == 200
-    assert r.json()["recipients_count"] == 0
+async def test_user_or_room_without_connection_is_404(api: httpx.AsyncClient) -> None:
+    """As the Go gateway answers (no history here to keep it)."""
+    room, user = f"group:{uid('empty')}", uid("nobody")
+    body = problem(await api.post(f"/websocket/rooms/{room}/message",
+                                  json={"type": "notification", "data": {}}), 404, "not_found")
+    assert room in body["detail"]
+    body = problem(await api.post(f"/websocket/users/{user}/message",
+                                  json={"type": "notification", "data": {}}), 404, "not_found")
+    assert user in body["detail"]
 
 
 async def test_user_message_reaches_all_their_connections(admin_gw: GatewayProcess,
@@ -83,9 +93,9 @@ async def test_user_message_reaches_all_their_connections(admin_gw: GatewayProce
     other = await connect_peer(admin_gw, other_id)
     r = await api.post(f"/websocket/users/{user}/message",
                        json={"type": "critical_alert", "data": {"level": 3}})
-    assert r.status_code == 200, r.text
-    # Other instances route user messages by data.user_id, so it is always set.
-    _check_answer(r.json(), "critical_alert", {"level": 3, "user_id": user}, 2)
+    # The Go gateway routes user messages over Redis by data.user_id, so it is always set.
+    _check_answer(r, "critical_alert", {"level": 3, "user_id": user}, 2,
+                  "Message sent to user successfully", user_id=user)
     for peer in mine:
         _same(await peer.recv(), r.json())
     await assert_next_is_marker(api, other, other_id)
@@ -103,9 +113,9 @@ async def test_connection_message_reaches_that_connection_only(
     first, second = await connect_same_user(admin_gw, user)
     r = await api.post(f"/websocket/connections/{first.conn_id}/message",
                        json={"type": "backend_status", "data": {"ok": True}})
-    assert r.status_code == 200, r.text
-    _check_answer(r.json(), "backend_status", {"ok": True}, 1)
-    assert r.json()["message"]["to"] == first.conn_id
+    _check_answer(r, "backend_status", {"ok": True}, 1,
+                  "Message sent to connection successfully", connection_id=first.conn_id)
+    assert r.json()["envelope"]["to"] == first.conn_id
     _same(await first.recv(), r.json())
     # The user's other connection got nothing: its next message is the marker.
     await assert_next_is_marker(api, second, user)
@@ -116,22 +126,21 @@ async def test_connection_message_reaches_that_connection_only(
 async def test_message_to_unknown_connection_is_404(api: httpx.AsyncClient) -> None:
     r = await api.post("/websocket/connections/no-such-connection/message",
                        json={"type": "message", "data": {}})
-    assert r.status_code == 404
-    assert r.json() == {"error": "not_found", "message": "no connection 'no-such-connection'"}
+    body = problem(r, 404, "not_found")
+    assert body["detail"] == "no connection 'no-such-connection'"
 
 
 @pytest.mark.parametrize("kind", SERVER_API_TYPES)
 async def test_every_go_type_is_accepted(api: httpx.AsyncClient, kind: str) -> None:
     r = await api.post("/websocket/broadcast", json={"type": kind, "data": {"k": kind}})
-    assert r.status_code == 200, r.text
-    assert r.json()["message"]["type"] == kind
+    assert answer(r, "Sent")["envelope"]["type"] == kind
 
 
-async def test_absent_or_null_data_is_an_empty_object(api: httpx.AsyncClient) -> None:
-    for body in ({"type": "presence"}, {"type": "presence", "data": None}):
-        r = await api.post("/websocket/broadcast", json=body)
-        assert r.status_code == 200, r.text
-        assert r.json()["message"]["data"] == {}
+async def test_data_is_required_as_in_go(api: httpx.AsyncClient) -> None:
+    for body, message in (({"type": "presence"}, "is required"),
+                          ({"type": "presence", "data": None}, "must be a JSON object")):
+        problem_body = problem(await api.post("/websocket/broadcast", json=body), 422)
+        assert problem_body["errors"] == [{"location": "body.data", "message": message}]
 
 
 _DEEP = '{"type": "message", "data": ' + '{"a": ' * 300 + "1" + "}" * 300 + "}"
@@ -140,8 +149,9 @@ _INVALID: list[tuple[str, bytes, str, str]] = [
     ("not an object", b'["message"]', "invalid_body", "must be a JSON object"),
     ("empty body", b"", "invalid_body", "body is required"),
     ("missing type", b'{"data": {}}', "invalid_body", "type: is required"),
-    ("unknown type", b'{"type": "room_joined"}', "invalid_body", "type: must be one of"),
-    ("type not a string", b'{"type": 5}', "invalid_body", "type: must be a string"),
+    ("unknown type", b'{"type": "room_joined", "data": {}}', "invalid_body",
+     "type: must be one of"),
+    ("type not a string", b'{"type": 5, "data": {}}', "invalid_body", "type: must be a string"),
     ("data a list", b'{"type": "message", "data": [1]}', "invalid_body",
      "data: must be a JSON object"),
     ("data a string", b'{"type": "message", "data": "hi"}', "invalid_body",
@@ -160,16 +170,14 @@ _INVALID: list[tuple[str, bytes, str, str]] = [
 async def test_invalid_bodies_are_422(api: httpx.AsyncClient, target: str, case: str,
                                       raw: bytes, error: str, text: str) -> None:
     r = await api.post(target, content=raw, headers={"Content-Type": "application/json"})
-    assert r.status_code == 422, r.text
-    assert r.json()["error"] == error
-    assert text in r.json()["message"]
+    assert text in problem(r, 422, error)["detail"]
 
 
 async def test_user_message_with_another_users_id_is_refused(api: httpx.AsyncClient) -> None:
     r = await api.post("/websocket/users/alice/message",
                        json={"type": "message", "data": {"user_id": "bob"}})
-    assert r.status_code == 422
-    assert r.json()["details"] == [{"field": "data.user_id", "message": "must equal 'alice'"}]
+    assert problem(r, 422)["errors"] == [{"location": "body.data.user_id",
+                                          "message": "must equal 'alice'"}]
 
 
 async def test_profile_update_reaches_the_users_connections(
@@ -180,31 +188,30 @@ async def test_profile_update_reaches_the_users_connections(
     profile = {"name": "Ada", "corp": {"id": 1, "ticker": "ANLY"}}
     r = await api.post(f"/websocket/users/{user}/profile",
                        json={"character_id": 90000001, "profile": profile})
-    assert r.status_code == 200, r.text
-    assert r.json()["recipients_count"] == 2
+    assert answer(r, "Sent")["recipients_count"] == 2
+    assert r.json()["user_id"] == user
     for peer in mine:
         msg = await peer.recv()
         assert msg["type"] == "user_profile_update"
         assert msg["data"] == {"user_id": user, "character_id": 90000001, "profile": profile,
                                "timestamp": msg["data"]["timestamp"]}
-        assert msg == r.json()["message"]
+        assert msg == r.json()["envelope"]
     await assert_next_is_marker(api, other, other_id)
     for peer in (*mine, other):
         await peer.close()
 
 
 @pytest.mark.parametrize(("body", "field"), [
-    ({}, "profile"),
-    ({"profile": []}, "profile"),
-    ({"profile": {}, "character_id": "7"}, "character_id"),
-    ({"profile": {}, "character_id": True}, "character_id"),
-    ({"profile": {}, "character_id": -5}, "character_id"),
+    ({}, "body.profile"),
+    ({"profile": []}, "body.profile"),
+    ({"profile": {}, "character_id": "7"}, "body.character_id"),
+    ({"profile": {}, "character_id": True}, "body.character_id"),
+    ({"profile": {}, "character_id": -5}, "body.character_id"),
 ])
 async def test_invalid_profile_is_422(api: httpx.AsyncClient, body: dict[str, Any],
                                       field: str) -> None:
     r = await api.post("/websocket/users/someone/profile", json=body)
-    assert r.status_code == 422, r.text
-    assert r.json()["details"][0]["field"] == field
+    assert problem(r, 422)["errors"][0]["location"] == field
 
 
 async def test_disconnect_kicks_with_3500(admin_gw: GatewayProcess,
@@ -212,8 +219,8 @@ async def test_disconnect_kicks_with_3500(admin_gw: GatewayProcess,
     user = uid("kick")
     victim, bystander = await connect_same_user(admin_gw, user)
     r = await api.post(f"/websocket/connections/{victim.conn_id}/disconnect")
-    assert r.status_code == 200
-    assert r.json() == {"success": True, "connection_id": victim.conn_id}
+    body = answer(r, "Disconnected")
+    assert body["success"] is True and body["connection_id"] == victim.conn_id
     await victim.ws.wait_closed()
     assert victim.ws.close_code == 3500
     assert victim.ws.close_reason == "disconnected by administrator"
@@ -226,4 +233,4 @@ async def test_disconnect_kicks_with_3500(admin_gw: GatewayProcess,
     await assert_next_is_marker(api, bystander, user)
     await bystander.close()
     r = await api.post("/websocket/connections/no-such-connection/disconnect")
-    assert r.status_code == 404
+    problem(r, 404, "not_found")

@@ -87,6 +87,8 @@ def live_schema(admin_gw: GatewayProcess) -> Any:
 schema = schemathesis.pytest.from_fixture("live_schema")
 
 
+# Hundreds of real HTTP calls in one test item: generous on a busy machine.
+@pytest.mark.timeout(900)
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_schemathesis_finds_no_5xx_and_no_contradiction(case: Any) -> None:

@@ -43,7 +43,7 @@ async def test_publish_to_each_target(admin_gw: GatewayProcess) -> None:
     assert code == 0, err
     answer = json.loads(out)
     msg = await peer.recv()
-    assert answer["message"] == msg
+    assert answer["envelope"] == msg and answer["room_id"] == f"group:{group}"
     assert msg["type"] == "message" and msg["room"] == f"group:{group}" and msg["data"] == {}
     assert answer["recipients_count"] == 1 and answer["success"] is True
 

@@ -42,10 +42,13 @@ async def test_sync_client_end_to_end(admin_gw: GatewayProcess) -> None:
     assert [(g.id, g.name) for g in await call(api.groups, user)] == [(group, "Blue")]
 
     sent = await call(api.send_to_room, f"group:{group}", "message", {"n": 1})
-    assert sent.recipients_count == 1 and sent.message.room == f"group:{group}"
+    assert sent.recipients_count == 1 and sent.room_id == f"group:{group}"
+    assert sent.message == "Message sent to room successfully"
+    assert sent.envelope is not None and sent.envelope.room == f"group:{group}"
     assert (await peer.recv())["id"] == sent.message_id
     sent = await call(api.send_to_connection, peer.conn_id, "backend_status", None)
-    assert sent.message.to == peer.conn_id and sent.message.data == {}
+    assert sent.envelope is not None
+    assert sent.envelope.to == peer.conn_id and sent.envelope.data == {}
     assert (await peer.recv())["id"] == sent.message_id
     sent = await call(api.update_profile, user, {"name": "Ada"}, 42)
     msg = await peer.recv()
@@ -117,8 +120,10 @@ def test_server_errors_are_clear_exceptions(admin_gw: GatewayProcess) -> None:
 
         with pytest.raises(ApiInvalid) as invalid:
             api.send_to_user("alice", "room_joined", {})
-        assert str(invalid.value).startswith("HTTP 422: type: must be one of message,")
-        assert invalid.value.details[0]["field"] == "type"
+        assert str(invalid.value).startswith("HTTP 422: body.type: must be one of message,")
+        # huma's location, and the older name for it.
+        assert invalid.value.details[0]["location"] == "body.type"
+        assert invalid.value.details[0]["field"] == "body.type"
         assert not invalid.value.temporary
 
         with pytest.raises(ApiInvalid, match="not a valid room id"):

@@ -75,7 +75,7 @@ async def test_a_silent_connection_is_closed_and_a_live_one_stays(
         assert left["data"] == {**joined["data"], "action": "member_left", "member_count": 1}
         # The live client has outlived several timeouts and still works.
         await ping(alive)
-        assert (await status(gw))["active_connections"] == 1
+        assert (await status(gw))["stats"]["active_connections"] == 1
     finally:
         writer.close()
         await alive.close()
@@ -100,7 +100,7 @@ async def test_a_client_that_stops_reading_is_removed(gateway_factory: GatewayFa
         left = await watcher.expect("room_update")
         assert left["data"]["action"] == "member_left"
         assert left["data"]["connection_id"] == joined["data"]["connection_id"]
-        after = await status(gw)
+        after = (await status(gw))["stats"]
         assert (after["active_connections"], after["total_rooms"]) == (1, 1)
         await ping(watcher)
     finally:

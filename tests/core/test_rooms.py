@@ -178,12 +178,12 @@ async def test_empty_group_rooms_disappear(fresh_gateway: GatewayProcess) -> Non
     in_group = await connect_peer(gw, user, groups=[group])
     plain = await connect_peer(gw, user)
     await in_group.expect("room_update")  # plain joined user:{user}
-    assert (await status(gw))["total_rooms"] == 2  # user:{user}, group:{group}
+    assert (await status(gw))["stats"]["total_rooms"] == 2  # user:{user}, group:{group}
 
     await in_group.close()
     left = await plain.expect("room_update")  # the server has finished removing in_group
     assert left["data"]["action"] == "member_left"
-    after = await status(gw)
+    after = (await status(gw))["stats"]
     assert after["total_rooms"] == 1  # the personal room stays, the empty group room is gone
     assert after["active_connections"] == 1
     await plain.close()
@@ -193,9 +193,9 @@ async def test_leaving_the_last_member_deletes_the_room(fresh_gateway: GatewayPr
     gw = fresh_gateway
     group = unique("g")
     peer = await connect_peer(gw, unique("u"), groups=[group])
-    assert (await status(gw))["total_rooms"] == 2
+    assert (await status(gw))["stats"]["total_rooms"] == 2
     reply = await peer.request({"id": "leave", "type": "system",
                                 "data": {"action": "leave", "room": f"group:{group}"}})
     assert reply["data"]["status"] == "ok"
-    assert (await status(gw))["total_rooms"] == 1
+    assert (await status(gw))["stats"]["total_rooms"] == 1
     await peer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from datetime import datetime
 
 import httpx
 import pytest
@@ -21,40 +22,57 @@ from tests.core.support import (
     unique,
 )
 from tests.helpers.gateway import GatewayProcess
+from tests.helpers.problems import answer
 from tests.helpers.tokens import make_token, raw_token
 from tests.helpers.ws import TIMEOUT, connect_peer
 
-STATUS_KEYS = {"status", "server_id", "total_connections", "active_connections", "total_rooms",
-               "messages_processed", "redis_channels"}
+STATUS_KEYS = {"$schema", "module", "status", "stats", "message", "server_id", "cluster",
+               "redis_channels"}
+STATS_KEYS = {"total_connections", "active_connections", "total_rooms", "messages_processed",
+              "messages_broadcast", "last_connection_time"}
 
 
 async def test_status_shape_and_counts(fresh_gateway: GatewayProcess) -> None:
+    """The Go gateway's shape, 200, with roomcast's extra fields beside it."""
     gw = fresh_gateway
     async with httpx.AsyncClient(timeout=TIMEOUT) as http:
         resp = await http.get(f"{gw.base_url}/websocket/status")  # public: no credentials
-    assert resp.status_code == 200
-    assert resp.headers["Content-Type"].startswith("application/json")
-    body = resp.json()
-    assert set(body) == STATUS_KEYS
-    assert body["status"] == "healthy"
+    body = answer(resp, "Status")
+    assert set(body) == STATUS_KEYS and set(body["stats"]) == STATS_KEYS
+    assert (body["module"], body["status"]) == ("websocket", "healthy")
+    assert body["message"] == "WebSocket service is running normally"
     assert uuid.UUID(body["server_id"])
-    assert (body["total_connections"], body["active_connections"], body["total_rooms"]) == (0, 0, 0)
+    stats = body["stats"]
+    assert (stats["total_connections"], stats["active_connections"], stats["total_rooms"]) == (
+        0, 0, 0)
+    assert stats["last_connection_time"] == "0001-01-01T00:00:00Z"  # Go's zero time
     assert body["redis_channels"] == []  # the in-memory broker
-    assert isinstance(body["messages_processed"], int)
+    assert body["cluster"] == {"connections": 0, "rooms": 0}
 
     group = unique("g")
     alice = await connect_peer(gw, unique("alice"), groups=[group])
     bob = await connect_peer(gw, unique("bob"), groups=[group])
     await alice.expect("room_update")
-    before = await status(gw)
+    before = (await status(gw))["stats"]
     assert (before["total_connections"], before["active_connections"]) == (2, 2)
     assert before["total_rooms"] == 3
+    assert datetime.fromisoformat(before["last_connection_time"]).year > 2000
     await alice.request({"id": "m", "type": "message", "room": f"group:{group}", "data": {}})
     after = await status(gw)
-    assert after["messages_processed"] > before["messages_processed"]
+    assert after["stats"]["messages_processed"] > before["messages_processed"]
+    assert after["stats"]["messages_broadcast"] > before["messages_broadcast"]
     assert after["server_id"] == body["server_id"]
     await alice.close()
     await bob.close()
+    await alice.ws.wait_closed()
+    await bob.ws.wait_closed()
+
+    async def both_gone() -> bool:
+        return (await status(gw))["stats"]["active_connections"] == 0
+
+    await eventually(both_gone, "the closed connections to leave the counts")
+    # Go's total_connections counts every connection since start.
+    assert (await status(gw))["stats"]["total_connections"] == 2
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -12,13 +12,13 @@ if TYPE_CHECKING:
     from aiohttp import web
 
 
-def add_routes(app: web.Application) -> None:
-    """Register the admin API, its live socket, ``/websocket/openapi.json``,
-    ``/websocket/docs`` and ``/metrics``."""
+def add_routes(app: web.Application, prefix: str = "") -> None:
+    """Register the admin API, its OpenAPI document, schemas and docs under ``prefix``
+    (``API_PREFIX``), the dashboard's live socket and ``/metrics``."""
     from roomcast.server import openapi
     from roomcast.server.admin import live, routes, scrape
 
-    routes.add_routes(app)
+    routes.add_routes(app, prefix)
     live.add_routes(app)
-    openapi.add_routes(app)
+    openapi.add_routes(app, prefix)
     app.router.add_get("/metrics", scrape.scrape)

@@ -31,26 +31,68 @@ async def _message_body(request: web.Request) -> MessageBody:
     return await read_body(request, MessageBody, limit=gateway(request).settings.max_message_size)
 
 
+#: Go's status sentences of the send routes.
+_SENT = {
+    ToAll: "Message broadcast successfully",
+    ToConnection: "Message sent to connection successfully",
+    ToUser: "Message sent to user successfully",
+    ToRoom: "Message sent to room successfully",
+}
+_STORED = "No connection right now; the message was stored for later delivery"
+
+
+def stored_position(result: object, target: Target) -> dict[str, Any] | None:
+    """Where the broker kept a publication in its room's history, if it did.
+
+    The one place that reads history positions off a publish result: a plain
+    int (local recipients) means no history.
+    """
+    position = getattr(result, "position", None)
+    if position is None or not isinstance(target, ToRoom | ToUser):
+        return None
+    room = target.room if isinstance(target, ToRoom) else f"user:{target.user_id}"
+    return {"room": room, "epoch": str(position.epoch), "offset": int(position.offset)}
+
+
 async def _publish(request: web.Request, caller: Caller, target: Target,
-                   envelope: dict[str, Any]) -> web.Response:
-    """Publish an envelope and answer the Go gateway's ``{success, message_id, ...}``."""
+                   envelope: dict[str, Any], *, echo: dict[str, str] | None = None,
+                   missing: str | None = None) -> web.Response:
+    """Publish an envelope and answer the Go gateway's ``{success, message_id, ...}``.
+
+    ``missing`` is the 404 sentence for a target with no connection anywhere in the
+    cluster, as the Go gateway answers; the message is sent anyway, so a history
+    room keeps it.
+    """
     node = gateway(request).node
     count = await node.registry.count(target)
     try:
-        await node.publish(target, envelope)
+        result = await node.publish(target, envelope)
     except BrokerError as exc:
+        log_event(_log, "admin_publish_failed", logging.WARNING, error=str(exc))
         raise Problem(503, "unavailable",
-                      f"not delivered to the other instances ({exc}); "
-                      "connections on this instance may have received it") from None
+                      "not delivered to the other instances (Redis is unavailable); "
+                      "connections on this instance may have received it",
+                      headers={"Retry-After": "1"}) from None
+    stored = stored_position(result, target)
     log_event(_log, "admin_publish", by=caller.name, type=envelope["type"],
-              target=type(target).__name__, recipients=count, message_id=envelope["id"])
-    return json_response({
+              target=type(target).__name__, recipients=count, message_id=envelope["id"],
+              stored=stored is not None)
+    if count == 0 and missing is not None and stored is None:
+        raise Problem(404, "not_found", missing)
+    body: dict[str, Any] = {
         "success": True,
         "message_id": envelope["id"],
-        "recipients_count": count,
         "timestamp": envelope["timestamp"],
-        "message": envelope,
-    })
+        "message": _STORED if count == 0 and stored is not None else _SENT[type(target)],
+        **(echo or {}),
+        "envelope": envelope,
+    }
+    if count:  # Go: omitempty
+        body["recipients_count"] = count
+    if stored is not None:
+        body["stored"] = stored
+    # 202: accepted for later delivery, nobody has it yet.
+    return json_response(body, status=202 if count == 0 and stored is not None else 200)
 
 
 async def broadcast(request: web.Request, caller: Caller) -> web.Response:
@@ -66,7 +108,8 @@ async def message_connection(request: web.Request, caller: Caller) -> web.Respon
         raise Problem(404, "not_found", f"no connection {conn_id[:80]!r}")
     # As in the Go gateway, ``to`` makes it a direct message on websocket:messages.
     envelope = messages.envelope(body.type, body.data, to=info.id)
-    return await _publish(request, caller, ToConnection(ConnId(info.id)), envelope)
+    return await _publish(request, caller, ToConnection(ConnId(info.id)), envelope,
+                          echo={"connection_id": info.id})
 
 
 async def message_user(request: web.Request, caller: Caller) -> web.Response:
@@ -78,24 +121,25 @@ async def message_user(request: web.Request, caller: Caller) -> web.Response:
     if data.setdefault("user_id", user) != user:
         raise Problem(422, "invalid_body",
                       "data.user_id must be absent or equal the user in the path",
-                      details=[{"field": "data.user_id", "message": f"must equal {user!r}"}])
+                      details=[{"field": "body.data.user_id", "message": f"must equal {user!r}"}])
     return await _publish(request, caller, ToUser(UserId(user)),
-                          messages.envelope(body.type, data))
+                          messages.envelope(body.type, data), echo={"user_id": user},
+                          missing=f"user {user!r} has no connection")
 
 
 async def message_room(request: web.Request, caller: Caller) -> web.Response:
-    """A room with no member right now is not an error: ``recipients_count`` is 0."""
     room = room_id(request)
     body = await _message_body(request)
     return await _publish(request, caller, ToRoom(RoomId(room)),
-                          messages.envelope(body.type, body.data, room=room))
+                          messages.envelope(body.type, body.data, room=room),
+                          echo={"room_id": room}, missing=f"room {room!r} has no connection")
 
 
 async def profile(request: web.Request, caller: Caller) -> web.Response:
     user = user_id(request)
     body = await read_body(request, ProfileBody, limit=gateway(request).settings.max_message_size)
     envelope = messages.user_profile_update(user, body.character_id, body.profile)
-    return await _publish(request, caller, ToUser(UserId(user)), envelope)
+    return await _publish(request, caller, ToUser(UserId(user)), envelope, echo={"user_id": user})
 
 
 async def _membership(request: web.Request, caller: Caller, *, joined: bool,
@@ -105,9 +149,10 @@ async def _membership(request: web.Request, caller: Caller, *, joined: bool,
     try:
         changed = await node.change_membership(UserId(user), GroupId(group), name, joined)
     except BrokerError as exc:
+        log_event(_log, "admin_membership_publish_failed", logging.WARNING, error=str(exc))
         raise Problem(503, "unavailable",
-                      f"membership stored, but live connections on other instances were not "
-                      f"moved ({exc}); they get it when they reconnect") from None
+                      "membership stored, but live connections on other instances were not "
+                      "moved (Redis is unavailable); they get it when they reconnect") from None
     if changed:
         log_event(_log, "admin_membership", by=caller.name, user=user, group=group, joined=joined)
     return json_response({"changed": changed, "user_id": user, "group_id": group,
@@ -142,6 +187,8 @@ async def disconnect(request: web.Request, caller: Caller) -> web.Response:
     try:
         await node.broker.publish_control(command)
     except BrokerError as exc:
-        raise Problem(503, "unavailable", f"could not reach the other instances ({exc})") from None
+        log_event(_log, "admin_disconnect_failed", logging.WARNING, error=str(exc))
+        raise Problem(503, "unavailable",
+                      "could not reach the other instances (Redis is unavailable)") from None
     log_event(_log, "admin_disconnect", by=caller.name, conn=info.id, user=info.user_id)
     return json_response({"success": True, "connection_id": info.id})

@@ -61,9 +61,7 @@ class MessageBody(_Request):
         description="One of the ten message types of the Go gateway.",
         json_schema_extra={"enum": list(SERVER_API_TYPES)},
     )
-    data: dict[str, Any] | None = Field(
-        default=None, description="Any JSON object; null or absent means {}."
-    )
+    data: dict[str, Any] = Field(description="Any JSON object (required, as in Go).")
 
     @field_validator("type")
     @classmethod
@@ -74,8 +72,8 @@ class MessageBody(_Request):
 
     @field_validator("data")
     @classmethod
-    def _data_encodable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if value is None else _encodable(value)
+    def _data_encodable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _encodable(value)
 
 
 class MembershipBody(_Request):
@@ -114,11 +112,17 @@ class ConnectionsQuery(BaseModel):
 
 
 class RoomsQuery(BaseModel):
-    """Filters of ``GET /websocket/rooms``; ``member_id`` is a connection or user id."""
+    """Filters of ``GET /websocket/rooms``; ``member_id`` is a connection or user id.
+
+    As in the Go gateway, a ``type`` other than ``personal`` or ``group`` matches no room (an
+    empty list, as the Go gateway answers), not an error.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
-    type: Literal["personal", "group"] | None = None
+    type: str | None = Field(default=None, max_length=64,
+                             description="`personal` or `group`; any other value matches none.",
+                             examples=["group"])
     member_id: str | None = Field(default=None, max_length=128)
 
 
@@ -195,21 +199,44 @@ class Envelope(BaseModel):
     timestamp: str
 
 
+class Stored(BaseModel):
+    """Where a send was kept in its room's history (for clients that reconnect later)."""
+
+    room: str
+    epoch: str
+    offset: int
+
+
 class Sent(BaseModel):
-    """The answer of every message POST."""
+    """The Go gateway's answer to the four send routes, plus roomcast's extras.
+
+    ``message`` is a status sentence as in Go; the message itself is ``envelope``.
+    """
 
     model_config = _example(success=True, message_id=_MSG_ID, recipients_count=2, timestamp=_TIME,
-                            message={"id": _MSG_ID, "type": "notification",
-                                     "data": {"title": "Deploy", "user_id": "alice"},
-                                     "timestamp": _TIME})
+                            message="Message sent to user successfully", user_id="alice",
+                            envelope={"id": _MSG_ID, "type": "notification",
+                                      "data": {"title": "Deploy", "user_id": "alice"},
+                                      "timestamp": _TIME})
 
     success: bool
     message_id: str
     recipients_count: int = Field(
-        description="Connections the target reached when it was published, cluster-wide."
+        default=0,
+        description="Connections the target reached when it was published, cluster-wide "
+        "(left out when 0, as in Go).",
     )
     timestamp: str
-    message: Envelope
+    message: str = Field(description="What happened, in words (Go's status message).")
+    connection_id: str | None = Field(default=None, description="The target, echoed.")
+    user_id: str | None = Field(default=None, description="The target, echoed.")
+    room_id: str | None = Field(default=None, description="The target, echoed.")
+    envelope: Envelope | None = Field(default=None,
+                                      description="The message as the clients receive it.")
+    stored: Stored | None = Field(
+        default=None, description="Set when the message was kept in the room's history: "
+        "connections that reconnect with recovery get it even if none was reached now.",
+    )
 
 
 class Membership(BaseModel):
@@ -246,38 +273,75 @@ class Disconnected(BaseModel):
     connection_id: str
 
 
-class Status(BaseModel):
-    """Public health of this instance: counts only, no user data."""
+class Stats(BaseModel):
+    """The Go gateway's ``WebSocketStats``, for this instance."""
 
-    model_config = _example(status="healthy", server_id=_SERVER_ID, total_connections=42,
-                            active_connections=17, total_rooms=9, messages_processed=1234,
+    total_connections: int = Field(description="Connections accepted since start.")
+    active_connections: int = Field(description="Connections open now.")
+    total_rooms: int = Field(description="Rooms with a member on this instance.")
+    messages_processed: int = Field(description="Publications delivered by this instance.")
+    messages_broadcast: int = Field(description="Publications sent by this instance.")
+    last_connection_time: str = Field(
+        description="RFC 3339 time of the latest accepted connection "
+        "(Go's zero time 0001-01-01T00:00:00Z before the first)."
+    )
+
+
+class ClusterStats(BaseModel):
+    """roomcast's cluster-wide counts (roomcast instances only), at most a second old."""
+
+    connections: int
+    rooms: int
+
+
+class Status(BaseModel):
+    """Public health of this instance: the Go gateway's shape, counts only."""
+
+    model_config = _example(module="websocket", status="healthy",
+                            stats={"total_connections": 120, "active_connections": 17,
+                                   "total_rooms": 9, "messages_processed": 1234,
+                                   "messages_broadcast": 56,
+                                   "last_connection_time": _TIME},
+                            message="WebSocket service is running normally",
+                            server_id=_SERVER_ID, cluster={"connections": 42, "rooms": 12},
                             redis_channels=["websocket:messages", "websocket:rooms",
                                             "websocket:users", "websocket:system"])
 
+    module: Literal["websocket"]
     status: Literal["healthy", "unhealthy"]
+    stats: Stats
+    message: str
     server_id: str
-    total_connections: int
-    active_connections: int
-    total_rooms: int
-    messages_processed: int
+    cluster: ClusterStats | None = Field(
+        default=None, description="Absent while the registry cannot be read.")
     redis_channels: list[str]
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="Why it is unhealthy, in general terms "
+                               "(the details are in the instance's log).")
 
 
 class ErrorDetail(BaseModel):
-    field: str
-    message: str
+    """huma's ``ErrorDetail``: one offending field."""
+
+    message: str | None = None
+    location: str | None = Field(default=None,
+                                 description="Where: `body.type`, `query.character_id`, "
+                                 "`path.user_id` ...")
+    value: Any = None
 
 
-class ErrorBody(BaseModel):
-    """Every error answer: a stable ``error`` code and a sentence for humans."""
+class ErrorModel(BaseModel):
+    """Every error answer: RFC 9457 problem details as huma writes them, plus ``code``."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"error": "invalid_body", "message": "type: must be one of message, ...",
-         "details": [{"field": "type", "message": "must be one of message, ..."}]},
+        {"title": "Unprocessable Entity", "status": 422,
+         "detail": "body.type: must be one of message, ...",
+         "errors": [{"message": "must be one of message, ...", "location": "body.type"}],
+         "code": "invalid_body"},
     ]})
 
-    error: str
-    message: str
+    title: str = Field(description="The HTTP status text.")
+    status: int
+    detail: str = Field(description="What went wrong, for humans.")
+    errors: list[ErrorDetail] | None = None
+    code: str = Field(description="roomcast's stable error code (an RFC 9457 extension).")
     reason: str | None = Field(default=None, description="Why credentials were refused.")
-    details: list[ErrorDetail] | None = None

@@ -17,8 +17,8 @@ _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>roomcast server API</title>
-<link rel="stylesheet" href="/websocket/docs.css"><link rel="icon" href="data:,">
-<script type="module" src="/websocket/docs.js" data-spec="{spec}"></script>
+<link rel="stylesheet" href="{prefix}/websocket/docs.css"><link rel="icon" href="data:,">
+<script type="module" src="{prefix}/websocket/docs.js" data-spec="{spec}"></script>
 </head><body>
 <header><h1 id="title">roomcast server API</h1><p id="info"></p>
 <p><a href="{spec}">openapi.json</a></p></header>
@@ -180,7 +180,8 @@ def _static(body: str, content_type: str) -> Handler:
     return handler
 
 
-def add_docs_routes(app: web.Application, spec_path: str) -> None:
-    app.router.add_get("/websocket/docs", _static(_HTML.replace("{spec}", spec_path), "text/html"))
-    app.router.add_get("/websocket/docs.js", _static(_JS, "text/javascript"))
-    app.router.add_get("/websocket/docs.css", _static(_CSS, "text/css"))
+def add_docs_routes(app: web.Application, spec_path: str, prefix: str = "") -> None:
+    page = _HTML.replace("{spec}", spec_path).replace("{prefix}", prefix)
+    app.router.add_get(prefix + "/websocket/docs", _static(page, "text/html"))
+    app.router.add_get(prefix + "/websocket/docs.js", _static(_JS, "text/javascript"))
+    app.router.add_get(prefix + "/websocket/docs.css", _static(_CSS, "text/css"))

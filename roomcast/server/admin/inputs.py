@@ -29,10 +29,10 @@ _PLAIN = {
 def _details(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
     out = []
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        where = ".".join(str(p) for p in err["loc"]) or "body"
+        where = ".".join(str(p) for p in err["loc"])
         # "Value error, must be one of ..." -> "must be one of ..."
         msg = _PLAIN.get(err["type"]) or err["msg"].removeprefix("Value error, ")
-        out.append({"field": prefix + where, "message": msg})
+        out.append({"field": (prefix + where).rstrip(".") or "body", "message": msg})
     return out
 
 
@@ -75,7 +75,7 @@ async def read_body(request: web.Request, model: type[M], *, limit: int,
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
-        raise invalid(exc) from None
+        raise invalid(exc, prefix="body.") from None
 
 
 def read_query(request: web.Request, model: type[M]) -> M:

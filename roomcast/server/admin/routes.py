@@ -16,7 +16,7 @@ from roomcast.exceptions import BrokerError, StoreError
 from roomcast.logs import log_event
 from roomcast.server.admin import actions, bodies, listings
 from roomcast.server.admin.guard import Caller, authorize
-from roomcast.server.admin.problems import Problem
+from roomcast.server.admin.problems import ERROR_SCHEMA, PROBLEM_JSON, Problem, with_schema
 from roomcast.server.state import gateway
 
 _log = logging.getLogger("roomcast.admin")
@@ -45,6 +45,8 @@ class Operation:
 
 _U = "/websocket/users/{user_id}"
 _SEND = "Body `{type, data}`; `type` is one of the ten Go gateway types."
+_NOBODY = (" With no connection anywhere in the cluster the answer is 404, as in Go, unless "
+           "the room keeps history: then 202 with `stored`.")
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/websocket/connections", listings.list_connections, "listConnections",
@@ -66,16 +68,15 @@ OPERATIONS: tuple[Operation, ...] = (
               "rooms", bodies.RoomOne, errors=(404,)),
     Operation("POST", "/websocket/rooms/{room_id}/message", actions.message_room, "messageRoom",
               "Send to a room's members", "messages", bodies.Sent,
-              description=_SEND + " A room without members answers recipients_count 0.",
-              body=bodies.MessageBody, errors=(503,)),
+              description=_SEND + _NOBODY, body=bodies.MessageBody, errors=(404, 503)),
     Operation("POST", "/websocket/broadcast", actions.broadcast, "broadcast",
               "Send to every connection", "messages", bodies.Sent, description=_SEND,
               body=bodies.MessageBody, errors=(503,)),
     Operation("POST", f"{_U}/message", actions.message_user, "messageUser",
               "Send to every connection of a user", "messages", bodies.Sent,
-              description=_SEND + " `data.user_id` is set to the user (compat: Redis routes "
-              "user messages by it); a different one is refused.",
-              body=bodies.MessageBody, errors=(503,)),
+              description=_SEND + " `data.user_id` is set to the user (the Go gateway routes "
+              "user messages by it); a different one is refused." + _NOBODY,
+              body=bodies.MessageBody, errors=(404, 503)),
     Operation("POST", f"{_U}/profile", actions.profile, "updateProfile",
               "Send user_profile_update to a user's connections", "users", bodies.Sent,
               body=bodies.ProfileBody, errors=(503,)),
@@ -96,31 +97,39 @@ OPERATIONS: tuple[Operation, ...] = (
 
 
 def _endpoint(op: Operation) -> Handler:
-    """Authorize, run, and turn every failure into a JSON error answer."""
+    """Authorize, run, and turn every failure into a problem+json answer (as huma does)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        schema = op.response.__name__
         try:
             gw = gateway(request)
             caller = await authorize(request, gw.settings, gw.verifier)
             response = await op.handler(request, caller)
         except Problem as problem:
-            response = problem.response()
+            response, schema = problem.response(), ERROR_SCHEMA
         except (BrokerError, StoreError) as exc:
+            # The error may name Redis or the database by address: logs only.
             log_event(_log, "admin_unavailable", logging.WARNING, op=op.operation_id,
                       error=str(exc))
-            response = Problem(503, "unavailable", f"backend unavailable: {exc}").response()
+            what = "the membership store" if isinstance(exc, StoreError) else "Redis"
+            response = Problem(503, "unavailable", f"{what} is unavailable; try again later",
+                               headers={"Retry-After": "1"}).response()
+            schema = ERROR_SCHEMA
         except Exception:
             log_event(_log, "admin_failed", logging.ERROR, op=op.operation_id, exc_info=True)
-            response = Problem(500, "internal", "internal error").response()
+            response, schema = Problem(500, "internal", "internal error").response(), ERROR_SCHEMA
+        if response.content_type == PROBLEM_JSON:
+            schema = ERROR_SCHEMA
         metrics.API_REQUESTS.labels(op.operation_id, str(response.status)).inc()
         metrics.API_SECONDS.labels(op.operation_id).observe(time.perf_counter() - started)
-        return response
+        return with_schema(request, response, schema)
 
     handle.__name__ = op.operation_id
     return handle
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, prefix: str = "") -> None:
+    """The operations, under ``prefix`` (``API_PREFIX``)."""
     for op in OPERATIONS:
-        app.router.add_route(op.method, op.path, _endpoint(op), name=op.operation_id)
+        app.router.add_route(op.method, prefix + op.path, _endpoint(op), name=op.operation_id)

@@ -3,7 +3,7 @@
 // API (docs/api.md) with the page's cookie.
 import { format, sparkline, svgElement } from "/static/admin/charts.js";
 import { connectLive } from "/static/admin/live.js";
-import { api, ApiError, clock, el, fetchMe, toast } from "/static/ui.js";
+import { api, ApiError, clock, el, fetchMe, setApiPrefix, toast } from "/static/ui.js";
 
 const $ = (id) => document.getElementById(id);
 const SPAN = 900; // seconds shown by the charts
@@ -247,7 +247,7 @@ async function onSend(event) {
   }
   try {
     const reply = await api("POST", SEND_PATHS[target](targetId), { type: String(f.get("type")), data });
-    result("send-result", true, `Sent to ${reply?.recipients_count ?? "?"} recipient(s), id ${reply?.message_id ?? "?"}.`);
+    result("send-result", true, `Sent to ${reply?.recipients_count ?? 0} recipient(s), id ${reply?.message_id ?? "?"}.`);
   } catch (error) {
     result("send-result", false, `Not sent: ${error.message}`);
   }
@@ -305,6 +305,7 @@ async function main() {
     return;
   }
   if (!me) return deny("Not logged in", null);
+  setApiPrefix(me.api_prefix);
   $("who").textContent = me.name || me.user_id;
   if (!me.admin) return deny("Administrators only", "You are logged in, but not as an administrator.");
   $("dashboard").hidden = false;
