@@ -157,7 +157,7 @@ async def test_admin_broadcast_reaches_every_connection_once(
         async def settled() -> bool | None:
             # Earlier tests' connections are gone from the cluster-wide count.
             r = await apis[0].get("/websocket/status")
-            return True if r.json()["total_connections"] == len(peers) else None
+            return True if r.json()["cluster"]["connections"] == len(peers) else None
 
         await eventually(settled, "the cluster to count exactly this test's connections")
         await barrier(raw, *peers)
