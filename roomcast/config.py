@@ -17,12 +17,25 @@ from urllib.parse import urlsplit
 from roomcast.exceptions import ConfigError
 from roomcast.server.proxy import TrustedProxies
 
+#: RFC 7518 (3.2): an HS256 key must be at least as long as the hash, 256 bits.
+MIN_SECRET_BYTES = 32
+
+
+def check_secret(secret: str, what: str = "JWT_SECRET") -> str:
+    """``secret`` if it is long enough to sign HS256 tokens, else a ConfigError saying so."""
+    size = len(secret.encode())
+    if size < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{what} is too short: an HS256 secret must be at least {MIN_SECRET_BYTES} bytes "
+            f"(RFC 7518), this one has {size}"
+        )
+    return secret
+
 
 def _port(raw: str) -> int:
-    port = int(raw)
-    if not 0 <= port <= 65535:
-        raise ValueError("must be 0-65535")
-    return port
+    if not raw.strip().isdigit() or not 0 <= int(raw) <= 65535:
+        raise ValueError("not a port number (0-65535)")
+    return int(raw)
 
 
 def _positive_int(raw: str) -> int:
@@ -321,8 +334,8 @@ class Settings:
             raise ConfigError("WEBSOCKET_PATH must start with /")
         if self.ping_timeout <= self.ping_interval:
             raise ConfigError("ping timeout must be longer than the ping interval")
-        if self.jwt_secret is not None and len(self.jwt_secret) < 16:
-            raise ConfigError("JWT_SECRET must be at least 16 characters")
+        if self.jwt_secret is not None:
+            check_secret(self.jwt_secret)
         if self.sqlite_path and Path(self.sqlite_path).is_dir():
             raise ConfigError(f"ROOMCAST_DB {self.sqlite_path} is a directory")
 
@@ -332,13 +345,14 @@ def dev_secret(path: str) -> str:
     file = Path(path)
     try:
         existing = file.read_text().strip()
-        if len(existing) >= 32:
+        if len(existing.encode()) >= MIN_SECRET_BYTES:
             return existing
     except FileNotFoundError:
         pass
     except OSError as exc:
         raise ConfigError(f"cannot read dev secret {path}: {exc.strerror}") from None
-    secret = secrets.token_urlsafe(32)
+    # Hex: 32 random bytes that can never be mistaken for a command-line option.
+    secret = secrets.token_hex(32)
     try:
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -358,19 +372,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default = ",".join(default)
         elif isinstance(default, TrustedProxies):
             default = str(default)
+        if f.metadata["parse"] is _tristate:
+            default = "auto"
+        # A default of None is explained by the help text itself ("default: ...").
+        shown = "" if default is None else f"; default {default!r}"
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
             default=None,
             metavar=f.metadata["env"],
-            help=f"{f.metadata['help']} [env {f.metadata['env']}; default {default!r}]",
+            help=f"{f.metadata['help']} [env {f.metadata['env']}{shown}]",
         )
 
 
 def load(
-    args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+    args: argparse.Namespace | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    dev_secret_ok: bool = True,
 ) -> Settings:
-    """Settings from flags, then environment variables, then defaults."""
+    """Settings from flags, then environment variables, then defaults.
+
+    Without JWT_SECRET the development secret is read or created, unless ``dev_secret_ok``
+    is False (tools that only read settings must not leave a secret file behind).
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in fields(Settings):
@@ -390,7 +415,7 @@ def load(
     settings = Settings(**values)
     # With an identity provider and no JWT_SECRET, no secret verifies tokens: a
     # generated one would let the dev login mint tokens for anyone.
-    if settings.jwt_secret is None and not settings.identity_provider:
+    if settings.jwt_secret is None and not settings.identity_provider and dev_secret_ok:
         settings.jwt_secret = dev_secret(settings.dev_secret_file)
         settings.generated_secret = True
     if not settings.server_id:

@@ -16,6 +16,7 @@ import httpx
 
 from roomcast import config
 from roomcast.auth import mint_token
+from roomcast.cli._secret import find_secret, rejected
 from roomcast.membership import open_store
 from roomcast.types import GroupId, UserId
 
@@ -60,27 +61,29 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_via_store(args))
 
 
-def _headers(args: argparse.Namespace) -> dict[str, str]:
-    if args.api_key:
-        return {"X-API-Key": args.api_key}
-    settings = config.load(None)
-    token = mint_token(
-        settings.jwt_secret or "", "roomcast-cli", scopes=settings.admin_scope, ttl=60
-    )
-    return {"Authorization": f"Bearer {token}"}
-
-
 def _via_api(args: argparse.Namespace) -> int:
     base = f"{args.url.rstrip('/')}/websocket/users/{args.user_id}/groups"
-    with httpx.Client(headers=_headers(args), timeout=10) as client:
+    secret = None if args.api_key else find_secret()
+    headers: dict[str, str] = {}
+    if args.api_key:
+        headers["X-API-Key"] = args.api_key
+    elif secret is not None:
+        scope = os.environ.get("ROOMCAST_ADMIN_SCOPE") or config.Settings.admin_scope
+        token = mint_token(secret.value, "roomcast-cli", scopes=scope, ttl=60)
+        headers["Authorization"] = f"Bearer {token}"
+    with httpx.Client(headers=headers, timeout=10) as client:
         if args.action == "add":
             resp = client.put(f"{base}/{args.group_id}", json={"name": args.name or args.group_id})
         elif args.action == "remove":
             resp = client.delete(f"{base}/{args.group_id}")
         else:
             resp = client.get(base)
+    if resp.status_code == 401 and not args.api_key:
+        why = _body(resp).get("reason") or _reason(resp)
+        print(f"roomcast: {rejected(secret, args.url, str(why))}", file=sys.stderr)
+        return 1
     if resp.status_code >= 400:
-        print(f"roomcast: {resp.status_code} {resp.text.strip()}", file=sys.stderr)
+        print(f"roomcast: HTTP {resp.status_code}: {_reason(resp)}", file=sys.stderr)
         return 1
     body = resp.json()
     if args.action == "list":
@@ -91,8 +94,24 @@ def _via_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _body(resp: httpx.Response) -> dict[str, Any]:
+    try:
+        body = resp.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _reason(resp: httpx.Response) -> str:
+    """The gateway's explanation of an error answer, not its raw JSON."""
+    message = _body(resp).get("message")
+    if isinstance(message, str):
+        return message
+    return resp.text.strip()[:200] or resp.reason_phrase
+
+
 async def _via_store(args: argparse.Namespace) -> int:
-    settings = config.load(None)
+    settings = config.load(None, dev_secret_ok=False)
     url = args.store or settings.membership_url or settings.redis_url or settings.database_url
     store = open_store(url or settings.sqlite_path)
     await store.open()

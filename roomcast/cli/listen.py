@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -71,6 +72,9 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 def make_client(args: argparse.Namespace, **options: Any) -> Client:
     """A client for the URL and credentials in ``args``."""
+    # The command reports failures itself, in one line; without a handler of its own the
+    # SDK's log records would reach stderr through logging's last-resort handler.
+    logging.getLogger("roomcast.client").addHandler(logging.NullHandler())
     token = args.token or (None if args.cookie else os.environ.get("ROOMCAST_TOKEN"))
     try:
         url = normalize_url(args.url)

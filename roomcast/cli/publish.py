@@ -15,6 +15,8 @@ from roomcast import config
 from roomcast.api import RoomcastAPI, Sent
 from roomcast.auth import mint_token
 from roomcast.cli._args import json_object
+from roomcast.cli._secret import rejected, require_secret
+from roomcast.exceptions import ApiError, RoomcastError
 from roomcast.protocol.envelope import SERVER_API_TYPES
 
 
@@ -25,7 +27,8 @@ def register(sub: Any) -> None:
         help="send a message to a room, a user, a connection or everyone",
         description="Send one message through a running gateway's server API. Credentials: "
         "--api-key, else --token, else an administrator token minted with JWT_SECRET "
-        "(the development secret when unset).",
+        "(else with the development secret of the `roomcast serve` started in this "
+        "directory or a parent).",
     )
     parser.add_argument("--url", default=os.environ.get("ROOMCAST_URL", "http://127.0.0.1:8080"),
                         help="gateway base URL [env ROOMCAST_URL]")
@@ -46,30 +49,33 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    if args.api_key or args.token:
-        return str(args.token) if args.token else None
-    settings = config.load(None)
-    return mint_token(settings.jwt_secret or "", "roomcast-cli", scopes=settings.admin_scope,
-                      ttl=60)
-
-
 def run(args: argparse.Namespace) -> int:
-    with RoomcastAPI(args.url, api_key=args.api_key, token=_token(args)) as api:
-        sent: Sent
-        if args.room is not None:
-            sent = api.send_to_room(args.room, args.type, args.data)
-        elif args.user is not None:
-            sent = api.send_to_user(args.user, args.type, args.data)
-        elif args.connection is not None:
-            sent = api.send_to_connection(args.connection, args.type, args.data)
-        else:
-            sent = api.broadcast(args.type, args.data)
+    secret = None
+    token = args.token
+    if not (args.api_key or args.token):
+        secret = require_secret()
+        scope = os.environ.get("ROOMCAST_ADMIN_SCOPE") or config.Settings.admin_scope
+        token = mint_token(secret.value, "roomcast-cli", scopes=scope, ttl=60)
+    try:
+        with RoomcastAPI(args.url, api_key=args.api_key, token=token) as api:
+            sent = _send(api, args)
+    except ApiError as exc:
+        if exc.status == 401 and secret is not None:
+            raise RoomcastError(rejected(secret, args.url, exc.reason or str(exc))) from None
+        raise
     if args.json:
         sys.stdout.write(sent.model_dump_json(by_alias=True, exclude_none=True) + "\n")
     else:
         stored = f", stored in {sent.stored.room}" if sent.stored is not None else ""
         print(f"sent {sent.message_id} to {sent.recipients_count} connection(s){stored}")
     return 0
+
+
+def _send(api: RoomcastAPI, args: argparse.Namespace) -> Sent:
+    if args.room is not None:
+        return api.send_to_room(args.room, args.type, args.data)
+    if args.user is not None:
+        return api.send_to_user(args.user, args.type, args.data)
+    if args.connection is not None:
+        return api.send_to_connection(args.connection, args.type, args.data)
+    return api.broadcast(args.type, args.data)

@@ -10,7 +10,7 @@ from typing import Any
 
 from roomcast import config
 from roomcast.auth import mint_token
-from roomcast.exceptions import ConfigError
+from roomcast.cli._secret import require_secret
 
 _TTL = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[smhd]?)", re.IGNORECASE)
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -22,7 +22,8 @@ def register(sub: Any) -> None:
         "token",
         help="mint a JWT for a user",
         description="Print an HS256 token with the Go gateway's claims, signed with "
-        "--secret, else JWT_SECRET, else the development secret `roomcast serve` uses.",
+        "--secret, else JWT_SECRET, else the development secret of the `roomcast serve` "
+        "started in this directory (or a parent).",
     )
     parser.add_argument("--user", required=True, help="user_id claim")
     parser.add_argument("--name", help="character_name claim (default: the user id)")
@@ -35,7 +36,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--ttl", type=parse_ttl, default=3600.0, help="lifetime: 30s, 15m, 1h, 7d (default 1h)"
     )
-    parser.add_argument("--secret", help="signing secret [env JWT_SECRET]")
+    parser.add_argument(
+        "--secret",
+        help="signing secret, at least 32 bytes [env JWT_SECRET] (--secret=VALUE if it starts "
+        "with -)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,26 +53,19 @@ def parse_ttl(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    secret = args.secret or os.environ.get("JWT_SECRET")
-    if secret is None:
-        # Development: the secret `roomcast serve` generates when JWT_SECRET is unset.
-        settings = config.load(None)
-        secret = settings.jwt_secret or ""
-        if settings.generated_secret:
-            print(
-                f"roomcast: no JWT_SECRET; signed with the development secret in "
-                f"{settings.dev_secret_file}",
-                file=sys.stderr,
-            )
+    secret = require_secret(args.secret)
+    if secret.is_dev_file:
+        print(
+            f"roomcast: no JWT_SECRET; signed with the development secret in {secret.source}",
+            file=sys.stderr,
+        )
     scopes = args.scopes.split()
     if args.admin:
         scopes.append(os.environ.get("ROOMCAST_ADMIN_SCOPE") or config.Settings.admin_scope)
-    if len(secret) < 16:
-        raise ConfigError("the secret must be at least 16 characters (as `roomcast serve` checks)")
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
     print(
         mint_token(
-            secret,
+            secret.value,
             args.user,
             name=args.name,
             character_id=args.character_id,

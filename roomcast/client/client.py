@@ -20,7 +20,13 @@ from websockets.typing import Origin
 from roomcast.client.backoff import Backoff, RandomSource
 from roomcast.client.dispatch import Handler
 from roomcast.client.errors import AuthRejected, ClientClosed, ClientError, ServerClosed
-from roomcast.client.handshake import Failure, HandshakeFailed, classify, credential_headers
+from roomcast.client.handshake import (
+    Failure,
+    HandshakeFailed,
+    classify,
+    credential_headers,
+    refusal_reason,
+)
 from roomcast.client.inbound import ROOM_KEY, Inbound
 from roomcast.client.message import InvalidFrame, Message
 from roomcast.client.outbox import Outbox
@@ -345,7 +351,7 @@ class Client:
                     failure, status = classify(exc)
                     if failure is Failure.AUTH and status is not None:
                         if self._token_provider is None or refreshed:
-                            raise AuthRejected(status) from exc
+                            raise AuthRejected(status, refusal_reason(exc)) from exc
                         # The token may just have expired: ask for a fresh one, once.
                         refreshed = True
                         log_event(logger, "auth_refused", logging.WARNING, status=status)

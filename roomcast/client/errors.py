@@ -28,12 +28,14 @@ class ClientError(RoomcastError):
 class AuthRejected(ClientError, AuthError):
     """The gateway refused the credentials at the handshake (HTTP 401 or 403)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, server_reason: str | None = None) -> None:
         what = "origin or credentials forbidden" if status == 403 else "credentials rejected"
-        super().__init__(f"authentication failed: HTTP {status} ({what})")
+        super().__init__(f"authentication failed: HTTP {status} ({server_reason or what})")
         self.reason = f"http_{status}"
         #: The HTTP status of the refused handshake.
         self.status = status
+        #: Why, as the gateway said it (``expired``, ``bad_signature``...), if it did.
+        self.server_reason = server_reason
 
 
 class AckTimeout(ClientError, TimeoutError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Mapping
 from enum import Enum
@@ -58,6 +59,19 @@ def credential_headers(
     if cookie is not None:
         headers.append(("Cookie", f"{COOKIE_NAME}={cookie}"))
     return headers
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """The ``reason`` of a refused handshake's JSON body (``expired``...), if it has one."""
+    if not isinstance(exc, InvalidStatus):
+        return None
+    try:
+        body = json.loads(exc.response.body or b"")
+    except ValueError:
+        return None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    # A short word from the server; anything else is not worth repeating to a user.
+    return reason[:64] if isinstance(reason, str) and reason.isprintable() else None
 
 
 def classify(exc: BaseException) -> tuple[Failure, int | None]:

@@ -15,7 +15,7 @@ from roomcast.cli.listen import format_line
 from roomcast.client import Client, Message
 from tests.cli.support import cli_env, roomcast, roomcast_async
 from tests.helpers.gateway import GatewayProcess
-from tests.helpers.tokens import make_token
+from tests.helpers.tokens import make_token, raw_token
 
 
 async def next_line(stream: asyncio.StreamReader, pred: Any = lambda line: True) -> str:
@@ -112,9 +112,15 @@ async def test_listen_colours_on_a_terminal(gateway: GatewayProcess) -> None:
 
 
 def test_listen_with_a_refused_token_exits_1(gateway: GatewayProcess) -> None:
-    done = roomcast("listen", gateway.ws_url, "--token", "nonsense")
+    expired = raw_token(gateway.secret, {"user_id": "u", "exp": 1})
+    done = roomcast("listen", gateway.ws_url, "--token", expired)
     assert done.returncode == 1
-    assert "authentication failed: HTTP 401" in done.stderr
+    # The state lines listen prints, then the server's reason; no log record of the SDK's.
+    assert done.stderr.splitlines() == [
+        "roomcast: connecting",
+        "roomcast: error",
+        "roomcast: authentication failed: HTTP 401 (expired)",
+    ], done.stderr
 
 
 def test_format_line_plain_and_coloured() -> None:

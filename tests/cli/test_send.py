@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Callable
+
+import pytest
 
 from roomcast.client import Client
 from tests.cli.support import roomcast
 from tests.helpers.gateway import GatewayProcess
-from tests.helpers.tokens import make_token
+from tests.helpers.tokens import make_token, raw_token
 
 
 def free_port() -> int:
@@ -83,10 +86,20 @@ def test_error_reply_exits_1_with_the_code(gateway: GatewayProcess) -> None:
     assert done.stdout == ""
 
 
-def test_bad_token_exits_1(gateway: GatewayProcess) -> None:
-    done = roomcast("send", gateway.ws_url, "--token", "nonsense", "--room", "group:x")
+@pytest.mark.parametrize(("token", "reason"), [
+    (lambda gw: "nonsense", "malformed_token"),
+    (lambda gw: raw_token(gw.secret, {"user_id": "u", "exp": 1}), "expired"),
+    (lambda gw: make_token("another-secret-than-the-gateway-uses-0123", "u"), "bad_signature"),
+])
+def test_refused_credentials_exit_1_with_the_gateway_reason(
+    gateway: GatewayProcess, token: Callable[[GatewayProcess], str], reason: str,
+) -> None:
+    done = roomcast("send", gateway.ws_url, "--token", token(gateway), "--room", "group:x")
     assert done.returncode == 1
-    assert "authentication failed: HTTP 401" in done.stderr
+    # One line, with the server's reason; no log record of the SDK's beside it.
+    assert done.stderr.splitlines() == [
+        f"roomcast: authentication failed: HTTP 401 ({reason})"], done.stderr
+    assert done.stdout == ""
 
 
 def test_unreachable_gateway_exits_1() -> None:

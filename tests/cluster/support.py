@@ -52,7 +52,8 @@ class Cluster:
 
     def __init__(self, redis: RedisServer, n: int, **env: str) -> None:
         self.redis = redis
-        self.secret = secrets.token_urlsafe(32)
+        # Hex: a secret starting with "-" would be read as an option by the CLI.
+        self.secret = secrets.token_hex(32)
         self.server_ids = [str(uuid.uuid4()) for _ in range(n)]
         self.gateways = [
             GatewayProcess(env={

@@ -50,8 +50,9 @@ def pem_dir(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(("args", "env", "needle"), [
-    (["--port", "abc"], {}, "abc"),
-    (["--port", "70000"], {}, "70000"),
+    (["--port", "abc"], {}, "--port='abc': not a port number"),
+    (["--port", "70000"], {}, "--port='70000': not a port number"),
+    (["--port", "-1"], {}, "not a port number"),
     (["--port", "0", "--ssl-certfile", "{dir}/missing.pem", "--ssl-keyfile",
       "{dir}/missing.key"], {}, "missing.pem"),
     (["--port", "0", "--ssl-certfile", "{dir}/garbage.pem", "--ssl-keyfile",
@@ -63,7 +64,10 @@ def pem_dir(tmp_path: Path) -> Path:
     (["--port", "0", "--allowed-origins", "not an origin"], {}, "not an origin"),
     (["--port", "0"], {"WEBSOCKET_PATH": "no-slash"}, "WEBSOCKET_PATH"),
     (["--port", "0"], {"ROOMCAST_PING_INTERVAL": "often"}, "ROOMCAST_PING_INTERVAL"),
-    (["--port", "0"], {"JWT_SECRET": "short"}, "JWT_SECRET"),
+    (["--port", "0"], {"JWT_SECRET": "short"}, "JWT_SECRET is too short"),
+    # 31 bytes: PyJWT warns below 32 (RFC 7518); so do we, by refusing it.
+    (["--port", "0"], {"JWT_SECRET": "s" * 31}, "at least 32 bytes (RFC 7518), this one has 31"),
+    (["--port", "0"], {"JWT_SECRET": "é" * 15}, "this one has 30"),
     (["--port", "0"], {"ROOMCAST_PING_INTERVAL": "5", "ROOMCAST_PING_TIMEOUT": "5"}, "ping"),
     (["--port", "0", "--max-message-size", "0"], {}, "max-message-size"),
     (["--port", "0", "--log-format", "xml"], {}, "xml"),
@@ -97,6 +101,12 @@ def test_help_documents_every_setting() -> None:
         assert name in result.stdout, name
     for flag in ("--host", "--port", "--ssl-certfile", "--ssl-keyfile"):
         assert flag in result.stdout
+    # Unset-by-default settings say what they do instead of "default None"; the on/off/auto
+    # ones say auto, which is what they are.
+    text = " ".join(result.stdout.split())
+    assert "None" not in text
+    for name in ("ROOMCAST_DEV_LOGIN", "ROOMCAST_DEMO"):
+        assert f"[env {name}; default 'auto']" in text
 
 
 async def test_custom_websocket_path(gateway_factory: GatewayFactory) -> None:

@@ -23,7 +23,8 @@ class GatewayProcess:
                  *, tls: bool = False) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="roomcast-test-")
         self.dir = Path(self._tmp.name)
-        self.secret = (env or {}).get("JWT_SECRET") or secrets.token_urlsafe(32)
+        # Hex: a secret starting with "-" would be read as an option by the CLI.
+        self.secret = (env or {}).get("JWT_SECRET") or secrets.token_hex(32)
         self.env = {
             "JWT_SECRET": self.secret,
             "ROOMCAST_DB": str(self.dir / "members.db"),
