@@ -19,6 +19,7 @@ TOKEN_TTL = 12 * 3600
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <title>roomcast - development login</title>
 <link rel="stylesheet" href="/static/login.css">
 </head><body>

@@ -32,6 +32,19 @@ COOKIE = "falcon_auth_token"
 # Events are awaited with expect(); this bounds each wait, it asserts no timing.
 expect.set_options(timeout=15_000)
 
+# Every toast a page shows, kept after the toast itself times out: a busy machine may look
+# later than the toast's few seconds on screen.
+TOAST_RECORDER = """
+window.__toasts = [];
+new MutationObserver((records) => {
+  for (const record of records) for (const node of record.addedNodes) {
+    if (node.classList && node.classList.contains("toast")) {
+      window.__toasts.push({ kind: node.dataset.kind, text: node.textContent });
+    }
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
@@ -103,6 +116,7 @@ class Web:
         )
         self.contexts.append(context)
         page = context.new_page()
+        page.add_init_script(TOAST_RECORDER)
         page.on("pageerror", lambda exc: self.errors.append(f"{label}: {exc}"))
         self.pages[label] = page
         return page
@@ -174,6 +188,15 @@ def _web(
 def admin_headers(gateway: GatewayProcess) -> dict[str, str]:
     token = make_token(gateway.secret, "test-admin", scopes=ADMIN_SCOPE)
     return {"Authorization": f"Bearer {token}"}
+
+
+def expect_toast(page: Page, kind: str, text: str) -> None:
+    """Wait until ``page`` has shown a ``kind`` toast containing ``text`` (even if gone)."""
+    page.wait_for_function(
+        "([kind, text]) => window.__toasts.some((t) => t.kind === kind && t.text.includes(text))",
+        arg=[kind, text],
+        timeout=15_000,
+    )
 
 
 def record_messages(page: Page) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Web, unique
+from tests.browser.conftest import Web, expect_toast, unique
 
 pytestmark = pytest.mark.browser
 
@@ -15,7 +15,18 @@ def test_dashboard_is_for_administrators_only(web: Web) -> None:
     expect(page.get_by_role("heading", name="Administrators only")).to_be_visible()
     expect(page.locator("#dashboard")).to_be_hidden()
     expect(page.get_by_role("link", name="Log in as an administrator")).to_be_visible()
+    # Logged in, though not as an administrator: logging out makes sense.
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()
     web.shot(page, "denied")
+
+
+def test_a_visitor_is_offered_the_login_and_no_log_out(web: Web) -> None:
+    page = web.new_page("visitor")
+    page.goto("/admin")
+    expect(page.get_by_role("heading", name="Not logged in")).to_be_visible()
+    expect(page.get_by_role("link", name="Log in")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+    web.shot(page, "visitor")
 
 
 def test_dashboard_counts_change_as_pages_connect(own_web: Web) -> None:
@@ -49,6 +60,8 @@ def test_dashboard_tables_and_forms(web: Web) -> None:
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(user)
     expect(rows.first).to_contain_text(f"group:{group}")
+    # A dev-login user has no character (id 0): the name alone, no "(0)".
+    expect(rows.first.locator("td").nth(2)).to_have_text("Ann")
     admin.locator("#rooms-filter select[name=type]").select_option("group")
     admin.locator("#rooms-filter").get_by_role("button", name="Filter").click()
     expect(admin.locator(f"#rooms-table tbody tr[data-id='group:{group}']")).to_contain_text("1")
@@ -69,7 +82,7 @@ def test_dashboard_tables_and_forms(web: Web) -> None:
     form.get_by_label("Message", exact=True).fill(text)
     form.get_by_role("button", name="Send").click()
     expect(admin.locator("#send-result")).to_contain_text("Sent to 1 recipient")
-    expect(ann.locator(".toast", has_text=text)).to_be_visible()
+    expect_toast(ann, "info", text)
 
     # Group membership: the user's open page gains and loses the room live.
     groups = admin.locator("#groups-form")

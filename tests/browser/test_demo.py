@@ -10,6 +10,7 @@ from tests.browser.conftest import (
     COOKIE,
     Web,
     admin_headers,
+    expect_toast,
     record_messages,
     seen_texts,
     unique,
@@ -45,7 +46,7 @@ def test_login_sets_cookie_connects_and_lists_rooms(web: Web) -> None:
     expect(page.locator("#room-title")).to_contain_text(f"group:{group}")
     expect(page.locator("#member-list")).to_contain_text("Ann (me)")
     # The server's welcome is a system_notification: it shows as a toast.
-    expect(page.locator(".toast[data-kind=system]").first).to_contain_text("Connected to WebSocket")
+    expect_toast(page, "system", "Connected to WebSocket")
     web.shot(page, "connected")
 
 
@@ -58,6 +59,45 @@ def test_not_logged_in_page_offers_the_login(web: Web) -> None:
     web.shot(page, "anonymous")
 
 
+def test_login_page_loads_without_an_error_in_the_console(web: Web) -> None:
+    page = web.new_page("login-page")
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto("/login", wait_until="networkidle")
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    assert errors == []  # the browser's own /favicon.ico 404 shows only in the console
+
+
+def test_toasts_never_cover_who_is_online(web: Web) -> None:
+    user, group = unique("tia"), unique("red")
+    page = web.login(user, "Tia", f"{group}:Red")
+    expect(page.locator("#member-list")).to_contain_text("Tia (me)")
+    base, headers = web.gateway.base_url, admin_headers(web.gateway)
+    marker = unique("t")
+    for n in range(4):
+        text = f"Notice {n} of four, long enough ({marker})"
+        reply = httpx.post(f"{base}/websocket/users/{user}/message", headers=headers, timeout=10,
+                           json={"type": "notification", "data": {"message": text}})
+        assert reply.status_code == 200, reply.text
+    # Critical toasts stay until dismissed, so the check cannot race their timeout.
+    alert = f"Stays on screen ({marker})"
+    reply = httpx.post(f"{base}/websocket/broadcast", headers=headers, timeout=10,
+                       json={"type": "critical_alert", "data": {"message": alert}})
+    assert reply.status_code == 200, reply.text
+    expect(page.get_by_role("alert").filter(has_text=alert)).to_be_visible()
+    covered = page.evaluate("""() => {
+        const boxes = (sel) =>
+          [...document.querySelectorAll(sel)].map((e) => e.getBoundingClientRect());
+        const meets = (a, b) =>
+          a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+        const online = boxes("#online-title, #member-list li");
+        return boxes(".toast").filter((t) => online.some((o) => meets(t, o))).length;
+    }""")
+    assert covered == 0
+    web.shot(page, "toasts-beside-online")
+
+
 def test_admin_broadcast_and_critical_alert_appear_as_toasts(web: Web) -> None:
     page = web.login(unique("dan"), "Dan")
     base, headers = web.gateway.base_url, admin_headers(web.gateway)
@@ -65,7 +105,7 @@ def test_admin_broadcast_and_critical_alert_appear_as_toasts(web: Web) -> None:
     reply = httpx.post(f"{base}/websocket/broadcast", headers=headers, timeout=10,
                        json={"type": "notification", "data": {"message": text}})
     assert reply.status_code == 200, reply.text
-    expect(page.locator(".toast[data-kind=info]", has_text=text)).to_be_visible()
+    expect_toast(page, "info", text)
 
     alert = f"Database down ({unique('a')})"
     reply = httpx.post(f"{base}/websocket/broadcast", headers=headers, timeout=10,

@@ -173,13 +173,19 @@ async function fillTable(tableId, totalId, columns, path, rowsOf, renderRow) {
   tbody.replaceChildren(...(rows.length === 0 ? [emptyRow(columns, "None match.")] : rows.map(renderRow)));
 }
 
+/** "Name (id)"; a character id of 0 (dev-login and API tokens) means none, so no "(0)". */
+function characterLabel(c) {
+  const id = c.character_id ? `(${c.character_id})` : "";
+  return [c.character_name ?? "", id].filter(Boolean).join(" ");
+}
+
 function connectionRow(c) {
   return el(
     "tr",
     { dataset: { id: c.id } },
     el("td", {}, el("code", {}, c.id)),
     el("td", {}, el("code", {}, c.user_id ?? "")),
-    el("td", {}, c.character_name ? `${c.character_name} (${c.character_id ?? "–"})` : String(c.character_id ?? "")),
+    el("td", {}, characterLabel(c)),
     el("td", { class: "rooms" }, ...(c.rooms ?? []).map((r) => el("code", {}, typeof r === "string" ? r : r.id))),
     el("td", { title: c.created_at ?? "" }, c.created_at ? clock(c.created_at) : ""),
   );
@@ -306,6 +312,7 @@ async function main() {
   }
   if (!me) return deny("Not logged in", null);
   setApiPrefix(me.api_prefix);
+  $("logout").hidden = false;
   $("who").textContent = me.name || me.user_id;
   if (!me.admin) return deny("Administrators only", "You are logged in, but not as an administrator.");
   $("dashboard").hidden = false;

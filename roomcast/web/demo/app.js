@@ -246,6 +246,7 @@ async function main() {
   $("admin-link").hidden = !me.admin;
   $("logout").hidden = false;
   $("app").hidden = false;
+  $("online").append($("toasts")); // under "Online here", never over it (style.css)
   $("composer-text").disabled = true;
   $("composer-send").disabled = true;
   client = new RoomcastClient();
