@@ -129,13 +129,16 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
             conn.writer.close(flush=False)
             await gw.node.close_connection(conn)
             closer = conn.closer
+            ours = closer if isinstance(closer, _Closer) else None
             log_event(
                 _log,
                 "disconnect",
                 conn=conn.id,
                 user=conn.user_id,
-                reason=(closer.reason if isinstance(closer, _Closer) else None) or reason,
-                code=ws.close_code,
+                reason=(ours.reason if ours is not None else None) or reason,
+                # The code we closed with, else the client's: aiohttp's close_code is the
+                # peer's answer to our close frame, not what we sent.
+                code=ours.code if ours is not None and ours.code is not None else ws.close_code,
             )
     return ws
 
@@ -213,11 +216,13 @@ class _Closer:
         self._grace = grace
         self._task: asyncio.Task[None] | None = None
         self.reason: str | None = None
+        self.code: int | None = None
 
     def __call__(self, code: int, reason: str) -> None:
         if self._task is not None or self._ws.closed:
             return
         self.reason = reason
+        self.code = code
         self._task = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     def slow_consumer(self) -> None:

@@ -126,13 +126,15 @@ async def test_logs_connect_and_disconnect_without_credentials(
     await eventually(lambda: disconnected(first.conn_id), "the disconnect log line")
     assert gw.stop() == 0  # the second one is disconnected by the shutdown
     events = log_events(gw)
-    for peer, user, reason in ((first, by_bearer, "closed by client"),
-                               (second, by_cookie, "server shutting down")):
+    for peer, user, reason, code in ((first, by_bearer, "closed by client", 1000),
+                                     (second, by_cookie, "server shutting down", 1001)):
         mine = [e for e in events if e.get("conn") == peer.conn_id]
         (connect,) = [e for e in mine if e["event"] == "connect"]
         (gone,) = [e for e in mine if e["event"] == "disconnect"]
         assert connect["user"] == gone["user"] == user
         assert gone["reason"] == reason
+        # The code the client got: 1001 from a stopping server, not the client's echo.
+        assert gone["code"] == code
     assert [e["reason"] for e in events if e["event"] == "handshake_refused"] == [
         "expired", "expired"]
     assert all({"ts", "level", "logger", "event"} <= set(e) for e in events)
