@@ -105,9 +105,17 @@ async def test_async_client_end_to_end(admin_gw: GatewayProcess) -> None:
 
 
 def test_admin_token_instead_of_api_key(admin_gw: GatewayProcess) -> None:
+    user, group = uid("tok"), uid("grp")
     token = make_token(admin_gw.secret, "an-admin", scopes=ADMIN_SCOPE)
     with RoomcastAPI(admin_gw.base_url, token=token) as api:
-        assert api.rooms(type="group") is not None
+        assert api.add_to_group(user, group).changed
+        assert [g.id for g in api.groups(user)] == [group]
+    # The token is what lets it in: a user's token without the scope is refused.
+    user_token = make_token(admin_gw.secret, "not-an-admin")
+    with RoomcastAPI(admin_gw.base_url, token=user_token) as api:
+        with pytest.raises(ApiAuthError) as refused:
+            api.groups(user)
+        assert (refused.value.status, refused.value.reason) == (403, "not_admin")
 
 
 def test_server_errors_are_clear_exceptions(admin_gw: GatewayProcess) -> None:

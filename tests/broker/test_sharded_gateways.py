@@ -25,17 +25,21 @@ async def test_room_messages_cross_instances_in_sharded_mode(
     reply = await alice.request({"type": "message", "id": "s1", "room": "group:blue",
                                  "data": {"text": "across"}})
     assert reply["data"]["action"] == "ack"
-    got = await bob.expect("message")
+    got = await bob.recv()
     assert got["data"] == {"text": "across"} and got["room"] == "group:blue"
 
-    # An API publish on A reaches B's member, and only members.
+    # Isolation, by order: each publish below is answered after Redis took it, and B reads
+    # its subscription in order and queues each delivery before the next, so a message
+    # leaked to a non-member would arrive before that connection's next own message.
     async with httpx.AsyncClient(base_url=a.base_url, headers={"X-API-Key": API_KEY}) as api:
-        resp = await api.post("/websocket/rooms/group:green/message",
-                              json={"type": "notification", "data": {"n": 1}})
-        assert resp.status_code == 200
-    assert (await carol.expect("notification"))["data"] == {"n": 1}
-    marker = await bob.request({"type": "system", "id": "m", "data": {"action": "ping"}})
-    assert marker["data"]["action"] == "pong"  # nothing from group:green reached bob first
+        for room, data in (("group:green", {"n": 1}), ("group:blue", {"n": 2})):
+            resp = await api.post(f"/websocket/rooms/{room}/message",
+                                  json={"type": "notification", "data": data})
+            assert resp.status_code == 200, resp.text
+    got = await carol.recv()  # not alice's group:blue message
+    assert (got["type"], got["room"], got["data"]) == ("notification", "group:green", {"n": 1})
+    got = await bob.recv()  # not the group:green notification
+    assert (got["type"], got["room"], got["data"]) == ("notification", "group:blue", {"n": 2})
 
     # The instance subscribes to the room channels of its members.
     async with httpx.AsyncClient() as http:

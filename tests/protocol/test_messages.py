@@ -34,9 +34,19 @@ def parse_frame(data: bytes) -> Frame:
         next(parser)
     except StopIteration as done:
         frame: Frame = done.value
-        assert reader.at_eof() is not None
+        assert at_eof(reader), "bytes left after the frame"
         return frame
     raise AssertionError("incomplete frame")
+
+
+def at_eof(reader: StreamReader) -> bool:
+    """Run websockets' ``at_eof`` generator: True when nothing is left to read."""
+    check = reader.at_eof()
+    try:
+        next(check)
+    except StopIteration as done:
+        return bool(done.value)
+    raise AssertionError("the reader waits for more data after EOF")
 
 
 def test_now_is_rfc3339_utc_with_milliseconds() -> None:
