@@ -34,7 +34,7 @@ from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError
 from roomcast.types import ConnId, GroupId, RoomId, UserId
 from tests.helpers.redis_server import RedisServer
 
-DEADLINE = 10.0  # bound of every wait; a hang fails the test instead of blocking it
+DEADLINE = 30.0  # bound of every wait; a hang fails the test instead of blocking it
 
 
 class RecordingHandler:

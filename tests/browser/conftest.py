@@ -30,7 +30,7 @@ ADMIN_SCOPE = "websocket:admin"
 COOKIE = "falcon_auth_token"
 
 # Events are awaited with expect(); this bounds each wait, it asserts no timing.
-expect.set_options(timeout=15_000)
+expect.set_options(timeout=30_000)
 
 # Every toast a page shows, kept after the toast itself times out: a busy machine may look
 # later than the toast's few seconds on screen.
@@ -195,7 +195,7 @@ def expect_toast(page: Page, kind: str, text: str) -> None:
     page.wait_for_function(
         "([kind, text]) => window.__toasts.some((t) => t.kind === kind && t.text.includes(text))",
         arg=[kind, text],
-        timeout=15_000,
+        timeout=30_000,
     )
 
 

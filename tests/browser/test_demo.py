@@ -164,7 +164,7 @@ def test_page_reconnects_by_itself_after_a_server_restart(own_web: Web) -> None:
     web.shot(page, "down")
 
     web.gateway.start()  # same port, same secret, same membership database
-    expect(page.locator("#badge")).to_have_text("connected", timeout=45_000)
+    expect(page.locator("#badge")).to_have_text("connected", timeout=60_000)
     expect(room_item(page, f"group:{group}")).to_be_visible()
     expect(page.locator("#feed li", has_text="written while offline")).to_be_visible()
     page.get_by_label("Message").fill("after the restart")

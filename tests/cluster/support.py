@@ -31,8 +31,9 @@ from tests.helpers.tokens import make_token
 from tests.helpers.ws import Message, Peer, connect_peer
 
 API_KEY = "cluster-api-key-0123456789abcdef"
-#: Bound of every wait: a hang fails the test instead of blocking the suite.
-DEADLINE = 10.0
+#: Bound of every wait: a hang fails the test instead of blocking the suite. Generous, as a
+#: busy machine is slow.
+DEADLINE = 30.0
 #: The Go gateway's pub/sub channels (docs/protocol.md).
 MESSAGES = "websocket:messages"
 ROOMS = "websocket:rooms"

@@ -149,17 +149,19 @@ async def test_admin_connection_message_reaches_that_connection_only(
 
 
 async def test_admin_broadcast_reaches_every_connection_once(
-    cluster: Cluster, apis: list[httpx.AsyncClient], raw: aioredis.Redis
+    own_cluster: Cluster, own_apis: list[httpx.AsyncClient]
 ) -> None:
+    cluster, apis = own_cluster, own_apis
     peers = [await join(gw, uid("u")) for gw in cluster.gateways]
+    raw = aioredis.Redis.from_url(cluster.redis.url)
     try:
 
         async def settled() -> bool | None:
-            # Earlier tests' connections are gone from the cluster-wide count.
+            # Registry writes reach Redis a moment after the connects.
             r = await apis[0].get("/websocket/status")
             return True if r.json()["cluster"]["connections"] == len(peers) else None
 
-        await eventually(settled, "the cluster to count exactly this test's connections")
+        await eventually(settled, "the cluster to count this test's connections")
         await barrier(raw, *peers)
         text = uid("t")
         r = await apis[0].post("/websocket/broadcast",
@@ -172,6 +174,7 @@ async def test_admin_broadcast_reaches_every_connection_once(
             assert got["type"] == "system_notification" and got["data"] == {"text": text}
         await assert_quiet(raw, *peers)
     finally:
+        await raw.aclose()
         await close_all(*peers)
 
 

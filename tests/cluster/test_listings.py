@@ -104,8 +104,9 @@ async def test_listings_show_the_connections_and_rooms_of_every_instance(
 
 
 async def test_status_totals_count_every_instance(
-    cluster: Cluster, apis: list[httpx.AsyncClient]
+    own_cluster: Cluster, own_apis: list[httpx.AsyncClient]
 ) -> None:
+    cluster, apis = own_cluster, own_apis
     peers = [await join(gw, uid("u")) for gw in cluster.gateways]
     extra = await join(cluster.gateways[1], uid("u"))
     try:
@@ -113,7 +114,7 @@ async def test_status_totals_count_every_instance(
 
             async def totals(api: httpx.AsyncClient = api) -> dict[str, Any] | None:
                 body = await get(api, "/websocket/status")
-                # Earlier tests' connections leave the counts a moment after they close.
+                # Registry writes reach Redis a moment after the connects.
                 counts = body.get("cluster") or {}
                 return body if (counts.get("connections"), counts.get("rooms")) == (4, 4) else None
 

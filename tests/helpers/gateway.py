@@ -13,7 +13,10 @@ import time
 from pathlib import Path
 from queue import Empty, Queue
 
-READY_TIMEOUT = 20.0
+from tests.helpers.ports import stable_port
+
+#: How long a gateway may take to print its banner: imports alone take seconds on a busy box.
+READY_TIMEOUT = 60.0
 
 
 class GatewayProcess:
@@ -48,7 +51,22 @@ class GatewayProcess:
         return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> GatewayProcess:
-        """Start and wait until it listens; the port is read from its banner."""
+        """Start and wait until it listens.
+
+        The first start picks a port below the kernel's ephemeral range (see
+        :mod:`.ports`); later starts keep it, so clients reconnect to the same URL and
+        nothing else on the machine has taken the port meanwhile.
+        """
+        fresh = self.port == 0
+        for _ in range(3 if fresh else 1):
+            if fresh:
+                self.port = stable_port()
+            if self._launch():
+                return self
+        raise RuntimeError(f"gateway could not listen on port {self.port}; log:\n{self.log()}")
+
+    def _launch(self) -> bool:
+        """Run the process until its banner; False if the port was taken meanwhile."""
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1",
                "--port", str(self.port), *self.args]
@@ -66,12 +84,13 @@ class GatewayProcess:
                 self.kill()
                 raise RuntimeError(f"gateway did not start; log:\n{self.log()}") from None
             if line is None:
+                self.proc.wait(10)
+                self.proc = None
+                if f"cannot listen on 127.0.0.1:{self.port}" in self.log():
+                    return False
                 raise RuntimeError(f"gateway exited at start; log:\n{self.log()}")
-            if line.startswith("roomcast listening on "):
-                url = line.split()[3]
-                self.port = int(url.rsplit(":", 1)[1])
             if line.startswith("Open "):
-                return self
+                return True
 
     @staticmethod
     def _pump(proc: subprocess.Popen[str], lines: Queue[str | None]) -> None:
@@ -97,7 +116,7 @@ class GatewayProcess:
             self.proc = None
 
     def restart(self) -> GatewayProcess:
-        """Stop (SIGTERM) and start again on the same port."""
+        """Stop (SIGTERM) and start again on the same port (see :meth:`start`)."""
         self.stop()
         return self.start()
 

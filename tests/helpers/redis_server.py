@@ -13,8 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
-#: How long a server may take to answer PING after it was launched.
-START_TIMEOUT = 10.0
+from tests.helpers.ports import stable_port
+
+#: How long a server may take to answer PING after it was launched (a busy box is slow).
+START_TIMEOUT = 30.0
 
 
 def redis_server_binary() -> str | None:
@@ -77,7 +79,7 @@ class RedisServer:
         attempts = 3 if self.port == 0 else 1
         for attempt in range(attempts):
             if self.port == 0 or attempt > 0:
-                self.port = free_port()
+                self.port = stable_port()  # safe to restart on: see tests/helpers/ports.py
             if self._launch():
                 return
         raise RuntimeError(f"redis-server did not start: {self._log_tail()}")

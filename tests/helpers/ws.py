@@ -14,7 +14,8 @@ from tests.helpers.gateway import GatewayProcess
 from tests.helpers.tokens import make_token
 
 Message = dict[str, Any]
-TIMEOUT = 10.0
+#: Bound of a wait for a message: generous, as a busy machine is slow; a hang still fails.
+TIMEOUT = 30.0
 
 
 class Peer:
