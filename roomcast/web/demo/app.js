@@ -1,4 +1,5 @@
-// roomcast live demo: my rooms, a feed per room with a composer, toasts, who is online.
+// roomcast live demo: my rooms, a feed per room with a composer, toasts, who is online
+// (with each user's presence: online, away or offline), and my own status.
 import { RoomcastClient } from "/websocket/client.js";
 import { clock, describe, el, fetchMe, showState, toast } from "/static/ui.js";
 
@@ -119,6 +120,23 @@ function onMessage(msg) {
   else toast($("toasts"), { kind: "info", title: `Direct message from ${sender}`, text: entry.text });
 }
 
+const following = new Map(); // userId -> stop(), for the presence shown in member lists
+
+function presenceOf(userId) {
+  return client.presence.get(userId)?.status ?? "online";
+}
+
+function follow(userId) {
+  if (userId === client.userId || following.has(userId)) return;
+  following.set(userId, client.presence.subscribe(userId));
+}
+
+function showPresence(userId) {
+  for (const li of $("member-list").querySelectorAll("li[data-user]")) {
+    if (li.dataset.user === userId) li.dataset.status = presenceOf(userId);
+  }
+}
+
 let membersSeq = 0;
 async function refreshMembers() {
   const room = selected;
@@ -143,11 +161,13 @@ async function refreshMembers() {
     row.count += 1;
     byUser.set(m.user_id, row);
   }
+  for (const userId of byUser.keys()) follow(userId);
   $("member-list").replaceChildren(
     ...[...byUser.entries()].map(([userId, row]) =>
       el(
         "li",
-        { dataset: { user: userId } },
+        { dataset: { user: userId, status: row.me ? $("my-status").value : presenceOf(userId) } },
+        el("span", { class: "presence-dot", "aria-hidden": "true" }),
         el("span", {}, row.me ? `${row.name} (me)` : row.name),
         row.count > 1 ? el("span", { class: "conns" }, `×${row.count} tabs`) : null,
       ),
@@ -228,6 +248,15 @@ function wire() {
     client.on(type, (msg) => toast($("toasts"), { ...style, text: describe(msg.data) }));
   }
   $("composer").addEventListener("submit", onSubmit);
+  client.presence.onChange(({ userId }) => showPresence(userId));
+  $("my-status").addEventListener("change", (event) => {
+    const status = event.target.value;
+    client.presence.setStatus(status).catch((error) => {
+      toast($("toasts"), { kind: "critical", title: "Status", text: error.message });
+    });
+    showPresence(client.userId);
+  });
+  $("status-picker").hidden = false;
 }
 
 async function main() {
