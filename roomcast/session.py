@@ -125,7 +125,11 @@ class Session:
 
     async def _presence(self, command: Presence) -> None:
         """Set this connection's status; the reply shows what others now see of the user."""
-        if command.data.get("userId") not in (None, self.conn.user_id):
+        # The React hook names its own user; apps key it by user or character id.
+        own: set[str | None] = {None, self.conn.user_id}
+        if self.conn.character_id is not None:
+            own.add(str(self.conn.character_id))
+        if command.data.get("userId") not in own:
             raise Forbidden("presence can only be set for your own user")
         shown = await self.node.presence.set_status(self.conn, command.status, command.metadata)
         self.reply(messages.envelope("presence", shown.wire(), id=command.id))

@@ -27,3 +27,19 @@ async def test_status_changes_and_offline_after_the_grace_period(
         assert (event["data"]["userId"], event["data"]["status"]) == ("alice", "offline")
     finally:
         await bob.close()
+
+
+async def test_the_react_hook_may_name_its_user_by_user_or_character_id(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory()
+    peer = await connect_peer(gw, "carol", character_id=90000042)
+    try:
+        for name, expected in (("carol", "presence"), ("90000042", "presence"),
+                               ("90000043", "error"), ("dave", "error")):
+            await peer.send({"id": name, "type": "presence",
+                             "data": {"userId": name, "status": "away"}})
+            reply = await peer.expect(lambda m, n=name: m.get("id") == n)  # type: ignore[misc]
+            assert reply["type"] == expected, reply
+    finally:
+        await peer.close()
