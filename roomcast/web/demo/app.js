@@ -133,7 +133,7 @@ function follow(userId) {
 
 function showPresence(userId) {
   for (const li of $("member-list").querySelectorAll("li[data-user]")) {
-    if (li.dataset.user === userId) li.dataset.status = presenceOf(userId);
+    if (li.dataset.user === userId) li.dataset.status = li.title = presenceOf(userId);
   }
 }
 
@@ -166,8 +166,10 @@ async function refreshMembers() {
     ...[...byUser.entries()].map(([userId, row]) =>
       el(
         "li",
-        { dataset: { user: userId, status: row.me ? $("my-status").value : presenceOf(userId) } },
-        el("span", { class: "presence-dot", "aria-hidden": "true" }),
+        {
+          dataset: { user: userId, status: row.me ? $("my-status").value : presenceOf(userId) },
+          title: row.me ? $("my-status").value : presenceOf(userId),
+        },
         el("span", {}, row.me ? `${row.name} (me)` : row.name),
         row.count > 1 ? el("span", { class: "conns" }, `×${row.count} tabs`) : null,
       ),
