@@ -55,6 +55,11 @@ BROKER_PUBLISH_ERRORS = Counter(
     "roomcast_broker_publish_errors", "Publishes the broker could not carry out",
     registry=REGISTRY,
 )
+TASK_FAILURES = Counter(
+    "roomcast_background_task_failures",
+    "Background tasks that raised (each is logged and restarted), by task",
+    ["task"], registry=REGISTRY,
+)
 HANDSHAKE_SECONDS = Histogram(
     "roomcast_handshake_seconds", "Time from upgrade request to welcome message",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),

@@ -33,6 +33,7 @@ from roomcast.presence.memory import MemoryPresenceStore
 from roomcast.presence.tracker import PresenceTracker
 from roomcast.protocol import messages
 from roomcast.registry.base import Registry
+from roomcast.supervisor import spawn, supervise
 from roomcast.types import GroupId, RoomId, UserId, group_room, group_room_name, personal_room
 
 _log = logging.getLogger("roomcast.node")
@@ -256,9 +257,7 @@ class Node:
                 await self.broker.unsubscribe_room(room)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        spawn("room-unsubscribe", coro, self._background)
 
     async def _announce(
         self, room: RoomId, action: str, conn: LocalConnection, count: int | None = None
@@ -268,7 +267,7 @@ class Node:
             # N joins into one room would cost N^2/2 frames; one event per interval instead.
             self._coalesced.add(room)
             if self._coalesce_task is None or self._coalesce_task.done():
-                self._coalesce_task = asyncio.create_task(self._flush_coalesced())
+                self._coalesce_task = supervise("room-events", self._flush_coalesced)
             return
         if count is None:
             count = await self._member_count(room)

@@ -10,8 +10,14 @@ limit is a slow consumer: it is closed off the broadcast path, once.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Protocol
+
+from roomcast import metrics
+from roomcast.logs import log_event
+
+_log = logging.getLogger("roomcast.writer")
 
 
 class _Transport(Protocol):
@@ -41,7 +47,12 @@ class Flusher:
         dirty, self._dirty = self._dirty, []
         self._scheduled = False
         for writer in dirty:
-            writer.flush()
+            try:
+                writer.flush()
+            except Exception:
+                # One broken transport must not strand the writers after it (their dirty
+                # flag would stay set and nothing would ever flush them again).
+                writer.fail()
 
 
 class ConnectionWriter:
@@ -118,6 +129,12 @@ class ConnectionWriter:
         self.closed = True
         self.pending = []
         self.pending_bytes = 0
+
+    def fail(self) -> None:
+        """The transport raised on write: drop the queue and close, as for an overflow."""
+        metrics.TASK_FAILURES.labels("flush").inc()
+        log_event(_log, "flush_failed", logging.ERROR, exc_info=True)
+        self._overflow()
 
     def _overflow(self) -> None:
         self.closed = True

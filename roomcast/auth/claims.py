@@ -26,39 +26,81 @@ class Claims:
     token_id: str = ""
 
 
+#: Go's int: a character id outside it cannot come from the Go gateway (and does not fit
+#: the registry's JSON).
+INT64 = range(-(2**63), 2**63)
+#: Seconds since the epoch beyond which ``exp`` or ``iat`` is nonsense (and overflows a float).
+MAX_TIME = 2**53
+MAX_NAME = 256
+MAX_SCOPES = 4096
+MAX_GROUP_ID = 128
+MAX_GROUPS = 256
+
+
+def _text(value: object, limit: int) -> str:
+    """A claim string: at most ``limit`` characters and valid UTF-8 (no lone surrogates,
+    which JSON allows but nothing downstream can encode)."""
+    if not isinstance(value, str) or len(value) > limit or not _encodable(value):
+        raise AuthError("bad_claims")
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _time(value: object) -> float | None:
+    """A NumericDate claim as a float, None if it is not a sane one."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) < MAX_TIME:
+        return None
+    return float(value)
+
+
 def claims_from_payload(
     payload: dict[str, Any], *, user_claim: str = "user_id", token_id: str = ""
 ) -> Claims:
     """The :class:`Claims` of a verified payload (``exp`` and the user claim present).
+
+    Every value is checked for type and range here, at the handshake: a value that
+    passes must be storable and encodable everywhere later (registry, logs, events).
 
     Args:
         user_claim: the claim naming the user: ``user_id`` (Go gateway), ``sub`` (most
             identity providers), ...
 
     Raises:
-        AuthError: ``bad_claims`` when a claim has the wrong type.
+        AuthError: ``bad_claims`` when a claim has the wrong type or is out of range.
     """
-    user_id = payload.get(user_claim)
-    if not isinstance(user_id, str) or not 0 < len(user_id) <= 128:
+    user_id = _text(payload.get(user_claim), 128)
+    if not user_id:
         raise AuthError("bad_claims")
     character_id = payload.get("character_id")
     if character_id is not None and (
-        not isinstance(character_id, int) or isinstance(character_id, bool)
+        not isinstance(character_id, int)
+        or isinstance(character_id, bool)
+        or character_id not in INT64
     ):
         raise AuthError("bad_claims")
-    name = payload.get("character_name") or user_id
-    scopes = payload.get("scopes") or ""
-    if not isinstance(name, str) or not isinstance(scopes, str):
+    name = _text(payload.get("character_name") or user_id, MAX_NAME)
+    scopes = _text(payload.get("scopes") or "", MAX_SCOPES)
+    expires_at = _time(payload["exp"])
+    if expires_at is None:
         raise AuthError("bad_claims")
+    jti = payload.get("jti")
     return Claims(
         user_id=UserId(user_id),
         character_id=character_id,
         character_name=name,
         scopes=frozenset(scopes.split()),
         groups=_groups(payload.get("groups")),
-        expires_at=float(payload["exp"]),
-        issued_at=float(iat) if isinstance(iat := payload.get("iat"), int | float) else None,
-        token_id=jti if isinstance(jti := payload.get("jti"), str) and 0 < len(jti) <= 128
+        expires_at=expires_at,
+        issued_at=_time(payload.get("iat")),
+        token_id=jti
+        if isinstance(jti, str) and 0 < len(jti) <= 128 and _encodable(jti)
         else token_id,
     )
 
@@ -67,19 +109,29 @@ def _groups(raw: object) -> tuple[Group, ...]:
     """The optional ``groups`` claim: a list of ids or of ``{id, name}``."""
     if raw is None:
         return ()
-    if not isinstance(raw, list):
+    if not isinstance(raw, list) or len(raw) > MAX_GROUPS:
         raise AuthError("bad_claims")
     groups: list[Group] = []
     for item in raw:
         if isinstance(item, str | int) and not isinstance(item, bool):
-            groups.append(Group(GroupId(str(item)), str(item)))
+            gid = _group_id(item)
+            groups.append(Group(gid, gid))
         elif isinstance(item, dict) and isinstance(item.get("id"), str | int):
             name = item.get("name")
-            gid = str(item["id"])
-            groups.append(Group(GroupId(gid), name if isinstance(name, str) else gid))
+            gid = _group_id(item["id"])
+            groups.append(Group(gid, _text(name, MAX_NAME) if isinstance(name, str) else gid))
         else:
             raise AuthError("bad_claims")
     return tuple(groups)
+
+
+def _group_id(raw: str | int) -> GroupId:
+    if isinstance(raw, bool) or (isinstance(raw, int) and raw not in INT64):
+        raise AuthError("bad_claims")
+    gid = _text(str(raw), MAX_GROUP_ID)
+    if not gid:
+        raise AuthError("bad_claims")
+    return GroupId(gid)
 
 
 def is_admin(claims: Claims, *, admin_scope: str, admin_users: frozenset[str]) -> bool:

@@ -26,6 +26,7 @@ from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import BrokerHandler, ControlCommand, Target, ToRoom
 from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError
 from roomcast.logs import log_event
+from roomcast.supervisor import supervise
 
 _log = logging.getLogger("roomcast.broker.redis")
 
@@ -166,7 +167,7 @@ class RedisBroker:
         if self._listener is not None:
             return
         self._handler = handler
-        listener = asyncio.create_task(self._listen(), name="roomcast-redis-listener")
+        listener = supervise("broker-listener", self._listen)
         self._listener = listener
         # Wait for the first attempt, so a healthy start delivers from the first message.
         first_attempt = asyncio.create_task(self._health_changed.wait())

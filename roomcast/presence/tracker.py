@@ -25,6 +25,7 @@ from roomcast.logs import log_event
 from roomcast.presence.base import Change, Entry, PresenceStore, UserPresence, now_ms
 from roomcast.protocol import messages
 from roomcast.protocol.codes import ErrorCode
+from roomcast.supervisor import supervise
 from roomcast.types import ConnId, RoomId, UserId, group_room, personal_room
 
 _log = logging.getLogger("roomcast.presence")
@@ -84,8 +85,8 @@ class PresenceTracker:
 
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._every(self._ttl / 3, self._refresh)),
-            asyncio.create_task(self._every(self.sweep_interval, self._sweep)),
+            supervise("presence-refresh", lambda: self._every(self._ttl / 3, self._refresh)),
+            supervise("presence-sweep", lambda: self._every(self.sweep_interval, self._sweep)),
         ]
 
     async def close(self) -> None:

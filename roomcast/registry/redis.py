@@ -26,6 +26,7 @@ from roomcast.hub import Hub, LocalConnection
 from roomcast.logs import log_event
 from roomcast.registry.base import ConnectionInfo, RoomInfo
 from roomcast.registry.local import connection_info
+from roomcast.supervisor import supervise
 from roomcast.types import ConnId, RoomId, room_type
 
 _log = logging.getLogger("roomcast.registry")
@@ -72,7 +73,10 @@ class RedisRegistry:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._writer()), asyncio.create_task(self._refresher())]
+        self._tasks = [
+            supervise("registry-writer", self._writer),
+            supervise("registry-refresher", self._refresher),
+        ]
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -160,7 +164,14 @@ class RedisRegistry:
             return
         rooms = set(conn.rooms)
         info = connection_info(conn, self._server_id).to_json()
-        pipe.set(CONN_KEY + conn_id, orjson.dumps(info), ex=CONN_TTL)
+        try:
+            entry = orjson.dumps(info)
+        except TypeError:
+            # Claims are checked at the handshake; should one still not encode, that one
+            # connection goes unlisted instead of every later write failing behind it.
+            log_event(_log, "registry_entry_unencodable", logging.ERROR, conn=conn_id)
+            return
+        pipe.set(CONN_KEY + conn_id, entry, ex=CONN_TTL)
         pipe.sadd(USER_KEY + conn.user_id, conn_id)
         pipe.expire(USER_KEY + conn.user_id, CONN_TTL)
         for room in rooms - old_rooms:

@@ -28,6 +28,7 @@ from roomcast.server import login, pages, proxy, status
 from roomcast.server.admin.problems import problem_response
 from roomcast.server.state import GATEWAY, Gateway
 from roomcast.server.websocket import liveness, websocket_endpoint
+from roomcast.supervisor import supervise
 from roomcast.writer import Flusher
 
 _log = logging.getLogger("roomcast.server")
@@ -130,7 +131,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     await gw.verifier.start()
     await gw.node.start()
-    sweeper = asyncio.create_task(liveness(gw))
+    sweeper = supervise("liveness", lambda: liveness(gw))
     log_event(
         _log,
         "node_ready",

@@ -239,7 +239,14 @@ class _Closer:
 
     async def _close(self, code: int, reason: str) -> None:
         # A slow consumer's backlog is dropped; everyone else gets what was queued first.
-        self._conn.writer.close(flush=code != CloseCode.SLOW_CONSUMER)
+        slow = code == CloseCode.SLOW_CONSUMER
+        self._conn.writer.close(flush=not slow)
+        if slow and self._transport.get_write_buffer_size() > 0:
+            # Its socket is full: the close frame would queue behind what it does not
+            # read, pinning that buffer and the descriptor until the liveness timeout.
+            # Cut it now (the client sees an abnormal closure and reconnects).
+            self._transport.abort()
+            return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 self._ws.close(code=code, message=reason.encode(), drain=False), 3.0

@@ -7,13 +7,17 @@ the gateway does about it (refuses, closes, pauses, keeps serving others), never
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 
 from tests.helpers.gateway import GatewayProcess
 from tests.helpers.ws import Message, Peer
@@ -76,3 +80,35 @@ def log_events(gw: GatewayProcess, event: str) -> list[dict[str, Any]]:
         if isinstance(record, dict) and record.get("event") == event:
             out.append(record)
     return out
+
+
+async def raw_upgrade(gw: GatewayProcess, token: str, *, rcvbuf: int | None = None,
+                      headers: dict[str, str] | None = None,
+                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+    """A WebSocket handshake on a plain socket, leaving the socket unread afterwards.
+
+    Returns the stream pair and the client's local port (to find it on the gateway's side).
+    """
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET {gw.ws_url.split(str(gw.port), 1)[1]} HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n{extra}\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer, sock.getsockname()[1]
+
+
+def gateway_peers(gw: GatewayProcess) -> set[int]:
+    """The remote ports of the gateway process's TCP connections (what it holds open)."""
+    assert gw.proc is not None
+    return {c.raddr.port for c in psutil.Process(gw.proc.pid).net_connections(kind="tcp")
+            if c.raddr}
