@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from roomcast.logs import log_event
+from roomcast.supervisor import supervise
 
 _log = logging.getLogger("roomcast.stats")
 
@@ -79,7 +80,7 @@ class StatsSampler:
         self._ticked = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._task = supervise("stats-sampler", self._run)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -29,6 +29,7 @@ from roomcast import metrics
 from roomcast.auth.keys import ASYMMETRIC, Key, parse_algorithms
 from roomcast.exceptions import AuthError
 from roomcast.logs import log_event
+from roomcast.supervisor import supervise
 
 _log = logging.getLogger("roomcast.auth")
 #: Largest JWKS document accepted.
@@ -70,7 +71,7 @@ class JwksKeys:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
         await self._fetch_shared()
-        self._refresher = asyncio.create_task(self._refresh_forever())
+        self._refresher = supervise("jwks-refresh", self._refresh_forever)
 
     async def close(self) -> None:
         for task in (self._refresher, self._fetching):

@@ -40,6 +40,7 @@ from roomcast.server.admin.problems import Problem
 from roomcast.server.state import GATEWAY, gateway
 from roomcast.server.websocket import own_origin
 from roomcast.stats import Counters, StatsSampler
+from roomcast.supervisor import supervise
 from roomcast.types import RoomId
 
 _log = logging.getLogger("roomcast.admin.live")
@@ -76,7 +77,7 @@ class LiveView:
 
     async def start(self) -> None:
         await self.sampler.start()
-        self._ticker = asyncio.create_task(self._tick())
+        self._ticker = supervise("admin-live", self._tick)
 
     async def close(self) -> None:
         self.node.tap = None
