@@ -38,6 +38,8 @@ class LocalConnection:
     writer: ConnectionWriter
     #: Groups the user may be in right now (store + token), by id.
     groups: dict[GroupId, Group] = field(default_factory=dict)
+    #: The groups its token's ``groups`` claim names (kept until it reconnects).
+    token_groups: frozenset[GroupId] = frozenset()
     #: Rooms this connection receives.
     rooms: set[RoomId] = field(default_factory=set)
     last_seen: float = 0.0

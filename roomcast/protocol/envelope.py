@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roomcast.exceptions import ProtocolError
 from roomcast.protocol.codes import ErrorCode
+from roomcast.protocol.lenient import recover_id, replace_lone_surrogates
 
 #: The ten types of the Go gateway; the only types the server API may publish.
 SERVER_API_TYPES: Final = (
@@ -131,13 +132,9 @@ def parse_client_message(frame: str | bytes, *, max_size: int) -> ClientCommand:
     ):
         too_large = ProtocolError(ErrorCode.TOO_LARGE, f"frame exceeds {max_size} bytes")
         # The React client waits 10 s for a reply with its id, so find it.
-        with contextlib.suppress(orjson.JSONDecodeError):
-            too_large.message_id = _message_id(orjson.loads(frame))
+        too_large.message_id = recover_id(frame)
         raise too_large
-    try:
-        obj = orjson.loads(frame)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(ErrorCode.INVALID_JSON, f"invalid JSON: {exc}") from None
+    obj = _loads(frame)
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.NOT_AN_OBJECT, "a message must be a JSON object")
     message_id = _message_id(obj)
@@ -146,6 +143,23 @@ def parse_client_message(frame: str | bytes, *, max_size: int) -> ClientCommand:
     except ProtocolError as exc:
         exc.message_id = message_id
         raise
+
+
+def _loads(frame: str | bytes) -> Any:
+    """JSON as browsers write it: lone surrogate escapes read as U+FFFD, as Go does."""
+    try:
+        return orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    # Only a failed frame pays for the second look.
+    with contextlib.suppress(UnicodeDecodeError, orjson.JSONDecodeError):
+        text = frame.decode() if isinstance(frame, bytes) else frame
+        fixed = replace_lone_surrogates(text)
+        if fixed is not text:
+            return orjson.loads(fixed)
+    invalid = ProtocolError(ErrorCode.INVALID_JSON, f"invalid JSON: {error}")
+    invalid.message_id = recover_id(frame)
+    raise invalid
 
 
 def _message_id(obj: object) -> str | None:

@@ -20,6 +20,7 @@ from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode, ErrorCode
 from roomcast.protocol.envelope import parse_client_message
 from roomcast.protocol.frames import PING_FRAME
+from roomcast.protocol.lenient import recover_id
 from roomcast.server.admin.problems import problem_response
 from roomcast.server.proxy import client_ip
 from roomcast.server.state import Gateway, gateway
@@ -162,6 +163,7 @@ def _connection(
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         writer=ConnectionWriter(transport, gw.flusher, max_bytes=gw.settings.max_queue_bytes),
         groups={g.id: g for g in groups},
+        token_groups=frozenset(g.id for g in claims.groups),
         last_seen=asyncio.get_running_loop().time(),
     )
     closer = _Closer(ws, conn, transport, grace=gw.settings.ping_timeout)
@@ -185,12 +187,11 @@ async def _read_loop(ws: web.WebSocketResponse, session: Session, gw: Gateway) -
                 continue
             await session.handle(command)
         elif msg.type is WSMsgType.BINARY:
-            session.reject(
-                ProtocolError(
-                    ErrorCode.BINARY_NOT_SUPPORTED,
-                    "binary frames are not supported; send JSON text",
-                )
+            binary = ProtocolError(
+                ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
             )
+            binary.message_id = recover_id(msg.data)  # a reply the client can match
+            session.reject(binary)
         elif msg.type is WSMsgType.PING:
             await ws.pong(msg.data)
         elif msg.type is WSMsgType.ERROR:

@@ -19,7 +19,7 @@ LIMIT = 65536  # default ROOMCAST_MAX_MESSAGE_SIZE
 BAD_TEXT: list[tuple[str, str, str, str | None]] = [
     # (case, frame, expected code, expected reply id)
     ("invalid JSON", "{not json", "invalid_json", None),
-    ("truncated JSON", '{"id": "t1", "type": "presence"', "invalid_json", None),
+    ("truncated JSON", '{"id": "t1", "type": "presence"', "invalid_json", "t1"),
     ("array", '[{"id": "a1", "type": "presence"}]', "not_an_object", None),
     ("number", "42", "not_an_object", None),
     ("string", '"hello"', "not_an_object", None),

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from roomcast import metrics
-from roomcast.auth import TokenVerifier, authenticate, is_admin, origin_allowed, token_candidates
+from roomcast.auth import (
+    TokenSource,
+    TokenVerifier,
+    authenticate,
+    is_admin,
+    origin_allowed,
+    token_candidates,
+)
 from roomcast.config import Settings
 from roomcast.exceptions import AuthError
 from roomcast.server.admin.problems import Problem
@@ -77,14 +84,15 @@ async def authorize(request: web.Request, settings: Settings, verifier: TokenVer
             raise _refuse(401, "bad_api_key", "wrong API key")
         return Caller("api_key", None, by_cookie=False)
     try:
-        claims = (
-            await authenticate(token_candidates(request.headers, request.cookies), verifier)
-        ).claims
+        found = await authenticate(token_candidates(request.headers, request.cookies), verifier)
     except AuthError as exc:
         raise _refuse(401, exc.reason, _AUTH_MESSAGES.get(exc.reason, "invalid token")) from None
+    claims = found.claims
     if not is_admin(claims, admin_scope=settings.admin_scope, admin_users=settings.admin_users):
         raise _refuse(403, "not_admin", "administrators only")
-    caller = Caller("token", claims.user_id, by_cookie="Authorization" not in request.headers)
+    # Where the token came from, not which headers are present: a browser's cached Basic
+    # Authorization rides along with the cookie on a cross-site request too.
+    caller = Caller("token", claims.user_id, by_cookie=found.source is TokenSource.COOKIE)
     if caller.by_cookie and request.method not in _SAFE_METHODS:
         _same_site_only(request, settings)
     return caller
