@@ -2,11 +2,18 @@
 
 Keys: ``websocket:connection:{id}`` (JSON, 1 h TTL), ``websocket:user:{user_id}``
 (set of connection ids, 1 h), ``websocket:room:{id}`` (set of connection ids, 2 h),
-plus ``roomcast:server:{server_id}`` (this instance's connection count, short TTL).
+plus ``roomcast:server:{server_id}`` (this instance's connection count, short TTL),
+``roomcast:servers`` (sorted set of instances by expiry, so totals read O(instances)
+keys instead of scanning the keyspace) and ``roomcast:room_name:{room}`` (a room's
+display name, with the room key's TTL, so names do not pile up forever).
 A connection whose instance key has expired is treated as gone and pruned on
 read, so a crashed instance disappears from listings after the instance TTL.
 Writes are batched in one pipeline per loop turn and retried while Redis is down;
 entries Redis lost (restarted without persistence) are written again at the next refresh.
+
+A compat key of another type than roomcast writes (the Go repository would store
+``websocket:room:{id}`` as a string) is treated as absent and logged once: it never
+fails a listing nor blocks the writer.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+import time
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
 from roomcast.exceptions import BrokerUnavailable
@@ -37,7 +45,11 @@ ROOM_KEY = "websocket:room:"
 SERVER_KEY = "roomcast:server:"
 #: Rooms with members on one instance; expires with the instance, so totals skip the dead.
 SERVER_ROOMS_KEY = "roomcast:server_rooms:"
-ROOM_NAMES = "roomcast:room_names"
+#: Instances by the time their key expires (score, Unix seconds).
+SERVERS_KEY = "roomcast:servers"
+ROOM_NAME_KEY = "roomcast:room_name:"
+#: Where older versions kept every room name ever seen, unbounded: removed at start.
+LEGACY_ROOM_NAMES = "roomcast:room_names"
 CONN_TTL = 3600
 ROOM_TTL = 7200
 #: Above this many local members, room counts are approximate (SCARD).
@@ -71,6 +83,8 @@ class RedisRegistry:
         self._written: dict[ConnId, tuple[str, set[RoomId]]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: Compat keys found holding another type (logged once each).
+        self._wrong_keys: set[str] = set()
 
     async def start(self) -> None:
         self._tasks = [
@@ -90,6 +104,7 @@ class RedisRegistry:
         with contextlib.suppress(RedisError, OSError):
             await self._flush()
             await self._redis.delete(SERVER_KEY + self._server_id, self._rooms_key)
+            await self._redis.zrem(SERVERS_KEY, self._server_id)
         await self._redis.aclose()
 
     # -- write side -----------------------------------------------------------
@@ -135,15 +150,16 @@ class RedisRegistry:
             if new_rooms:
                 pipe.sadd(self._rooms_key, *new_rooms)
                 pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
-                pipe.hset(
-                    ROOM_NAMES, mapping={r: self._hub.room_names.get(r, r) for r in new_rooms}
-                )
+                for room in new_rooms:
+                    pipe.set(ROOM_NAME_KEY + room, self._hub.room_names.get(room, room),
+                             ex=ROOM_TTL)
             announce = not self._announced
+            at = len(pipe)
             if announce:  # afterwards the refresher keeps the key (and checks it) on its own
                 self._set_instance_key(pipe)
-            results = await pipe.execute()
+            results = self._checked(pipe.command_stack, await pipe.execute(raise_on_error=False))
             if announce:
-                self._check_kept(results[-1])
+                self._check_kept(results[at])
         except BaseException:
             # Keep what was not written; newer marks win.
             for conn_id, conn in dirty.items():
@@ -193,6 +209,9 @@ class RedisRegistry:
         """Keep our instance key alive often, and the long compat TTLs now and then."""
         loop = asyncio.get_running_loop()
         last_compat = loop.time()
+        # Older versions' unbounded name hash (names are per room now); off the start path.
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.unlink(LEGACY_ROOM_NAMES)
         while True:
             await asyncio.sleep(self._instance_ttl / 3)
             try:
@@ -209,13 +228,34 @@ class RedisRegistry:
                 self._rewrite_all()
 
     def _set_instance_key(self, pipe: Any) -> None:
-        """SET ... GET: the old value tells whether Redis still had what we wrote."""
-        pipe.set(
-            SERVER_KEY + self._server_id,
-            len(self._hub.connections),
-            ex=max(1, int(self._instance_ttl)),
-            get=True,
-        )
+        """SET ... GET: the old value tells whether Redis still had what we wrote.
+
+        Also lists the instance, with its expiry, in ``roomcast:servers`` (read by totals).
+        """
+        ttl = max(1, int(self._instance_ttl))
+        pipe.set(SERVER_KEY + self._server_id, len(self._hub.connections), ex=ttl, get=True)
+        pipe.zadd(SERVERS_KEY, {self._server_id: time.time() + ttl})
+
+    def _checked(self, commands: list[Any], results: list[Any]) -> list[Any]:
+        """Pipeline results with WRONGTYPE errors skipped (logged once per key);
+        any other error is raised, so the writer retries."""
+        for command, result in zip(commands, results, strict=False):
+            if not isinstance(result, Exception):
+                continue
+            if isinstance(result, ResponseError) and str(result).startswith("WRONGTYPE"):
+                args = command[0] if isinstance(command, tuple) else command
+                self._wrong_type(str(args[1]) if len(args) > 1 else "?")
+                continue
+            raise result
+        return results
+
+    def _wrong_type(self, key: str) -> None:
+        if key in self._wrong_keys:
+            return
+        if len(self._wrong_keys) < 1000:
+            self._wrong_keys.add(key)
+        log_event(_log, "registry_key_wrong_type", logging.WARNING, key=key[:200],
+                  action="skipped (another writer, e.g. the Go repository, owns this key)")
 
     def _check_kept(self, previous: object) -> None:
         if previous is None and self._announced:
@@ -240,6 +280,13 @@ class RedisRegistry:
                 for room in rooms:
                     pipe.expire(ROOM_KEY + room, ROOM_TTL)
             await pipe.execute()
+        # Names of the rooms with members here live as long as the rooms.
+        live_rooms = list(self._hub.rooms)
+        for at in range(0, len(live_rooms), 2000):
+            pipe = self._redis.pipeline(transaction=False)
+            for room in live_rooms[at : at + 2000]:
+                pipe.expire(ROOM_NAME_KEY + room, ROOM_TTL)
+            await pipe.execute()
 
     # -- read side --------------------------------------------------------------
 
@@ -259,7 +306,16 @@ class RedisRegistry:
 
     async def _live_in(self, set_key: str) -> list[ConnectionInfo]:
         """The live connections of a user or room set, in one round trip (SORT ... GET)."""
-        raws = await self._call(self._redis.sort(set_key, by="nosort", get=[CONN_KEY + "*"]))
+        try:
+            raws = cast(list[bytes | None],
+                        await self._redis.sort(set_key, by="nosort", get=[CONN_KEY + "*"]))
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
+            self._wrong_type(set_key)
+            return []
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
         return await self._alive(raws)
 
     async def _alive(self, raws: list[bytes | None]) -> list[ConnectionInfo]:
@@ -267,7 +323,7 @@ class RedisRegistry:
         for raw in raws:
             if raw is None:
                 continue
-            with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+            with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                 d = orjson.loads(raw)
                 infos.append(
                     ConnectionInfo(
@@ -360,7 +416,10 @@ class RedisRegistry:
         return await self._room_info(room_id, len(members))
 
     async def _room_info(self, room: str, count: int) -> RoomInfo:
-        name = await self._call(self._redis.hget(ROOM_NAMES, room))
+        name = self._hub.room_names.get(RoomId(room))
+        if name is None:
+            with contextlib.suppress(ResponseError):  # a wrong type: the room id will do
+                name = await self._call(self._redis.get(ROOM_NAME_KEY + room))
         kind = room_type(room)
         return RoomInfo(
             id=room,
@@ -374,7 +433,11 @@ class RedisRegistry:
             local = len(self._hub.rooms.get(target.room, ()))
             if local > EXACT_COUNT_LIMIT:
                 # Big rooms (join storms): one O(1) SCARD instead of reading every member.
-                approx = await self._call(self._redis.scard(ROOM_KEY + target.room))
+                try:
+                    approx = await self._call(self._redis.scard(ROOM_KEY + target.room))
+                except ResponseError:  # another type under the compat name: ours only
+                    self._wrong_type(ROOM_KEY + target.room)
+                    approx = 0
                 return max(int(approx), local) - (target.exclude is not None)
             members = await self._live_in(ROOM_KEY + target.room)
             ids = self._others(members) | set(self._hub.rooms.get(target.room, {}))
@@ -396,7 +459,13 @@ class RedisRegistry:
         return {m.id for m in members if m.server_id != self._server_id}
 
     async def totals(self) -> tuple[int, int]:
-        servers = await self._call(self._scan(SERVER_KEY))
+        """Cluster-wide counts from the instance list: O(instances), no keyspace scan."""
+        now = time.time()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(SERVERS_KEY, "-inf", now)
+        pipe.zrange(SERVERS_KEY, 0, -1)
+        members = (await self._call(pipe.execute()))[1]
+        servers = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         counts = (
             await self._call(self._redis.mget([SERVER_KEY + s for s in servers])) if servers else []
         )
