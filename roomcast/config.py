@@ -203,8 +203,21 @@ class Settings:
     membership_url: str | None = _opt(
         "ROOMCAST_MEMBERSHIP_URL",
         str,
-        "membership store: sqlite path, redis:// or postgresql:// "
+        "membership store: sqlite path, redis://, postgresql:// or the application's "
+        "http(s):// URL template with {user_id} "
         "(default: Redis when REDIS_URL is set, else DATABASE_URL, else the SQLite file)",
+    )
+    membership_cache: float = _opt(
+        "ROOMCAST_MEMBERSHIP_CACHE", _positive_float,
+        "seconds an http(s) membership answer is reused", 30.0,
+    )
+    membership_timeout: float = _opt(
+        "ROOMCAST_MEMBERSHIP_TIMEOUT", _positive_float,
+        "seconds to wait for the application's membership answer", 2.0,
+    )
+    membership_authorization: str | None = _opt(
+        "ROOMCAST_MEMBERSHIP_AUTHORIZATION", str,
+        "Authorization header sent to the http(s) membership URL (e.g. 'Bearer ...')",
     )
     database_url: str | None = _opt("DATABASE_URL", str, "PostgreSQL for memberships")
     sqlite_path: str = _opt("ROOMCAST_DB", _path, "SQLite membership file", "roomcast.db")

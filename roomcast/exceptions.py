@@ -11,6 +11,7 @@
     ├── BrokerError          a publish could not be carried out
     │   └── BrokerUnavailable    the broker backend is unreachable
     ├── StoreError           the membership store failed
+    │   └── StoreReadOnly        memberships are changed elsewhere (the application)
     ├── ConfigError (ValueError)  a bad setting; the CLI prints it as one line
     └── ApiError             the server HTTP API answered an error (``roomcast.api``)
         ├── ApiAuthError (AuthError)   401/403: no, wrong or non-admin credentials
@@ -80,6 +81,10 @@ class BrokerUnavailable(BrokerError):
 
 class StoreError(RoomcastError):
     """The membership store failed."""
+
+
+class StoreReadOnly(StoreError):
+    """The membership store only reads: memberships are changed where they live."""
 
 
 class ConfigError(RoomcastError, ValueError):

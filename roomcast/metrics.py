@@ -74,3 +74,8 @@ API_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+MEMBERSHIP_FETCHES = Counter(
+    "roomcast_membership_fetches",
+    "Membership reads from the application over HTTP, by result (ok, cached, error, skipped)",
+    ["result"], registry=REGISTRY,
+)

@@ -70,6 +70,8 @@ class Node:
         self.deliveries = 0
         #: Sees every publication this instance handles (the admin dashboard's room tail).
         self.tap: Callable[[Target, bytes], None] | None = None
+        #: Also called with every publication delivered here (membership sync); must not block.
+        self.observers: list[Callable[[Target, bytes], None]] = []
         #: The Go gateway's status counters: connections accepted, the latest one's time.
         self.connections_accepted = 0
         self.last_connection_at: str | None = None
@@ -117,6 +119,8 @@ class Node:
     # -- broker handler -------------------------------------------------------
 
     def handle_publication(self, target: Target, payload: bytes) -> int:
+        for observe in self.observers:
+            observe(target, payload)
         delivered = self.hub.deliver(target, payload)
         self.messages_processed += 1
         self.deliveries += delivered

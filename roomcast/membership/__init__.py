@@ -8,13 +8,16 @@ from roomcast.membership.base import Group, MembershipStore
 __all__ = ["Group", "MembershipStore", "open_store"]
 
 
-def open_store(url_or_path: str) -> MembershipStore:
+def open_store(url_or_path: str, *, cache_ttl: float = 30.0, timeout: float = 2.0,
+               authorization: str | None = None) -> MembershipStore:
     """The store for a URL or path (not yet opened: call ``await store.open()``).
 
     - ``sqlite://PATH`` or a plain path: a SQLite file (``sqlite:///var/lib/r.db``
       is absolute, ``sqlite://r.db`` relative; ``:memory:`` works too);
     - ``redis://`` or ``rediss://``: Redis;
-    - ``postgres://`` or ``postgresql://``: PostgreSQL.
+    - ``postgres://`` or ``postgresql://``: PostgreSQL;
+    - ``http://`` or ``https://``: the application, a URL template with ``{user_id}``
+      (read-only; ``cache_ttl``, ``timeout`` and ``authorization`` apply to it).
 
     Raises:
         ConfigError: empty value or unknown scheme.
@@ -34,13 +37,18 @@ def open_store(url_or_path: str) -> MembershipStore:
         from roomcast.membership.redis import RedisMembershipStore
 
         return RedisMembershipStore(value)
+    if scheme in ("http", "https"):
+        from roomcast.membership.http import HttpMembershipProvider
+
+        return HttpMembershipProvider(value, cache_ttl=cache_ttl, timeout=timeout,
+                                      authorization=authorization)
     if scheme in ("postgres", "postgresql"):
         from roomcast.membership.postgres import PostgresMembershipStore
 
         return PostgresMembershipStore(value)
     raise ConfigError(
         f"membership store: unknown scheme {scheme!r} in {_redact(value)!r}"
-        " (use sqlite://, redis://, rediss://, postgres:// or a file path)"
+        " (use sqlite://, redis://, rediss://, postgres://, http(s):// or a file path)"
     )
 
 

@@ -18,6 +18,7 @@ from roomcast.hub import Hub
 from roomcast.logs import log_event
 from roomcast.membership import open_store
 from roomcast.membership.base import MembershipStore
+from roomcast.membership.sync import MembershipSync
 from roomcast.node import Node
 from roomcast.presence.base import PresenceStore
 from roomcast.presence.memory import MemoryPresenceStore
@@ -37,7 +38,9 @@ _log = logging.getLogger("roomcast.server")
 def membership_store(settings: Settings) -> MembershipStore:
     """The store the settings ask for (see ``ROOMCAST_MEMBERSHIP_URL``)."""
     url = settings.membership_url or settings.redis_url or settings.database_url
-    return open_store(url or settings.sqlite_path)
+    return open_store(url or settings.sqlite_path, cache_ttl=settings.membership_cache,
+                      timeout=settings.membership_timeout,
+                      authorization=settings.membership_authorization)
 
 
 def broker_and_registry(settings: Settings, hub: Hub) -> tuple[Broker, Registry]:
@@ -90,7 +93,9 @@ def create_app(settings: Settings) -> web.Application:
         settings=settings, node=node, flusher=Flusher(), verifier=build_verifier(settings)
     )
     app[GATEWAY] = gw
+    sync = MembershipSync.install(node)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_cleanup.append(lambda _: sync.close())
     app.on_shutdown.append(_close_sockets)
 
     app.router.add_get(settings.websocket_path, websocket_endpoint)

@@ -40,6 +40,8 @@ _ERRORS = {
     401: "No valid credentials (no or wrong API key, missing, expired or invalid token).",
     403: "Valid token, but not an administrator; or a cross-site request with the cookie.",
     404: "No such connection or room, or nobody connected to the target.",
+    409: "Memberships come from the application (an http(s) membership URL): "
+         "change them there.",
     415: "A cookie-authenticated request whose body is not application/json.",
     422: "Invalid path id, query parameter or body; `detail` and `errors` say which and why.",
     503: "Redis or the membership store is unreachable; retry later.",

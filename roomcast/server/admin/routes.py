@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
 from roomcast import metrics
-from roomcast.exceptions import BrokerError, StoreError
+from roomcast.exceptions import BrokerError, StoreError, StoreReadOnly
 from roomcast.logs import log_event
 from roomcast.server.admin import actions, bodies, listings
 from roomcast.server.admin.guard import Caller, authorize
@@ -87,12 +87,12 @@ OPERATIONS: tuple[Operation, ...] = (
               description="Moves every live connection of the user into `group:{group_id}` "
               "(room_joined, room_update, group_membership_change). Idempotent: a repeat "
               "answers `changed: false` and sends nothing.",
-              body=bodies.MembershipBody, body_required=False, errors=(503,)),
+              body=bodies.MembershipBody, body_required=False, errors=(409, 503)),
     Operation("DELETE", f"{_U}/groups/{{group_id}}", actions.remove_membership,
               "removeMembership", "Remove a user from a group", "users", bodies.Membership,
               description="Takes every live connection of the user out of `group:{group_id}`. "
               "Idempotent: removing an absent membership answers `changed: false`.",
-              errors=(503,)),
+              errors=(409, 503)),
 )
 
 
@@ -108,6 +108,8 @@ def _endpoint(op: Operation) -> Handler:
             response = await op.handler(request, caller)
         except Problem as problem:
             response, schema = problem.response(), ERROR_SCHEMA
+        except StoreReadOnly as exc:
+            response, schema = Problem(409, "read_only", str(exc)).response(), ERROR_SCHEMA
         except (BrokerError, StoreError) as exc:
             # The error may name Redis or the database by address: logs only.
             log_event(_log, "admin_unavailable", logging.WARNING, op=op.operation_id,
