@@ -12,6 +12,8 @@ venv=.venv-test
 need=()
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v redis-server >/dev/null || need+=(redis-server)
+# The deployment test runs Debian's nginx in front of two instances (tests/deploy).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v chromium >/dev/null || need+=(chromium)
 command -v node >/dev/null || need+=(nodejs)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
