@@ -27,23 +27,15 @@ from tests.cluster.support import (
     uid,
 )
 from tests.helpers.problems import answer, problem
-from tests.helpers.redis_server import RedisServer, redis_server_binary
+from tests.helpers.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")
-def hygiene_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if redis_server_binary() is None:
-        pytest.skip("no redis-server binary on PATH (install the redis-server package)")
-    with RedisServer(tmp_path_factory.mktemp("hygiene-redis")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def pair(hygiene_redis: RedisServer) -> Iterator[Cluster]:
+def pair(redis_server_module: RedisServer) -> Iterator[Cluster]:
     # An older version's unbounded name hash, left behind: removed at start.
-    with redis.Redis.from_url(hygiene_redis.url) as client:
+    with redis.Redis.from_url(redis_server_module.url) as client:
         client.hset("roomcast:room_names", "group:ancient", "Group: Ancient")
-    cluster = Cluster(hygiene_redis, 2).start()
+    cluster = Cluster(redis_server_module, 2).start()
     yield cluster
     cluster.close()
 
