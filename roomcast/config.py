@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from roomcast.exceptions import ConfigError
+from roomcast.history.policy import HistoryPolicy
 from roomcast.server.proxy import TrustedProxies
 
 #: RFC 7518 (3.2): an HS256 key must be at least as long as the hash, 256 bits.
@@ -76,6 +77,13 @@ def _tristate(raw: str) -> bool | None:
     if value in ("", "auto"):
         return None
     raise ValueError("must be on, off or auto")
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
 
 
 def _non_negative_float(raw: str) -> float:
@@ -286,6 +294,36 @@ class Settings:
         "within it shows nothing)",
         5.0,
     )
+    history_user_size: int = _opt(
+        "ROOMCAST_HISTORY_USER_SIZE", _non_negative_int,
+        "publications kept per user: room for recovery (0: no history)", 100,
+    )
+    history_user_ttl: float = _opt(
+        "ROOMCAST_HISTORY_USER_TTL", _seconds,
+        "seconds a user: room's history is kept after its last publication (0: no history)",
+        300.0,
+    )
+    history_group_size: int = _opt(
+        "ROOMCAST_HISTORY_GROUP_SIZE", _non_negative_int,
+        "publications kept per group: room for recovery (0: no history)", 100,
+    )
+    history_group_ttl: float = _opt(
+        "ROOMCAST_HISTORY_GROUP_TTL", _seconds,
+        "seconds a group: room's history is kept after its last publication (0: no history)",
+        300.0,
+    )
+    history_meta_ttl: float = _opt(
+        "ROOMCAST_HISTORY_META_TTL", _positive_float,
+        "seconds a room's epoch and top offset outlive its last publication", 7 * 86400.0,
+    )
+    recovery_max: int | None = _opt(
+        "ROOMCAST_RECOVERY_MAX", _non_negative_int,
+        "most missed publications one recovery replays (default: the larger history size)",
+    )
+    recover_wait: float = _opt(
+        "ROOMCAST_RECOVER_WAIT", _positive_float,
+        "seconds a ?recover=1 connection waits for its recover message", 2.0,
+    )
     shutdown_timeout: float = _opt(
         "ROOMCAST_SHUTDOWN_TIMEOUT", _positive_float, "seconds to close clients on SIGTERM", 5.0
     )
@@ -319,6 +357,15 @@ class Settings:
     def identity_provider(self) -> bool:
         """Tokens come from an identity provider's keys (PEM or JWKS)."""
         return self.jwt_public_key is not None or self.jwks_url is not None
+
+    @property
+    def history_policy(self) -> HistoryPolicy:
+        """Retention per room kind, from the ROOMCAST_HISTORY_* settings."""
+        return HistoryPolicy.build(
+            user_size=self.history_user_size, user_ttl=self.history_user_ttl,
+            group_size=self.history_group_size, group_ttl=self.history_group_ttl,
+            meta_ttl=self.history_meta_ttl, recovery_max=self.recovery_max,
+        )
 
     @property
     def tls(self) -> bool:

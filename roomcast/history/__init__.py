@@ -1,0 +1,1 @@
+"""Per-room streams of publications: offsets, epochs, retention, recovery."""
