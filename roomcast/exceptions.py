@@ -40,6 +40,8 @@ class ProtocolError(RoomcastError):
         self.message = message
         #: The ``id`` of the offending client message, when it could be read.
         self.message_id: str | None = None
+        #: A finer machine-readable cause (a refused refresh's reason), sent as ``reason``.
+        self.reason: str | None = None
 
     @property
     def temporary(self) -> bool:

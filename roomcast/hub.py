@@ -43,6 +43,10 @@ class LocalConnection:
     #: Rooms this connection receives.
     rooms: set[RoomId] = field(default_factory=set)
     last_seen: float = 0.0
+    #: Its token's ``exp`` and ``iat`` (seconds since the epoch) and id; a refresh replaces them.
+    expires_at: float = float("inf")
+    issued_at: float | None = None
+    token_id: str = ""
     #: Closes the socket (code, reason); set by the transport layer.
     closer: Closer | None = None
 

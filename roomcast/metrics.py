@@ -35,6 +35,11 @@ AUTH_FAILURES = Counter(
     "roomcast_auth_failures", "Refused handshakes and API calls, by reason", ["reason"],
     registry=REGISTRY,
 )
+HANDSHAKE_REFUSALS = Counter(
+    "roomcast_handshake_refusals", "WebSocket handshakes refused, by reason (origin, a token "
+    "reason such as expired or bad_signature, revoked, kicked, unavailable)", ["reason"],
+    registry=REGISTRY,
+)
 TOKEN_CLOSES = Counter(
     "roomcast_token_closes", "Connections closed for their token, by reason "
     "(expired, revoked, kicked)", ["reason"], registry=REGISTRY,

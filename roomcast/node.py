@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -21,17 +21,20 @@ from roomcast.broker.base import (
     MembershipChanged,
     PresenceChanged,
     Target,
+    TokenRefreshed,
     ToRoom,
 )
 from roomcast.exceptions import BrokerError, BrokerUnavailable, StoreError
 from roomcast.hub import Hub, LocalConnection
 from roomcast.keylock import KeyedLock
+from roomcast.lifetime import Lifetimes
 from roomcast.logs import log_event
 from roomcast.membership.base import Group, MembershipStore
 from roomcast.presence.base import PresenceStore
 from roomcast.presence.memory import MemoryPresenceStore
 from roomcast.presence.tracker import PresenceTracker
 from roomcast.protocol import messages
+from roomcast.protocol.codes import CloseCode
 from roomcast.registry.base import Registry
 from roomcast.supervisor import spawn, supervise
 from roomcast.types import GroupId, RoomId, UserId, group_room, group_room_name, personal_room
@@ -39,6 +42,8 @@ from roomcast.types import GroupId, RoomId, UserId, group_room, group_room_name,
 _log = logging.getLogger("roomcast.node")
 #: Seconds an emptied room keeps its per-room channel (sharded mode), as centrifuge does.
 UNSUBSCRIBE_DELAY = 5.0
+#: Closes counted in roomcast_token_closes (expiry is counted by lifetime.py).
+_TOKEN_CLOSES: dict[int, str] = {CloseCode.REVOKED: "revoked", CloseCode.KICKED: "kicked"}
 
 
 class Node:
@@ -57,12 +62,15 @@ class Node:
         presence: PresenceStore | None = None,
         presence_ttl: float = 15.0,
         presence_grace: float = 5.0,
+        lifetimes: Lifetimes | None = None,
     ) -> None:
         self.server_id = server_id
         self.hub = hub
         self.broker = broker
         self.store = store
         self.registry = registry
+        #: Expiry warnings and closes of local connections (off unless given).
+        self.lifetimes = lifetimes or Lifetimes(enabled=False)
         self.messages_processed = 0
         #: Publications made through this instance, and frames queued to its connections
         #: by any instance's publications (the live dashboard's rates; sums are cluster-wide).
@@ -72,6 +80,8 @@ class Node:
         self.tap: Callable[[Target, bytes], None] | None = None
         #: Also called with every publication delivered here (membership sync); must not block.
         self.observers: list[Callable[[Target, bytes], None]] = []
+        #: Applies another instance's (or the cookie route's) token refresh (refresh.py).
+        self.on_token_refreshed: Callable[[TokenRefreshed], Awaitable[None]] | None = None
         #: The Go gateway's status counters: connections accepted, the latest one's time.
         self.connections_accepted = 0
         self.last_connection_at: str | None = None
@@ -111,6 +121,7 @@ class Node:
             self._coalesce_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._coalesce_task
+        self.lifetimes.close()
         await self.presence.close()
         await self.broker.close()
         await self.registry.close()
@@ -133,11 +144,16 @@ class Node:
         if isinstance(command, MembershipChanged):
             await self._apply_membership(command)
         elif isinstance(command, Disconnect):
+            label = _TOKEN_CLOSES.get(command.code)
             for conn in list(self.hub.connections.values()):
                 if conn.id == command.conn_id or conn.user_id == command.user_id:
+                    if label is not None:
+                        metrics.TOKEN_CLOSES.labels(label).inc()
                     conn.close(command.code, command.reason)
         elif isinstance(command, PresenceChanged):
             self.presence.apply(command)
+        elif isinstance(command, TokenRefreshed) and self.on_token_refreshed is not None:
+            await self.on_token_refreshed(command)
 
     # -- publishing -----------------------------------------------------------
 
@@ -190,9 +206,11 @@ class Node:
         for group in list(conn.groups.values()):
             await self.join_room(conn, group_room(group.id), group_room_name(group.name))
         await self.presence.connection_opened(conn)
+        self.lifetimes.track(conn)
 
     async def close_connection(self, conn: LocalConnection) -> None:
         """Forget a closed connection and tell the rooms it was in."""
+        self.lifetimes.forget(conn)
         left = self.hub.remove(conn)
         self._unsubscribe_if_empty(left)
         metrics.CONNECTIONS_ACTIVE.dec()

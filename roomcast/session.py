@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 from roomcast import metrics
+from roomcast.auth.reasons import describe
 from roomcast.broker.base import ToConnection, ToRoom
-from roomcast.exceptions import BrokerError, Forbidden, ProtocolError
+from roomcast.exceptions import AuthError, BrokerError, Forbidden, ProtocolError, StoreError
 from roomcast.hub import LocalConnection
 from roomcast.node import Node
 from roomcast.protocol import messages
@@ -22,6 +23,7 @@ from roomcast.protocol.envelope import (
     Publish,
     SystemCommand,
 )
+from roomcast.refresh import TokenRefresher
 from roomcast.types import (
     GroupId,
     RoomId,
@@ -57,10 +59,12 @@ class TokenBucket:
 class Session:
     """Handles the client messages of one connection."""
 
-    def __init__(self, node: Node, conn: LocalConnection, limiter: TokenBucket) -> None:
+    def __init__(self, node: Node, conn: LocalConnection, limiter: TokenBucket,
+                 *, refresher: TokenRefresher | None = None) -> None:
         self.node = node
         self.conn = conn
         self.limiter = limiter
+        self.refresher = refresher
 
     def reply(self, envelope: dict[str, Any]) -> None:
         self.conn.send(messages.encode(envelope))
@@ -68,7 +72,8 @@ class Session:
     def reject(self, exc: ProtocolError) -> None:
         """Answer an invalid message with an ``error`` (the connection stays open)."""
         metrics.REJECTED.labels(str(exc.code)).inc()
-        self.reply(messages.error(exc.code, exc.message, reply_to=exc.message_id))
+        self.reply(messages.error(exc.code, exc.message, reply_to=exc.message_id,
+                                  reason=exc.reason))
 
     async def handle(self, command: ClientCommand) -> None:
         """Carry out one parsed client message, replying exactly once if it has an id."""
@@ -156,6 +161,9 @@ class Session:
         if command.action == "ping":
             self.reply(messages.pong(command.id))
             return
+        if command.action == "refresh":
+            await self._refresh(command)
+            return
         if command.user_id is not None:
             await self._presence_subscription(command)
             return
@@ -189,6 +197,28 @@ class Session:
             }
         if command.id is not None:
             self.reply(messages.ack(command.id, action_requested=command.action, **extra))
+
+    async def _refresh(self, command: SystemCommand) -> None:
+        """A new token for this connection; refused ones leave it as it was."""
+        assert command.token is not None
+        if self.refresher is None:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, "token refresh is not available here")
+        try:
+            claims = await self.refresher.refresh(self.conn, command.token)
+        except AuthError as exc:
+            refused = ProtocolError(ErrorCode.UNAUTHORIZED,
+                                    f"refresh refused: {describe(exc.reason)}")
+            refused.reason = exc.reason
+            raise refused from None
+        except StoreError:
+            raise ProtocolError(ErrorCode.UNAVAILABLE,
+                                "the revocation store is unavailable; try again") from None
+        if command.id is not None:
+            self.reply(messages.ack(
+                command.id, action_requested="refresh", user_id=claims.user_id,
+                expires_at=messages.rfc3339(claims.expires_at),
+                expires_in=max(0, int(claims.expires_at - time.time())),
+            ))
 
     def _entitlement(self, room: RoomId) -> str:
         """The display name of a room this user may join; Forbidden otherwise."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from roomcast.membership.base import Group
 from roomcast.types import ConnId, GroupId, RoomId, UserId
 
 
@@ -82,7 +83,23 @@ class PresenceChanged:
     rooms: tuple[RoomId, ...] = ()
 
 
-ControlCommand = MembershipChanged | Disconnect | PresenceChanged
+@dataclass(frozen=True, slots=True)
+class TokenRefreshed:
+    """A user's fresh token (verified by the sender) for some of their connections.
+
+    Carries the claims a connection takes over, never the token itself.
+    """
+
+    user_id: UserId
+    conn_ids: tuple[ConnId, ...]
+    expires_at: float
+    issued_at: float | None
+    token_id: str
+    scopes: tuple[str, ...]
+    groups: tuple[Group, ...]
+
+
+ControlCommand = MembershipChanged | Disconnect | PresenceChanged | TokenRefreshed
 
 
 class BrokerHandler(Protocol):

@@ -31,6 +31,7 @@ from roomcast.broker.base import (
     Target,
     ToAll,
     ToConnection,
+    TokenRefreshed,
     ToRoom,
     ToUser,
 )
@@ -50,11 +51,13 @@ _CONTROL_KINDS: Final[dict[str, TypeAdapter[Any]]] = {
     "membership_changed": TypeAdapter(MembershipChanged),
     "disconnect": TypeAdapter(Disconnect),
     "presence_changed": TypeAdapter(PresenceChanged),
+    "token_refreshed": TypeAdapter(TokenRefreshed),
 }
 _KIND_OF: Final = {
     MembershipChanged: "membership_changed",
     Disconnect: "disconnect",
     PresenceChanged: "presence_changed",
+    TokenRefreshed: "token_refreshed",
 }
 
 

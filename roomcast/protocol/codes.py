@@ -15,6 +15,7 @@ class ErrorCode(StrEnum):
     BINARY_NOT_SUPPORTED = "binary_not_supported"
     TOO_LARGE = "too_large"
     FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
@@ -40,6 +41,8 @@ class CloseCode(IntEnum):
     SLOW_CONSUMER = 3008  # write queue overflowed
     STALE = 3009  # no frame from the client within the liveness timeout
     INSUFFICIENT_STATE = 3010  # a gap in a room's stream: reconnect and recover
+    TOKEN_EXPIRED = 3401  # the token expired unrefreshed: reconnect with a fresh token
+    REVOKED = 3403  # the user was logged out everywhere: do not reconnect with this token
     KICKED = 3500  # removed by an administrator: do not reconnect automatically
 
     @property
@@ -48,4 +51,4 @@ class CloseCode(IntEnum):
         return self not in _NO_RECONNECT
 
 
-_NO_RECONNECT = frozenset({CloseCode.POLICY_VIOLATION, CloseCode.KICKED})
+_NO_RECONNECT = frozenset({CloseCode.POLICY_VIOLATION, CloseCode.REVOKED, CloseCode.KICKED})

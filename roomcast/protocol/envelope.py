@@ -38,14 +38,16 @@ KNOWN_TYPES: Final = frozenset(
 CLIENT_TYPES: Final = frozenset({"message", "custom_event", "presence", "heartbeat", "system"})
 
 SystemAction = Literal[
-    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence"
+    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence", "refresh"
 ]
 # A tuple, not a set: data.action may be an unhashable list or object.
 _SYSTEM_ACTIONS: Final = (
-    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence"
+    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence", "refresh"
 )
 _PRESENCE_ACTIONS: Final = ("subscribe_presence", "unsubscribe_presence")
 MAX_ID_LENGTH: Final = 128
+#: Longest token a ``refresh`` may carry.
+MAX_TOKEN_LENGTH: Final = 16384
 MAX_ROOM_LENGTH: Final = 256
 #: The statuses of the React client's presence hook.
 PRESENCE_STATUSES: Final = ("online", "away", "offline")
@@ -78,7 +80,8 @@ class Publish:
 
 @dataclass(frozen=True, slots=True)
 class SystemCommand:
-    """A ``system`` message: ping, join, leave, a room's members, presence subscriptions."""
+    """A ``system`` message: ping, join, leave, a room's members, presence subscriptions,
+    a token refresh."""
 
     type: ClassVar[str] = "system"
     id: str | None
@@ -86,6 +89,8 @@ class SystemCommand:
     room: str | None = None
     #: The user of ``subscribe_presence`` / ``unsubscribe_presence``.
     user_id: str | None = None
+    #: The new token of ``refresh``.
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +206,11 @@ def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> S
     target = data.get("room", room)
     if action == "ping":
         return SystemCommand(id=message_id, action="ping")
+    if action == "refresh":
+        token = data.get("token")
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, "system refresh needs a token (string)")
+        return SystemCommand(id=message_id, action="refresh", token=token)
     if action in _PRESENCE_ACTIONS:
         # The React client's presence hook names the user in data.userId.
         user = data.get("userId", data.get("user_id"))

@@ -50,11 +50,13 @@ def encode(env: dict[str, Any]) -> bytes:
     return orjson.dumps(env)
 
 
-def error(code: ErrorCode, message: str, *, reply_to: str | None) -> dict[str, Any]:
+def error(code: ErrorCode, message: str, *, reply_to: str | None,
+          reason: str | None = None) -> dict[str, Any]:
     """An ``error`` message; carries the offending message's id when there was one."""
-    return envelope(
-        "error", {"code": str(code), "message": message, "temporary": code.temporary}, id=reply_to
-    )
+    data: dict[str, Any] = {"code": str(code), "message": message, "temporary": code.temporary}
+    if reason is not None:
+        data["reason"] = reason
+    return envelope("error", data, id=reply_to)
 
 
 def ack(reply_to: str, **fields: Any) -> dict[str, Any]:
@@ -131,3 +133,18 @@ def user_profile_update(
     now = now_rfc3339()
     data = {"user_id": user_id, "character_id": character_id, "profile": profile, "timestamp": now}
     return envelope("user_profile_update", data, timestamp=now)
+
+
+def rfc3339(seconds: float) -> str:
+    """A Unix time as RFC 3339 (whole seconds, UTC)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
+
+
+def token_expiring(seconds_left: int, expires_at: float) -> dict[str, Any]:
+    """Warn a connection that its token expires soon (refresh it, or be closed)."""
+    return envelope(
+        "system",
+        {"action": "token_expiring", "expires_in": seconds_left,
+         "expires_at": rfc3339(expires_at)},
+    )

@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from roomcast.auth.denials import Denials, MemoryDenials, RedisDenials
 from roomcast.auth.providers import build_verifier
 from roomcast.broker.base import Broker
 from roomcast.broker.memory import MemoryBroker
 from roomcast.config import Settings
 from roomcast.hub import Hub
+from roomcast.lifetime import Lifetimes
 from roomcast.logs import log_event
 from roomcast.membership import open_store
 from roomcast.membership.base import MembershipStore
@@ -23,6 +25,7 @@ from roomcast.node import Node
 from roomcast.presence.base import PresenceStore
 from roomcast.presence.memory import MemoryPresenceStore
 from roomcast.protocol.codes import CloseCode
+from roomcast.refresh import TokenRefresher
 from roomcast.registry.base import Registry
 from roomcast.registry.local import LocalRegistry
 from roomcast.server import login, pages, proxy, status
@@ -68,6 +71,16 @@ def presence_store(settings: Settings) -> PresenceStore:
     return RedisPresenceStore(settings.redis_url, ttl=settings.instance_ttl)
 
 
+def denial_store(settings: Settings) -> Denials:
+    """Revocations and kicks: in Redis when there is one (shared, survives restarts)."""
+    url = settings.redis_url
+    if url is None and (settings.membership_url or "").startswith(("redis://", "rediss://")):
+        url = settings.membership_url
+    if url is None:
+        return MemoryDenials()
+    return RedisDenials(url)
+
+
 def create_app(settings: Settings) -> web.Application:
     """The gateway as an aiohttp application (not yet started)."""
     prefix = settings.api_prefix
@@ -88,10 +101,14 @@ def create_app(settings: Settings) -> web.Application:
         presence=presence_store(settings),
         presence_ttl=settings.instance_ttl,
         presence_grace=settings.presence_grace,
+        lifetimes=Lifetimes(enabled=settings.token_expiry, warning=settings.expiry_warning,
+                            leeway=settings.jwt_leeway),
     )
-    gw = Gateway(
-        settings=settings, node=node, flusher=Flusher(), verifier=build_verifier(settings)
-    )
+    verifier = build_verifier(settings)
+    denials = denial_store(settings)
+    gw = Gateway(settings=settings, node=node, flusher=Flusher(), verifier=verifier,
+                 denials=denials)
+    gw.refresher = TokenRefresher.install(node, verifier, denials)
     app[GATEWAY] = gw
     sync = MembershipSync.install(node)
     app.cleanup_ctx.append(_lifecycle)
@@ -135,6 +152,7 @@ def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     await gw.verifier.start()
+    await gw.denials.open()
     await gw.node.start()
     sweeper = supervise("liveness", lambda: liveness(gw))
     log_event(
@@ -149,6 +167,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await sweeper
     await gw.node.close()
+    await gw.denials.close()
     await gw.verifier.close()
     log_event(_log, "stopped", server_id=gw.node.server_id)
 

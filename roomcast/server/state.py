@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from roomcast.auth import TokenVerifier
+from roomcast.auth.denials import Denials, MemoryDenials
 from roomcast.config import Settings
 from roomcast.node import Node
+from roomcast.refresh import TokenRefresher
 from roomcast.writer import Flusher
 
 
@@ -21,6 +23,10 @@ class Gateway:
     flusher: Flusher
     #: Verifies handshake, admin and refresh tokens.
     verifier: TokenVerifier
+    #: Revocations and sticky kicks, read at every handshake and refresh.
+    denials: Denials = field(default_factory=MemoryDenials)
+    #: Applies token refreshes (in-band, the cookie route, other instances').
+    refresher: TokenRefresher | None = None
     closing: bool = False
 
 

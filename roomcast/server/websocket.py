@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from datetime import UTC, datetime
 
@@ -12,6 +13,7 @@ from aiohttp import WSMsgType, web
 
 from roomcast import metrics
 from roomcast.auth import Claims, authenticate, origin_allowed, token_candidates
+from roomcast.auth.reasons import describe
 from roomcast.exceptions import AuthError, ProtocolError, StoreError
 from roomcast.hub import LocalConnection
 from roomcast.logs import log_event
@@ -48,6 +50,7 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, gw.settings.allowed_origins, own_origin(request)):
         metrics.AUTH_FAILURES.labels("origin").inc()
+        metrics.HANDSHAKE_REFUSALS.labels("origin").inc()
         log_event(
             _log,
             "handshake_refused",
@@ -64,6 +67,7 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         ).claims
     except AuthError as exc:
         metrics.AUTH_FAILURES.labels(exc.reason).inc()
+        metrics.HANDSHAKE_REFUSALS.labels(exc.reason).inc()
         log_event(_log, "handshake_refused", logging.INFO, reason=exc.reason,
                   peer=client_ip(request))
         return problem_response(
@@ -74,6 +78,9 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
             headers={"WWW-Authenticate": 'Bearer realm="roomcast"'},
             request=request,
         )
+    refused = await _denied(request, gw, claims)
+    if refused is not None:
+        return refused
     conn: LocalConnection | None = None
     reason = "closed by client"
     try:
@@ -84,6 +91,7 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
                 groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
             except StoreError as exc:
                 log_event(_log, "membership_store_failed", logging.ERROR, error=str(exc))
+                metrics.HANDSHAKE_REFUSALS.labels("unavailable").inc()
                 return problem_response(503, "membership store unavailable",
                                         code="unavailable", request=request)
             ws = web.WebSocketResponse(
@@ -113,7 +121,8 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         )
         reason = await _read_loop(
             ws,
-            Session(gw.node, conn, TokenBucket(gw.settings.client_rate, gw.settings.client_burst)),
+            Session(gw.node, conn, TokenBucket(gw.settings.client_rate, gw.settings.client_burst),
+                    refresher=gw.refresher),
             gw,
         )
     except Exception:
@@ -144,6 +153,32 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _denied(request: web.Request, gw: Gateway, claims: Claims) -> web.Response | None:
+    """The refusal of a revoked token or a kicked user or token, else None."""
+    try:
+        denied = await gw.denials.check(claims)
+    except StoreError as exc:
+        log_event(_log, "denial_store_failed", logging.ERROR, error=str(exc))
+        metrics.HANDSHAKE_REFUSALS.labels("unavailable").inc()
+        return problem_response(503, "revocation store unavailable", code="unavailable",
+                                headers={"Retry-After": "1"}, request=request)
+    if denied is None:
+        return None
+    metrics.AUTH_FAILURES.labels(denied.reason).inc()
+    metrics.HANDSHAKE_REFUSALS.labels(denied.reason).inc()
+    log_event(_log, "handshake_refused", logging.INFO, reason=denied.reason,
+              user=claims.user_id, peer=client_ip(request))
+    if denied.retry_after is None:  # revoked: this token is no good, a new one is
+        return problem_response(401, describe(denied.reason), code="unauthorized",
+                                reason=denied.reason,
+                                headers={"WWW-Authenticate": 'Bearer realm="roomcast"'},
+                                request=request)
+    wait = str(max(1, math.ceil(denied.retry_after)))
+    return problem_response(403, f"{describe(denied.reason)} (in {wait} s)", code="forbidden",
+                            reason=denied.reason, headers={"Retry-After": wait},
+                            request=request)
+
+
 def _connection(
     request: web.Request,
     gw: Gateway,
@@ -164,6 +199,9 @@ def _connection(
         writer=ConnectionWriter(transport, gw.flusher, max_bytes=gw.settings.max_queue_bytes),
         groups={g.id: g for g in groups},
         token_groups=frozenset(g.id for g in claims.groups),
+        expires_at=claims.expires_at,
+        issued_at=claims.issued_at,
+        token_id=claims.token_id,
         last_seen=asyncio.get_running_loop().time(),
     )
     closer = _Closer(ws, conn, transport, grace=gw.settings.ping_timeout)

@@ -27,7 +27,7 @@ export const State = Object.freeze({
   CONNECTED: "connected",
   RECONNECTING: "reconnecting", // lost; waiting for the backoff or trying again
   OFFLINE: "offline", // close() called: not connected and not trying
-  ERROR: "error", // the server refused us for good (1008 policy, 3500 kicked)
+  ERROR: "error", // the server refused us for good (1008 policy, 3403 revoked, 3500 kicked)
 });
 
 /** WebSocket close codes the gateway sends (roomcast.protocol.codes.CloseCode). */
@@ -40,12 +40,14 @@ export const CloseCode = Object.freeze({
   SLOW_CONSUMER: 3008,
   STALE: 3009,
   INSUFFICIENT_STATE: 3010, // a gap in a room's stream: reconnect and recover
+  TOKEN_EXPIRED: 3401, // the token expired unrefreshed: reconnect (the cookie may be fresh by now)
+  REVOKED: 3403, // logged out everywhere: do not reconnect with this token
   KICKED: 3500,
 });
 
 // Every other close (including 1006 "abnormal", which is all a browser reports
 // for a refused upgrade or a dead network) is worth another try.
-const NO_RECONNECT = new Set([CloseCode.POLICY_VIOLATION, CloseCode.KICKED]);
+const NO_RECONNECT = new Set([CloseCode.POLICY_VIOLATION, CloseCode.REVOKED, CloseCode.KICKED]);
 
 /** As the Go gateway's React client: wait 1 s × 1.5 per attempt, capped at 30 s. */
 // The jitter matches the Python SDK (roomcast.client.backoff).

@@ -21,6 +21,7 @@ from roomcast.auth import (
     origin_allowed,
     token_candidates,
 )
+from roomcast.auth.reasons import describe
 from roomcast.config import Settings
 from roomcast.exceptions import AuthError
 from roomcast.server.admin.problems import Problem
@@ -29,21 +30,6 @@ from roomcast.server.websocket import own_origin
 API_KEY_HEADER = "X-API-Key"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="roomcast"'}
-_AUTH_MESSAGES = {
-    "missing_token": "credentials required: X-API-Key, a Bearer token or the login cookie",
-    "malformed_authorization": "the Authorization header must be 'Bearer <token>'",
-    "expired": "the token has expired",
-    "bad_signature": "the token's signature is invalid",
-    "bad_issuer": "the token's issuer is not accepted",
-    "bad_algorithm": "the token's algorithm is not accepted",
-    "bad_audience": "the token's audience is not accepted",
-    "unknown_key": "the token's signing key is unknown",
-    "not_yet_valid": "the token is not valid yet",
-    "bad_key": "the token's key cannot verify it",
-    "missing_claim": "the token lacks a required claim",
-    "bad_claims": "the token's claims are malformed",
-    "malformed_token": "the token is not a valid JWT",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +72,7 @@ async def authorize(request: web.Request, settings: Settings, verifier: TokenVer
     try:
         found = await authenticate(token_candidates(request.headers, request.cookies), verifier)
     except AuthError as exc:
-        raise _refuse(401, exc.reason, _AUTH_MESSAGES.get(exc.reason, "invalid token")) from None
+        raise _refuse(401, exc.reason, describe(exc.reason)) from None
     claims = found.claims
     if not is_admin(claims, admin_scope=settings.admin_scope, admin_users=settings.admin_users):
         raise _refuse(403, "not_admin", "administrators only")
@@ -94,11 +80,11 @@ async def authorize(request: web.Request, settings: Settings, verifier: TokenVer
     # Authorization rides along with the cookie on a cross-site request too.
     caller = Caller("token", claims.user_id, by_cookie=found.source is TokenSource.COOKIE)
     if caller.by_cookie and request.method not in _SAFE_METHODS:
-        _same_site_only(request, settings)
+        same_site_only(request, settings)
     return caller
 
 
-def _same_site_only(request: web.Request, settings: Settings) -> None:
+def same_site_only(request: web.Request, settings: Settings) -> None:
     """Refuse cross-site request forgery: a cookie rides along on any site's form post.
 
     The Origin must be ours or an allowed one, and a body must be JSON (a cross-site

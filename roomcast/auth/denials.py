@@ -1,0 +1,171 @@
+"""Who may not connect right now: users logged out everywhere, and sticky kicks.
+
+- **Revocation** ("log out everywhere"): every token of the user issued (``iat``) at or
+  before the revocation is refused, at the handshake and at refresh, until it would
+  have expired anyway; the entry is kept ``ROOMCAST_REVOCATION_TTL`` seconds. A token
+  without ``iat`` cannot prove it is newer and is refused too.
+- **Kick with a duration**: the user's, or one token's, handshakes are refused until
+  the ban ends (the React client reconnects after any close, so a kick only sticks
+  this way).
+
+With Redis every instance, and a restarted one, reads the same entries; without it
+they live in the memory of the one instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from roomcast.auth.claims import Claims
+from roomcast.exceptions import StoreError
+
+BanScope = Literal["user", "token"]
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """Why a token may not be used now."""
+
+    #: ``revoked`` (get a new token) or ``kicked`` (wait ``retry_after`` seconds).
+    reason: str
+    retry_after: float | None = None
+
+
+def judge(
+    claims: Claims,
+    revoked_at: float | None,
+    banned_until: float | None,
+    now: float,
+) -> Denied | None:
+    """The verdict on ``claims`` given the user's revocation and the latest ban."""
+    if revoked_at is not None and (claims.issued_at is None or claims.issued_at <= revoked_at):
+        return Denied("revoked")
+    if banned_until is not None and banned_until > now:
+        return Denied("kicked", retry_after=banned_until - now)
+    return None
+
+
+class Denials(Protocol):
+    """Revocations and bans, shared by every instance that shares the store."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def revoke(self, user_id: str, at: float, ttl: float) -> None:
+        """Refuse the user's tokens issued at or before ``at``, for ``ttl`` seconds."""
+
+    async def ban(self, scope: BanScope, key: str, until: float) -> None:
+        """Refuse handshakes of a user or of one token id until ``until``."""
+
+    async def check(self, claims: Claims) -> Denied | None:
+        """The reason ``claims`` may not be used now, or None.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+
+
+class MemoryDenials:
+    """One instance's denials, in memory (lost at restart)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._revoked: dict[str, tuple[float, float]] = {}  # user -> (at, kept until)
+        self._bans: dict[tuple[str, str], float] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def revoke(self, user_id: str, at: float, ttl: float) -> None:
+        self._revoked[user_id] = (at, self._clock() + ttl)
+
+    async def ban(self, scope: BanScope, key: str, until: float) -> None:
+        self._bans[(scope, key)] = until
+
+    async def check(self, claims: Claims) -> Denied | None:
+        now = self._clock()
+        self._expire(now)
+        revoked = self._revoked.get(claims.user_id)
+        bans = [self._bans.get(("user", claims.user_id)),
+                self._bans.get(("token", claims.token_id))]
+        until = max((b for b in bans if b is not None), default=None)
+        return judge(claims, revoked[0] if revoked else None, until, now)
+
+    def _expire(self, now: float) -> None:
+        for user in [u for u, (_, kept) in self._revoked.items() if kept <= now]:
+            del self._revoked[user]
+        for key in [k for k, until in self._bans.items() if until <= now]:
+            del self._bans[key]
+
+
+class RedisDenials:
+    """Denials in Redis, each key expiring on its own.
+
+    Keys (``prefix`` defaults to ``roomcast:``): ``revoked:{user_id}`` (the revocation
+    time), ``banned:user:{user_id}`` and ``banned:token:{token_id}`` (the ban's end),
+    all Unix seconds as strings. A handshake reads the three with one ``MGET``.
+    """
+
+    def __init__(self, url: str, prefix: str = "roomcast:",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._clock = clock
+        self._redis: aioredis.Redis | None = None
+
+    async def open(self) -> None:
+        self._redis = aioredis.Redis.from_url(
+            self.url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=2.0
+        )
+
+    async def close(self) -> None:
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    def _client(self) -> aioredis.Redis:
+        if self._redis is None:
+            raise StoreError("denial store is not open")
+        return self._redis
+
+    async def revoke(self, user_id: str, at: float, ttl: float) -> None:
+        key = f"{self.prefix}revoked:{user_id}"
+        try:
+            await self._client().set(key, repr(at), px=max(1, int(ttl * 1000)))
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"cannot store the revocation: {exc}") from exc
+
+    async def ban(self, scope: BanScope, key: str, until: float) -> None:
+        name = f"{self.prefix}banned:{scope}:{key}"
+        try:
+            await self._client().set(name, repr(until), pxat=int(until * 1000) + 1)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"cannot store the ban: {exc}") from exc
+
+    async def check(self, claims: Claims) -> Denied | None:
+        p = self.prefix
+        keys = [f"{p}revoked:{claims.user_id}", f"{p}banned:user:{claims.user_id}",
+                f"{p}banned:token:{claims.token_id}"]
+        try:
+            revoked, user_ban, token_ban = await self._client().mget(keys)
+        except (RedisError, OSError) as exc:
+            raise StoreError(f"denial store unavailable: {exc}") from exc
+        bans = [b for b in (_number(user_ban), _number(token_ban)) if b is not None]
+        return judge(claims, _number(revoked), max(bans, default=None), self._clock())
+
+
+def _number(raw: object) -> float | None:
+    try:
+        return float(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
