@@ -243,6 +243,19 @@ class Settings:
     max_queue_bytes: int = _opt(
         "ROOMCAST_MAX_QUEUE_BYTES", _positive_int, "per-connection write queue limit", 1 << 20
     )
+    handshake_timeout: float = _opt(
+        "ROOMCAST_HANDSHAKE_TIMEOUT", _positive_float,
+        "seconds a new TCP connection has to send its request head and finish the "
+        "WebSocket handshake", 10.0,
+    )
+    max_header_bytes: int = _opt(
+        "ROOMCAST_MAX_HEADER_BYTES", _positive_int,
+        "largest request head (request line and headers) in bytes", 32768,
+    )
+    max_pending_handshakes: int = _opt(
+        "ROOMCAST_MAX_PENDING_HANDSHAKES", _positive_int,
+        "connections allowed to be in their handshake at once (the oldest is cut)", 1024,
+    )
     ping_interval: float = _opt(
         "ROOMCAST_PING_INTERVAL", _positive_float, "seconds between protocol pings", 30.0
     )

@@ -65,3 +65,29 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log would print query strings; ours are token-free but keep it quiet.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+class Throttled:
+    """One log line per ``interval`` seconds at most, saying how many events it stands for.
+
+    For events an attacker can cause at will (timeouts, refusals, exhausted descriptors):
+    each is counted, but the log cannot be flooded.
+    """
+
+    def __init__(self, logger: logging.Logger, event: str, level: int = logging.WARNING,
+                 *, interval: float = 10.0) -> None:
+        self._logger = logger
+        self._event = event
+        self._level = level
+        self._interval = interval
+        self._next = 0.0
+        self._pending = 0
+
+    def __call__(self, now: float, **fields: Any) -> None:
+        """Count one event at ``now`` (monotonic seconds); log if the interval has passed."""
+        self._pending += 1
+        if now < self._next:
+            return
+        log_event(self._logger, self._event, self._level, count=self._pending, **fields)
+        self._pending = 0
+        self._next = now + self._interval

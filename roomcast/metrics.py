@@ -84,3 +84,8 @@ MEMBERSHIP_FETCHES = Counter(
     "Membership reads from the application over HTTP, by result (ok, cached, error, skipped)",
     ["result"], registry=REGISTRY,
 )
+CONNECTIONS_REFUSED = Counter(
+    "roomcast_connections_refused",
+    "TCP connections or handshakes cut or refused by a limit, by reason (head_timeout, "
+    "head_too_large, pending_cap, per_user, per_ip, flooding)", ["reason"], registry=REGISTRY,
+)

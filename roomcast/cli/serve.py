@@ -15,6 +15,10 @@ from roomcast import config, logs
 from roomcast.config import Settings
 from roomcast.logs import log_event
 from roomcast.server.app import create_app
+from roomcast.server.descriptors import DescriptorWatch, raise_fd_limit
+from roomcast.server.guard import ConnectionGuard
+from roomcast.server.state import GATEWAY
+from roomcast.supervisor import supervise
 
 _log = logging.getLogger("roomcast.server")
 
@@ -45,12 +49,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings, ssl_context: Any) -> int:
+    soft, hard = raise_fd_limit()
+    log_event(_log, "fd_limit", soft=soft, hard=hard)
+    watch = DescriptorWatch()
+    watch.install(asyncio.get_running_loop())
+    watcher = supervise("descriptor_watch", watch.run)
     app = create_app(settings)
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout
+        app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout,
+        # aiohttp's own per-line limits; the whole head is capped by the guard.
+        max_line_size=8190, max_field_size=8190, max_headers=100,
+        # Idle keep-alive connections (and a later request's head) are not held for an hour.
+        keepalive_timeout=75.0,
     )
     await runner.setup()
-    site = web.TCPSite(
+    site = GuardedSite(
+        app[GATEWAY].guard,
         runner,
         settings.host,
         settings.port,
@@ -85,8 +99,35 @@ async def _serve(settings: Settings, ssl_context: Any) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    watcher.cancel()
     await runner.cleanup()
     return 0
+
+
+class GuardedSite(web.TCPSite):
+    """A TCP site whose connections go through the connection guard (server/guard.py)."""
+
+    def __init__(self, guard: ConnectionGuard, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard = guard
+
+    async def start(self) -> None:
+        # TCPSite.start with aiohttp's protocol factory wrapped; no public hook exists.
+        await web.BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.protocol_factory(server),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+            # A TLS handshake counts against the same deadline as the request head.
+            ssl_handshake_timeout=self._guard.timeout if self._ssl_context else None,
+        )
+        self._bound_port = self._server.sockets[0].getsockname()[1]
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

@@ -30,6 +30,7 @@ from roomcast.registry.base import Registry
 from roomcast.registry.local import LocalRegistry
 from roomcast.server import login, pages, proxy, status
 from roomcast.server.admin.problems import problem_response
+from roomcast.server.guard import ConnectionGuard
 from roomcast.server.state import GATEWAY, Gateway
 from roomcast.server.websocket import liveness, websocket_endpoint
 from roomcast.supervisor import supervise
@@ -86,7 +87,11 @@ def create_app(settings: Settings) -> web.Application:
     prefix = settings.api_prefix
     app = web.Application(
         client_max_size=1 << 20,
-        middlewares=[proxy.middleware(settings.trusted_proxies), _api_problems(prefix)],
+        middlewares=[
+            _handshakes(settings.websocket_path),
+            proxy.middleware(settings.trusted_proxies),
+            _api_problems(prefix),
+        ],
     )
     hub = Hub()
     broker, registry = broker_and_registry(settings, hub)
@@ -107,6 +112,9 @@ def create_app(settings: Settings) -> web.Application:
     verifier = build_verifier(settings)
     denials = denial_store(settings)
     gw = Gateway(settings=settings, node=node, flusher=Flusher(), verifier=verifier,
+                 guard=ConnectionGuard(timeout=settings.handshake_timeout,
+                                       max_head_bytes=settings.max_header_bytes,
+                                       max_pending=settings.max_pending_handshakes),
                  denials=denials)
     gw.refresher = TokenRefresher.install(node, verifier, denials)
     app[GATEWAY] = gw
@@ -126,6 +134,24 @@ def create_app(settings: Settings) -> web.Application:
 
         admin.add_routes(app, prefix)
     return app
+
+
+def _handshakes(websocket_path: str) -> Middleware:
+    """Tell the connection guard when a request's head is in (the WebSocket endpoint
+    does so itself once its handshake is over) and when its response is out."""
+
+    @web.middleware
+    async def handshakes(request: web.Request, handler: Handler) -> web.StreamResponse:
+        guard = request.app[GATEWAY].guard
+        if request.path != websocket_path:
+            guard.finished(request.transport)
+        try:
+            return await handler(request)
+        finally:
+            guard.finished(request.transport)
+            guard.next_request(request.transport)
+
+    return handshakes
 
 
 def _api_problems(prefix: str) -> Middleware:

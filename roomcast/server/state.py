@@ -11,6 +11,7 @@ from roomcast.auth.denials import Denials, MemoryDenials
 from roomcast.config import Settings
 from roomcast.node import Node
 from roomcast.refresh import TokenRefresher
+from roomcast.server.guard import ConnectionGuard
 from roomcast.writer import Flusher
 
 
@@ -23,6 +24,8 @@ class Gateway:
     flusher: Flusher
     #: Verifies handshake, admin and refresh tokens.
     verifier: TokenVerifier
+    #: Deadline and limits of unfinished handshakes (see server/guard.py).
+    guard: ConnectionGuard
     #: Revocations and sticky kicks, read at every handshake and refresh.
     denials: Denials = field(default_factory=MemoryDenials)
     #: Applies token refreshes (in-band, the cookie route, other instances').

@@ -110,6 +110,7 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
             await ws.prepare(request)
             conn = _connection(request, gw, claims, groups, ws)
             await gw.node.open_connection(conn)
+        gw.guard.finished(request.transport)
         metrics.HANDSHAKE_SECONDS.observe(time.perf_counter() - started)
         log_event(
             _log,

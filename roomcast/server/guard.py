@@ -1,0 +1,161 @@
+"""Limits on connections that have not finished their handshake.
+
+aiohttp holds a TCP connection as long as it likes until the request head is complete,
+and buffers every header byte it is sent meanwhile. The guard wraps each connection's
+protocol and cuts it when
+
+- its request head (and, on the WebSocket path, the whole handshake) is not finished
+  within ``timeout`` seconds of the connection being accepted;
+- more than ``max_head_bytes`` arrive before the blank line that ends a request head;
+- ``max_pending`` other connections are unfinished: the oldest of them is cut, so a flood
+  of silent connections cannot hold every descriptor (real handshakes take milliseconds).
+
+Each cut is counted in ``roomcast_connections_refused{reason}`` and logged, throttled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
+from roomcast import metrics
+from roomcast.logs import Throttled
+
+_log = logging.getLogger("roomcast.guard")
+
+#: What a request head ends with (the lenient parser also takes bare newlines).
+_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+_TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+              b"Connection: close\r\nContent-Length: 0\r\n\r\n")
+
+
+class ConnectionGuard:
+    """Deadline, header-size cap and count of the connections still in their handshake."""
+
+    def __init__(self, *, timeout: float, max_head_bytes: int, max_pending: int) -> None:
+        self.timeout = timeout
+        self.max_head_bytes = max_head_bytes
+        self.max_pending = max_pending
+        #: Unfinished connections, oldest first (dicts keep insertion order).
+        self._pending: dict[asyncio.BaseTransport, _Guarded] = {}
+        self._by_transport: dict[asyncio.BaseTransport, _Guarded] = {}
+        self._cut = Throttled(_log, "connection_cut")
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def protocol_factory(self, factory: Callable[[], asyncio.Protocol]
+                         ) -> Callable[[], asyncio.Protocol]:
+        """``factory`` (aiohttp's server) with every protocol it makes guarded."""
+        return lambda: _Guarded(self, factory())
+
+    def finished(self, transport: asyncio.BaseTransport | None) -> None:
+        """The handshake of this connection is over: no deadline, no longer pending."""
+        guarded = self._by_transport.get(transport) if transport is not None else None
+        if guarded is not None:
+            guarded.finish()
+
+    def next_request(self, transport: asyncio.BaseTransport | None) -> None:
+        """A response was sent: count header bytes again for the next request (keep-alive)."""
+        guarded = self._by_transport.get(transport) if transport is not None else None
+        if guarded is not None:
+            guarded.counting = True
+            guarded.head_bytes = 0
+            guarded.tail = b""
+
+    def _opened(self, guarded: _Guarded, transport: asyncio.BaseTransport) -> None:
+        self._by_transport[transport] = guarded
+        while len(self._pending) >= self.max_pending:
+            oldest = next(iter(self._pending.values()))
+            oldest.cut("pending_cap")
+        self._pending[transport] = guarded
+
+    def _closed(self, transport: asyncio.BaseTransport | None) -> None:
+        if transport is not None:
+            self._pending.pop(transport, None)
+            self._by_transport.pop(transport, None)
+
+    def _cut_one(self, reason: str, peer: Any) -> None:
+        metrics.CONNECTIONS_REFUSED.labels(reason).inc()
+        self._cut(asyncio.get_running_loop().time(), reason=reason, peer=peer,
+                  pending=len(self._pending))
+
+
+class _Guarded(asyncio.Protocol):
+    """Passes everything to aiohttp's protocol, watching the handshake on the way."""
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
+        self._guard = guard
+        self._inner = inner
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.counting = True
+        self.head_bytes = 0
+        #: The last bytes seen, for a head end split across reads.
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport; they behave as one.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        self._guard._opened(self, transport)
+        self._timer = asyncio.get_running_loop().call_later(
+            self._guard.timeout, self.cut, "head_timeout"
+        )
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.counting:
+            self.head_bytes += len(data)
+            seen = self.tail + data
+            if any(end in seen for end in _HEAD_ENDS):
+                self.counting = False
+            elif self.head_bytes > self._guard.max_head_bytes:
+                self.cut("head_too_large", answer=_TOO_LARGE)
+                return
+            else:
+                self.tail = seen[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        self._guard._closed(self._transport)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def finish(self) -> None:
+        self._stop_timer()
+        if self._transport is not None:
+            self._guard._pending.pop(self._transport, None)
+
+    def cut(self, reason: str, *, answer: bytes = b"") -> None:
+        transport = self._transport
+        self.finish()
+        if transport is None or transport.is_closing():
+            return
+        self._guard._cut_one(reason, transport.get_extra_info("peername"))
+        if answer:
+            transport.write(answer)
+            transport.close()  # sends the short answer, then closes
+        else:
+            transport.abort()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else aiohttp or the event loop asks of the protocol.
+        return getattr(self._inner, name)
