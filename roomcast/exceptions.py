@@ -10,6 +10,7 @@
     ├── ConnectionClosed     writing to a connection that is gone
     ├── BrokerError          a publish could not be carried out
     │   └── BrokerUnavailable    the broker backend is unreachable
+    │       └── DeliveryUnknown      sent, but not confirmed: it may have been delivered
     ├── StoreError           the membership store failed
     │   └── StoreReadOnly        memberships are changed elsewhere (the application)
     ├── ConfigError (ValueError)  a bad setting; the CLI prints it as one line
@@ -79,6 +80,14 @@ class BrokerError(RoomcastError):
 
 class BrokerUnavailable(BrokerError):
     """The broker backend cannot be reached right now."""
+
+
+class DeliveryUnknown(BrokerUnavailable):
+    """The publication was sent but never confirmed (e.g. Redis stalled past the timeout).
+
+    The other instances may or may not have received it; it is never sent again, so
+    each receives it at most once.
+    """
 
 
 class StoreError(RoomcastError):

@@ -60,6 +60,11 @@ BROKER_PUBLISH_ERRORS = Counter(
     "roomcast_broker_publish_errors", "Publishes the broker could not carry out",
     registry=REGISTRY,
 )
+BROKER_DUPLICATES = Counter(
+    "roomcast_broker_duplicates_dropped",
+    "Publications from other instances received again and dropped (same publisher and id)",
+    registry=REGISTRY,
+)
 TASK_FAILURES = Counter(
     "roomcast_background_task_failures",
     "Background tasks that raised (each is logged and restarted), by task",

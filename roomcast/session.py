@@ -12,7 +12,14 @@ from typing import Any
 from roomcast import metrics
 from roomcast.auth.reasons import describe
 from roomcast.broker.base import ToConnection, ToRoom
-from roomcast.exceptions import AuthError, BrokerError, Forbidden, ProtocolError, StoreError
+from roomcast.exceptions import (
+    AuthError,
+    BrokerError,
+    DeliveryUnknown,
+    Forbidden,
+    ProtocolError,
+    StoreError,
+)
 from roomcast.hub import LocalConnection
 from roomcast.node import Node
 from roomcast.protocol import messages
@@ -97,9 +104,12 @@ class Session:
             exc.message_id = command.id
             self.reject(exc)
         except BrokerError as exc:
-            error = ProtocolError(
-                ErrorCode.UNAVAILABLE, f"delivered on this instance only; the others: {exc}"
-            )
+            if isinstance(exc, DeliveryUnknown):
+                text = ("delivered on this instance; the others may or may not have it "
+                        f"(not sent again): {exc}")
+            else:
+                text = f"delivered on this instance only; the others: {exc}"
+            error = ProtocolError(ErrorCode.UNAVAILABLE, text)
             error.message_id = command.id
             self.reject(error)
 

@@ -5,7 +5,9 @@ Contract of every implementation:
 - ``publish`` hands the payload to the local handler synchronously *and* to the
   other instances; an instance never delivers its own publication twice
   (the Redis echo carrying our ``server_id`` is dropped).
-- Delivery to other instances is at-most-once and ordered per publisher.
+- Delivery to other instances is at-most-once and ordered per publisher: a
+  publication is never sent twice (when the backend did not confirm it,
+  :class:`~roomcast.exceptions.DeliveryUnknown` says it may have arrived).
 - ``publish`` raises :class:`~roomcast.exceptions.BrokerUnavailable` at once
   when the backend is unreachable, after local delivery has happened; it never
   buffers without bound.

@@ -22,9 +22,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from roomcast import metrics
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import BrokerHandler, ControlCommand, Target, ToRoom
-from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError
+from roomcast.broker.dedupe import RecentWindow
+from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError, DeliveryUnknown
 from roomcast.logs import log_event
 from roomcast.supervisor import supervise
 
@@ -40,9 +42,12 @@ class RedisBroker:
 
     Delivery to other instances is at-most-once: a message published while a
     subscriber is disconnected is lost for it (docs/protocol.md). ``publish`` delivers
-    locally first, then publishes once; when Redis is unreachable it raises
-    :class:`BrokerUnavailable` within ``timeout`` seconds (a refused connection
-    fails at once) and never buffers.
+    locally first, then sends the PUBLISH once and never again: when Redis is
+    unreachable it raises :class:`BrokerUnavailable` within ``timeout`` seconds (a
+    refused connection fails at once), and when Redis took the command but did not
+    answer in time, :class:`DeliveryUnknown` (the other instances may have it). It never
+    buffers. Receivers drop a second copy of a publication they delivered lately
+    (same publisher and message id, see :mod:`roomcast.broker.dedupe`).
 
     ``start`` does not fail when Redis is down: the instance runs alone,
     ``healthy`` is False with a ``health_reason``, and the listener keeps
@@ -98,8 +103,11 @@ class RedisBroker:
                 timeout=timeout,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
-                # One retry replaces a connection a Redis restart left stale.
-                retry=Retry(NoBackoff(), retries=1),
+                # No retry: a PUBLISH that timed out may have gone through (Redis
+                # stalled, not down), and sending it again delivered it twice. A
+                # connection a Redis restart left stale is replaced when it is taken
+                # from the pool (redis-py checks it), before anything is sent.
+                retry=Retry(NoBackoff(), retries=0),
             )
             # The subscriber has its own connection, never waits behind
             # publishers, and never reconnects behind our back: the listener
@@ -126,6 +134,9 @@ class RedisBroker:
         self.dropped = 0
         #: Subscriptions re-established after a loss (the messages in between are lost).
         self.reconnects = 0
+        #: Publications received a second time and dropped.
+        self.duplicates = 0
+        self._recent = RecentWindow()
 
     # -- health -----------------------------------------------------------------
 
@@ -216,12 +227,27 @@ class RedisBroker:
         await self._publish(wire.CONTROL, wire.encode_control(self._prefix, command))
 
     async def _publish(self, channel: str, data: bytes) -> None:
+        """Send one PUBLISH, once: what fails after it was sent is never retried."""
+        pool = self._client.connection_pool
         try:
-            await self._client.publish(channel, data)
+            # Connects, or replaces a connection found dead: nothing is sent yet.
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         except _UNREACHABLE as exc:
             raise BrokerUnavailable(f"Redis unreachable: {_describe(exc)}") from exc
         except RedisError as exc:
             raise BrokerError(f"Redis publish failed: {_describe(exc)}") from exc
+        try:
+            await conn.send_command("PUBLISH", channel, data)
+            await conn.read_response()
+        except _UNREACHABLE as exc:
+            # redis-py has dropped the connection, so a late reply cannot be read
+            # as the answer to another command; the PUBLISH may have run.
+            raise DeliveryUnknown(
+                f"Redis did not confirm the publish: {_describe(exc)}") from exc
+        except RedisError as exc:
+            raise BrokerError(f"Redis publish failed: {_describe(exc)}") from exc
+        finally:
+            await pool.release(conn)
 
     def _require_handler(self) -> BrokerHandler:
         if self._handler is None:
@@ -316,8 +342,14 @@ class RedisBroker:
                     await handler.handle_control(command)
                 return
             incoming = wire.parse(channel, data)
-            if incoming.server_id != self.server_id:
-                handler.handle_publication(incoming.target, incoming.envelope)
+            if incoming.server_id == self.server_id:
+                return
+            if incoming.message_id is not None and self._recent.seen(
+                    (channel, incoming.server_id, incoming.message_id), time.monotonic()):
+                self.duplicates += 1
+                metrics.BROKER_DUPLICATES.inc()
+                return
+            handler.handle_publication(incoming.target, incoming.envelope)
         except wire.MalformedPayload as exc:
             self.dropped += 1
             # The reason and size only: payloads may carry private messages.

@@ -73,6 +73,9 @@ class Incoming:
     target: Target
     #: The envelope, encoded once, ready to fan out.
     envelope: bytes
+    #: The envelope's ``id`` (None when it has no non-empty string id): with
+    #: ``server_id`` it names the publication, so a second copy can be dropped.
+    message_id: str | None = None
 
 
 def room_channel(room: str) -> str:
@@ -158,7 +161,10 @@ def parse(channel: str, data: bytes) -> Incoming:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise MalformedPayload("message missing, not an object, or without a string type")
     target = _target(channel, message, obj.get("exclude"))
-    return Incoming(server_id, target, orjson.dumps(message))
+    message_id = message.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        message_id = None
+    return Incoming(server_id, target, orjson.dumps(message), message_id)
 
 
 def _target(channel: str, message: dict[str, Any], exclude: Any) -> Target:

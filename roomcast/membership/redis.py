@@ -13,6 +13,7 @@ Redis server (not Redis Cluster).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -22,10 +23,12 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from roomcast.exceptions import StoreError
+from roomcast.logs import log_event
 from roomcast.membership.base import Group
 from roomcast.types import GroupId, UserId
 
 _T = TypeVar("_T")
+_log = logging.getLogger("roomcast.membership.redis")
 
 # KEYS: user_groups, group_members, group_names. ARGV: user, group, name, user_groups prefix.
 # Returns 1 if the membership is new. A group has one name, so a rename is
@@ -81,7 +84,12 @@ class RedisMembershipStore:
         return [f"{p}user_groups:{user_id}", f"{p}group_members:{group_id}", f"{p}group_names"]
 
     async def open(self) -> None:
-        """Connect and check that Redis answers."""
+        """Set up the connection pool; Redis need not be up yet.
+
+        An instance may start before Redis (a host booting, Redis restarting): the
+        store then logs it, and each call fails with :class:`StoreError` until Redis
+        answers, with no reconnection of its own to wait for.
+        """
         if self._redis is not None:
             return
         try:
@@ -102,8 +110,8 @@ class RedisMembershipStore:
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
-            await client.aclose()
-            raise StoreError(f"Redis membership store unreachable: {exc}") from exc
+            log_event(_log, "membership_store_unreachable", logging.WARNING,
+                      error=str(exc)[:200])
         self._add = client.register_script(_ADD)
         self._remove = client.register_script(_REMOVE)
         self._redis = client

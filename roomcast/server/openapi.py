@@ -45,6 +45,8 @@ _ERRORS = {
     415: "A cookie-authenticated request whose body is not application/json.",
     422: "Invalid path id, query parameter or body; `detail` and `errors` say which and why.",
     503: "Redis or the membership store is unreachable; retry later.",
+    504: "Redis took the message but did not confirm it in time: other instances may or "
+         "may not have it (never twice). A retry is a new message.",
 }
 _SCHEMA_PROPERTY: dict[str, Any] = {
     "type": "string", "format": "uri", "readOnly": True,

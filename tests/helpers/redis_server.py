@@ -8,6 +8,7 @@ outage, then started on the *same* port so clients can reconnect to it.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -124,6 +125,7 @@ class RedisServer:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
+        proc.send_signal(signal.SIGCONT)  # a paused server would not act on SIGTERM
         if kill:
             proc.kill()
         else:
@@ -133,6 +135,17 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: Redis stalls (busy, not down): connections stay open, and commands
+        sent meanwhile (even new connections, accepted by the kernel) wait unanswered."""
+        assert self._proc is not None and self.running, "not running"
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: Redis runs again and executes what was sent while it stalled."""
+        assert self._proc is not None, "not running"
+        self._proc.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> RedisServer:
         self.start()

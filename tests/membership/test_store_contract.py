@@ -201,8 +201,37 @@ async def test_unreachable_backend_raises_store_error(backend: str, tmp_path: Pa
         unreachable = RedisMembershipStore(f"redis://127.0.0.1:{free_port()}/0")
     else:
         unreachable = PostgresMembershipStore(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
-    with pytest.raises(StoreError):
-        await unreachable.open()
+    if backend != "redis":
+        with pytest.raises(StoreError):
+            await unreachable.open()
+        return
+    # Redis may come up after the gateway: open() succeeds, every call fails until then.
+    await unreachable.open()
+    try:
+        with pytest.raises(StoreError):
+            await unreachable.groups_of(U1)
+        with pytest.raises(StoreError):
+            await unreachable.add(U1, G1, "Alpha")
+    finally:
+        await unreachable.close()
+
+
+@pytest.mark.redis
+async def test_redis_store_opened_before_redis_works_once_it_starts(
+        redis_server: RedisServer) -> None:
+    port = redis_server.port
+    redis_server.stop()
+    s = RedisMembershipStore(redis_server.url)
+    await s.open()
+    try:
+        with pytest.raises(StoreError):
+            await s.groups_of(U1)
+        redis_server.start()  # the same port
+        assert redis_server.port == port
+        assert await s.add(U1, G1, "Alpha") is True
+        assert await s.groups_of(U1) == [Group(G1, "Alpha")]
+    finally:
+        await s.close()
 
 
 @pytest.mark.redis

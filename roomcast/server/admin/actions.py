@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from roomcast.broker.base import Disconnect, Target, ToAll, ToConnection, ToRoom, ToUser
-from roomcast.exceptions import BrokerError
+from roomcast.exceptions import BrokerError, DeliveryUnknown
 from roomcast.logs import log_event
 from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode
@@ -67,6 +67,15 @@ async def _publish(request: web.Request, caller: Caller, target: Target,
     count = await node.registry.count(target)
     try:
         result = await node.publish(target, envelope)
+    except DeliveryUnknown as exc:
+        log_event(_log, "admin_publish_unconfirmed", logging.WARNING, error=str(exc),
+                  message_id=envelope["id"])
+        # Not 503: a retry would be a second message, and the first may have arrived.
+        raise Problem(504, "delivery_unknown",
+                      f"message {envelope['id']} was handed to Redis, which did not confirm "
+                      "it in time: the other instances may or may not have received it "
+                      "(each at most once; it is not sent again); connections on this "
+                      "instance received it") from None
     except BrokerError as exc:
         log_event(_log, "admin_publish_failed", logging.WARNING, error=str(exc))
         raise Problem(503, "unavailable",
