@@ -36,7 +36,7 @@ from tests.cluster.support import (
 )
 from tests.helpers.problems import problem
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.ws import Message, Peer, connect_peer
+from tests.helpers.ws import Peer, connect_peer
 
 pytestmark = pytest.mark.redis
 
@@ -101,8 +101,8 @@ async def stall_after_publish_arrives(raw: aioredis.Redis) -> None:
 
     await eventually(held, "a PUBLISH held by the pause")
     async with raw.pipeline(transaction=True) as tx:
-        tx.execute_command("CLIENT", "UNPAUSE")
-        tx.execute_command("EVAL_RO", BUSY_SCRIPT, 0)
+        tx.client_unpause()
+        tx.eval_ro(BUSY_SCRIPT, 0)
         await tx.execute()
 
 
@@ -118,14 +118,14 @@ async def test_an_api_publish_outliving_the_timeout_reaches_the_other_instance_o
         async with api_client(pair.gateways[0]) as api:
             for trial in range(TRIALS):
                 text = uid(f"stalled{trial}")
-                await raw.execute_command("CLIENT", "PAUSE", str(PAUSE_MS), "WRITE")
+                await raw.client_pause(PAUSE_MS, all=False)  # WRITE
                 try:
                     post = asyncio.create_task(api.post(
                         url, json={"type": "notification", "data": {"text": text}}))
                     await stall_after_publish_arrives(raw)
                     r = await post
                 finally:
-                    await raw.execute_command("CLIENT", "UNPAUSE")
+                    await raw.client_unpause()
                 assert await copies(raw, far, text) == 1, f"trial {trial}"
                 # Honest: neither "sent" nor "unavailable, retry": it may have arrived.
                 body = problem(r, 504, "delivery_unknown")
@@ -153,16 +153,15 @@ async def test_a_client_publish_while_redis_is_stopped_reaches_each_instance_onc
             # one would stall in its handshake, before the PUBLISH is sent (then the
             # error says "only on this instance", which is true).
             warm = uid("warm")
-            reply = await near.request({"id": uid("w"), "type": "message", "room": room,
-                                        "data": {"text": warm}})
-            assert reply["type"] == "system", reply
+            ack = await near.request({"id": uid("w"), "type": "message", "room": room,
+                                      "data": {"text": warm}})
+            assert ack["type"] == "system", ack
             assert await copies(raw, far, warm) == 1
             text, mid = uid(f"frozen{trial}"), uid("m")
             redis_server.pause()
             try:
-                await near.send({"id": mid, "type": "message", "room": room,
-                                 "data": {"text": text}})
-                reply: Message = await near.expect(lambda m, mid=mid: m.get("id") == mid)
+                reply = await near.request({"id": mid, "type": "message", "room": room,
+                                            "data": {"text": text}})
             finally:
                 redis_server.resume()
             assert await copies(raw, far, text) == 1, f"trial {trial}"
