@@ -234,3 +234,17 @@ async def test_disconnect_kicks_with_3500(admin_gw: GatewayProcess,
     await bystander.close()
     r = await api.post("/websocket/connections/no-such-connection/disconnect")
     problem(r, 404, "not_found")
+
+
+async def test_disconnect_with_reconnect_closes_with_1001(admin_gw: GatewayProcess,
+                                                         api: httpx.AsyncClient) -> None:
+    victim = await connect_peer(admin_gw, uid("move"))
+    r = await api.post(f"/websocket/connections/{victim.conn_id}/disconnect",
+                       params={"reconnect": "true"})
+    assert answer(r, "Disconnected")["connection_id"] == victim.conn_id
+    await victim.ws.wait_closed()
+    assert victim.ws.close_code == 1001  # going away: clients reconnect
+    assert victim.ws.close_reason == "asked to reconnect by administrator"
+    r = await api.post(f"/websocket/connections/{victim.conn_id}/disconnect",
+                       params={"reconnect": "maybe"})
+    assert problem(r, 422, "invalid_query")["errors"][0]["location"] == "query.reconnect"

@@ -17,9 +17,16 @@ from roomcast.exceptions import BrokerError, DeliveryUnknown
 from roomcast.logs import log_event
 from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode
-from roomcast.server.admin.bodies import MembershipBody, MessageBody, ProfileBody
+from roomcast.server.admin.bodies import DisconnectQuery, MembershipBody, MessageBody, ProfileBody
 from roomcast.server.admin.guard import Caller
-from roomcast.server.admin.inputs import connection_id, group_id, read_body, room_id, user_id
+from roomcast.server.admin.inputs import (
+    connection_id,
+    group_id,
+    read_body,
+    read_query,
+    room_id,
+    user_id,
+)
 from roomcast.server.admin.problems import Problem, json_response
 from roomcast.server.state import gateway
 from roomcast.types import ConnId, GroupId, RoomId, UserId
@@ -185,19 +192,26 @@ async def remove_membership(request: web.Request, caller: Caller) -> web.Respons
 
 
 async def disconnect(request: web.Request, caller: Caller) -> web.Response:
-    """Close a connection with 3500 (kicked: clients do not reconnect on their own)."""
+    """Close a connection with 3500 (kicked: clients do not reconnect on their own), or
+    with ``?reconnect=true`` 1001 (clients reconnect at once)."""
     conn_id = connection_id(request)
+    query = read_query(request, DisconnectQuery)
     node = gateway(request).node
     info = await node.registry.connection(conn_id)
     if info is None:
         raise Problem(404, "not_found", f"no connection {conn_id[:80]!r}")
-    command = Disconnect(conn_id=ConnId(info.id), code=CloseCode.KICKED,
-                         reason="disconnected by administrator")
+    if query.reconnect:
+        command = Disconnect(conn_id=ConnId(info.id), code=CloseCode.GOING_AWAY,
+                             reason="asked to reconnect by administrator")
+    else:
+        command = Disconnect(conn_id=ConnId(info.id), code=CloseCode.KICKED,
+                             reason="disconnected by administrator")
     try:
         await node.broker.publish_control(command)
     except BrokerError as exc:
         log_event(_log, "admin_disconnect_failed", logging.WARNING, error=str(exc))
         raise Problem(503, "unavailable",
                       "could not reach the other instances (Redis is unavailable)") from None
-    log_event(_log, "admin_disconnect", by=caller.name, conn=info.id, user=info.user_id)
+    log_event(_log, "admin_disconnect", by=caller.name, conn=info.id, user=info.user_id,
+              reconnect=query.reconnect)
     return json_response({"success": True, "connection_id": info.id})

@@ -126,6 +126,18 @@ class RoomsQuery(BaseModel):
     member_id: str | None = Field(default=None, max_length=128)
 
 
+class DisconnectQuery(BaseModel):
+    """How ``POST .../disconnect`` closes the connection."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reconnect: bool = Field(
+        default=False,
+        description="`true`: close with 1001 (going away), so the client reconnects at once "
+                    "(and recovers what it missed meanwhile), e.g. to move it to another "
+                    "instance; `false` (default): 3500, kicked, no automatic reconnect.")
+
+
 # -- responses -------------------------------------------------------------------
 
 
