@@ -268,6 +268,20 @@ class Settings:
     client_burst: int = _opt(
         "ROOMCAST_CLIENT_BURST", _positive_int, "client message burst allowance", 200
     )
+    flood_close: float = _opt(
+        "ROOMCAST_FLOOD_CLOSE", _positive_float,
+        "seconds a connection may stay over its message rate (it is paused meanwhile) "
+        "before it is closed with 1008", 10.0,
+    )
+    max_connections_per_user: int = _opt(
+        "ROOMCAST_MAX_CONNECTIONS_PER_USER", _non_negative_int,
+        "connections one user may hold on this instance (0: no limit)", 32,
+    )
+    max_connections_per_ip: int = _opt(
+        "ROOMCAST_MAX_CONNECTIONS_PER_IP", _non_negative_int,
+        "connections one client IP may hold on this instance (0: no limit; behind a proxy "
+        "set ROOMCAST_TRUSTED_PROXIES, or every client has the proxy's IP)", 512,
+    )
     room_event_threshold: int = _opt(
         "ROOMCAST_ROOM_EVENT_THRESHOLD",
         _positive_int,

@@ -31,6 +31,7 @@ from roomcast.protocol.envelope import (
     SystemCommand,
 )
 from roomcast.refresh import TokenRefresher
+from roomcast.throttle import Throttle
 from roomcast.types import (
     GroupId,
     RoomId,
@@ -41,32 +42,14 @@ from roomcast.types import (
     room_type,
 )
 
-
-class TokenBucket:
-    """Per-connection flood limit: ``rate`` messages/s with bursts of ``burst``."""
-
-    __slots__ = ("_last", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+#: A ``members`` reply costs one message of the rate limit per this many members listed.
+MEMBERS_PER_TOKEN = 20
 
 
 class Session:
     """Handles the client messages of one connection."""
 
-    def __init__(self, node: Node, conn: LocalConnection, limiter: TokenBucket,
+    def __init__(self, node: Node, conn: LocalConnection, limiter: Throttle,
                  *, refresher: TokenRefresher | None = None) -> None:
         self.node = node
         self.conn = conn
@@ -86,8 +69,6 @@ class Session:
         """Carry out one parsed client message, replying exactly once if it has an id."""
         metrics.MESSAGES_RECEIVED.labels(command.type).inc()
         try:
-            if not self.limiter.take():
-                raise ProtocolError(ErrorCode.RATE_LIMITED, "too many messages; slow down")
             if isinstance(command, Publish):
                 await self._publish(command)
             elif isinstance(command, SystemCommand):
@@ -194,6 +175,9 @@ class Session:
             if room not in self.conn.rooms:
                 raise Forbidden(f"not a member of room {command.room[:64]!r}")
             members = await self.node.registry.connections(room_id=room)
+            # Its cost is the size of the answer: a big room's listing spends the budget
+            # of many messages (the read loop then pauses this connection accordingly).
+            self.limiter.charge(len(members) / MEMBERS_PER_TOKEN)
             extra = {
                 "room": room,
                 "members": [

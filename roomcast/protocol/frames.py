@@ -16,4 +16,11 @@ def text_frame(payload: bytes) -> bytes:
     return Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
+def close_frame(code: int, reason: str) -> bytes:
+    """An unmasked close frame with ``code`` and ``reason``."""
+    return Frame(Opcode.CLOSE, code.to_bytes(2, "big") + reason.encode()[:123]).serialize(
+        mask=False
+    )
+
+
 PING_FRAME: Final = Frame(Opcode.PING, b"roomcast").serialize(mask=False)

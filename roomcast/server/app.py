@@ -31,6 +31,7 @@ from roomcast.registry.local import LocalRegistry
 from roomcast.server import login, pages, proxy, status
 from roomcast.server.admin.problems import problem_response
 from roomcast.server.guard import ConnectionGuard
+from roomcast.server.quotas import Quota
 from roomcast.server.state import GATEWAY, Gateway
 from roomcast.server.websocket import liveness, websocket_endpoint
 from roomcast.supervisor import supervise
@@ -115,7 +116,8 @@ def create_app(settings: Settings) -> web.Application:
                  guard=ConnectionGuard(timeout=settings.handshake_timeout,
                                        max_head_bytes=settings.max_header_bytes,
                                        max_pending=settings.max_pending_handshakes),
-                 denials=denials)
+                 denials=denials, per_user=Quota(settings.max_connections_per_user),
+                 per_ip=Quota(settings.max_connections_per_ip))
     gw.refresher = TokenRefresher.install(node, verifier, denials)
     app[GATEWAY] = gw
     sync = MembershipSync.install(node)

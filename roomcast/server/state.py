@@ -12,6 +12,7 @@ from roomcast.config import Settings
 from roomcast.node import Node
 from roomcast.refresh import TokenRefresher
 from roomcast.server.guard import ConnectionGuard
+from roomcast.server.quotas import Quota
 from roomcast.writer import Flusher
 
 
@@ -30,6 +31,9 @@ class Gateway:
     denials: Denials = field(default_factory=MemoryDenials)
     #: Applies token refreshes (in-band, the cookie route, other instances').
     refresher: TokenRefresher | None = None
+    #: Connections held per user and per client IP on this instance.
+    per_user: Quota = field(default_factory=lambda: Quota(0))
+    per_ip: Quota = field(default_factory=lambda: Quota(0))
     closing: bool = False
 
 

@@ -16,21 +16,24 @@ from roomcast.auth import Claims, authenticate, origin_allowed, token_candidates
 from roomcast.auth.reasons import describe
 from roomcast.exceptions import AuthError, ProtocolError, StoreError
 from roomcast.hub import LocalConnection
-from roomcast.logs import log_event
+from roomcast.logs import Throttled, log_event
 from roomcast.membership.base import Group
 from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode, ErrorCode
 from roomcast.protocol.envelope import parse_client_message
-from roomcast.protocol.frames import PING_FRAME
+from roomcast.protocol.frames import PING_FRAME, close_frame
 from roomcast.protocol.lenient import recover_id
 from roomcast.server.admin.problems import problem_response
 from roomcast.server.proxy import client_ip
 from roomcast.server.state import Gateway, gateway
-from roomcast.session import Session, TokenBucket
+from roomcast.session import Session
+from roomcast.throttle import Throttle
 from roomcast.types import ConnId
 from roomcast.writer import ConnectionWriter
 
 _log = logging.getLogger("roomcast.websocket")
+#: Refusals a client can cause at will are logged throttled.
+_refusals = Throttled(_log, "handshake_refused_limit")
 
 
 def own_origin(request: web.Request) -> str:
@@ -44,6 +47,25 @@ def own_origin(request: web.Request) -> str:
 async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     """``GET /websocket/connect``: authenticate, upgrade, serve until closed."""
     gw = gateway(request)
+    # Before any work: one address cannot hold every descriptor or CPU of the instance.
+    ip = client_ip(request) or "unknown"
+    if not gw.per_ip.acquire(ip):
+        return _too_many(request, "per_ip")
+    try:
+        return await _handshake(request, gw)
+    finally:
+        gw.per_ip.release(ip)
+
+
+def _too_many(request: web.Request, reason: str) -> web.StreamResponse:
+    metrics.CONNECTIONS_REFUSED.labels(reason).inc()
+    metrics.HANDSHAKE_REFUSALS.labels(reason).inc()
+    _refusals(asyncio.get_running_loop().time(), reason=reason, peer=client_ip(request))
+    return problem_response(429, "too many connections", code="rate_limited", reason=reason,
+                            headers={"Retry-After": "10"}, request=request)
+
+
+async def _handshake(request: web.Request, gw: Gateway) -> web.StreamResponse:
     started = time.perf_counter()
     if gw.closing:
         return problem_response(503, "shutting down", code="unavailable", request=request)
@@ -81,6 +103,17 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     refused = await _denied(request, gw, claims)
     if refused is not None:
         return refused
+    if not gw.per_user.acquire(claims.user_id):
+        return _too_many(request, "per_user")
+    try:
+        return await _serve(request, gw, claims, started)
+    finally:
+        gw.per_user.release(claims.user_id)
+
+
+async def _serve(request: web.Request, gw: Gateway, claims: Claims,
+                 started: float) -> web.StreamResponse:
+    """Upgrade an authenticated request, then serve the connection until it closes."""
     conn: LocalConnection | None = None
     reason = "closed by client"
     try:
@@ -122,7 +155,9 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         )
         reason = await _read_loop(
             ws,
-            Session(gw.node, conn, TokenBucket(gw.settings.client_rate, gw.settings.client_burst),
+            Session(gw.node, conn,
+                    Throttle(gw.settings.client_rate, gw.settings.client_burst,
+                             close_after=gw.settings.flood_close),
                     refresher=gw.refresher),
             gw,
         )
@@ -216,8 +251,12 @@ async def _read_loop(ws: web.WebSocketResponse, session: Session, gw: Gateway) -
     conn = session.conn
     loop = asyncio.get_running_loop()
     max_size = gw.settings.max_message_size
+    throttle = session.limiter
     async for msg in ws:
         conn.last_seen = loop.time()
+        # Over its rate the connection is not read (nor answered) for a while.
+        if msg.type in _COUNTED and not await throttle.admit():
+            return await _flooding(conn)
         if msg.type is WSMsgType.TEXT:
             try:
                 command = parse_client_message(msg.data, max_size=max_size)
@@ -237,6 +276,21 @@ async def _read_loop(ws: web.WebSocketResponse, session: Session, gw: Gateway) -
             metrics.REJECTED.labels(str(ErrorCode.TOO_LARGE)).inc()
             return f"protocol error: {msg.data}"
     return "closed by client"
+
+
+#: Seconds a flooder's half-closed socket is kept for its close frame to arrive.
+_LINGER = 2.0
+_COUNTED = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING)
+
+
+async def _flooding(conn: LocalConnection) -> str:
+    """Close a connection that stayed over its rate limit (1008)."""
+    metrics.CONNECTIONS_REFUSED.labels("flooding").inc()
+    log_event(_log, "flood_closed", logging.WARNING, conn=conn.id, user=conn.user_id)
+    conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+    if conn.closer is not None:
+        await conn.closer.wait()
+    return "rate limit exceeded"
 
 
 class _Closer:
@@ -287,10 +341,22 @@ class _Closer:
             # Cut it now (the client sees an abnormal closure and reconnects).
             self._transport.abort()
             return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                self._ws.close(code=code, message=reason.encode(), drain=False), 3.0
-            )
+        if code == CloseCode.POLICY_VIOLATION:
+            # A flooder's unread frames would all be read and parsed while waiting for its
+            # close reply: send ours and stop reading instead.
+            # (Closing a socket with unread input would reset it, losing the close frame:
+            # half-close instead, and cut it a little later.)
+            self._transport.write(close_frame(code, reason))
+            self._transport.pause_reading()
+            if self._transport.can_write_eof():
+                self._transport.write_eof()
+            asyncio.get_running_loop().call_later(_LINGER, self._transport.abort)
+            return
+        else:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self._ws.close(code=code, message=reason.encode(), drain=False), 3.0
+                )
         # The transport now closes gracefully, sending what it holds (the close frame
         # last); a peer that never reads must not pin that buffer forever.
         asyncio.get_running_loop().call_later(self._grace, self._abort_if_stuck)

@@ -133,28 +133,27 @@ async def test_invalid_utf8_text_frame_fails_only_that_connection(
     await ping(bystander)
 
 
-async def test_flood_is_rate_limited_and_every_id_answered(gateway_factory: GatewayFactory) -> None:
-    gw = gateway_factory(env={"ROOMCAST_CLIENT_BURST": "5", "ROOMCAST_CLIENT_RATE": "0.001"})
-    flooder = await connect_peer(gw, unique("flooder"))
+async def test_a_burst_over_the_rate_is_paused_and_every_id_answered_once(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_CLIENT_BURST": "5", "ROOMCAST_CLIENT_RATE": "20"})
+    eager = await connect_peer(gw, unique("eager"))
     calm = await connect_peer(gw, unique("calm"))
     try:
-        ids = [f"f{i}" for i in range(2000)]
+        ids = [f"f{i}" for i in range(40)]
         for mid in ids:
-            await flooder.send({"id": mid, "type": "heartbeat"})
+            await eager.send({"id": mid, "type": "heartbeat"})
         outcomes: Counter[str] = Counter()
         seen: set[str] = set()
         while len(seen) < len(ids):
-            msg = await flooder.recv()
+            msg = await eager.recv()
             assert msg["id"] not in seen, f"two replies to {msg['id']}"
             seen.add(msg["id"])
             outcomes[msg["data"].get("code", msg["type"])] += 1
-        assert outcomes == {"heartbeat": 5, "rate_limited": len(ids) - 5}
-        limited = await flooder.request({"id": "more", "type": "presence"})
-        assert limited["data"]["code"] == "rate_limited" and limited["data"]["temporary"] is True
+        # Over the rate the connection is read more slowly, not refused (tests/abuse has
+        # the flood that is closed).
+        assert outcomes == {"heartbeat": len(ids)}
         await ping(calm)  # another connection is unaffected
-        fresh = await connect_peer(gw, unique("fresh"))
-        await ping(fresh)
-        await fresh.close()
     finally:
-        await flooder.close()
+        await eager.close()
         await calm.close()
