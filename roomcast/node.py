@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from roomcast import metrics
+from roomcast.auth.denials import Denials, MemoryDenials
 from roomcast.broker.base import (
     Broker,
     ControlCommand,
@@ -63,6 +64,7 @@ class Node:
         presence_ttl: float = 15.0,
         presence_grace: float = 5.0,
         lifetimes: Lifetimes | None = None,
+        denials: Denials | None = None,
     ) -> None:
         self.server_id = server_id
         self.hub = hub
@@ -71,6 +73,8 @@ class Node:
         self.registry = registry
         #: Expiry warnings and closes of local connections (off unless given).
         self.lifetimes = lifetimes or Lifetimes(enabled=False)
+        #: Revocations and sticky kicks (a kick's token ban is written where it lives).
+        self.denials: Denials = denials or MemoryDenials()
         self.messages_processed = 0
         #: Publications made through this instance, and frames queued to its connections
         #: by any instance's publications (the live dashboard's rates; sums are cluster-wide).
@@ -144,16 +148,26 @@ class Node:
         if isinstance(command, MembershipChanged):
             await self._apply_membership(command)
         elif isinstance(command, Disconnect):
-            label = _TOKEN_CLOSES.get(command.code)
-            for conn in list(self.hub.connections.values()):
-                if conn.id == command.conn_id or conn.user_id == command.user_id:
-                    if label is not None:
-                        metrics.TOKEN_CLOSES.labels(label).inc()
-                    conn.close(command.code, command.reason)
+            await self._disconnect(command)
         elif isinstance(command, PresenceChanged):
             self.presence.apply(command)
         elif isinstance(command, TokenRefreshed) and self.on_token_refreshed is not None:
             await self.on_token_refreshed(command)
+
+    async def _disconnect(self, command: Disconnect) -> None:
+        label = _TOKEN_CLOSES.get(command.code)
+        for conn in list(self.hub.connections.values()):
+            if conn.id != command.conn_id and conn.user_id != command.user_id:
+                continue
+            if command.ban_tokens_until is not None:
+                # Before the close: the client's reconnect must find the ban in place.
+                try:
+                    await self.denials.ban("token", conn.token_id, command.ban_tokens_until)
+                except StoreError as exc:
+                    log_event(_log, "ban_failed", logging.ERROR, conn=conn.id, error=str(exc))
+            if label is not None:
+                metrics.TOKEN_CLOSES.labels(label).inc()
+            conn.close(command.code, command.reason)
 
     # -- publishing -----------------------------------------------------------
 

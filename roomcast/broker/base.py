@@ -70,6 +70,10 @@ class Disconnect:
     conn_id: ConnId | None = None
     code: int = 3500
     reason: str = "disconnected by administrator"
+    #: Refuse the closed connections' tokens at the handshake until then (Unix seconds;
+    #: a sticky kick): written by the instance that holds each connection, before it
+    #: closes it.
+    ban_tokens_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

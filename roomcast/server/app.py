@@ -28,7 +28,7 @@ from roomcast.protocol.codes import CloseCode
 from roomcast.refresh import TokenRefresher
 from roomcast.registry.base import Registry
 from roomcast.registry.local import LocalRegistry
-from roomcast.server import login, pages, proxy, status
+from roomcast.server import login, pages, proxy, status, tokens
 from roomcast.server.admin.problems import problem_response
 from roomcast.server.guard import ConnectionGuard
 from roomcast.server.quotas import Quota
@@ -96,6 +96,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     hub = Hub()
     broker, registry = broker_and_registry(settings, hub)
+    denials = denial_store(settings)
     node = Node(
         server_id=settings.server_id,
         broker=broker,
@@ -109,9 +110,9 @@ def create_app(settings: Settings) -> web.Application:
         presence_grace=settings.presence_grace,
         lifetimes=Lifetimes(enabled=settings.token_expiry, warning=settings.expiry_warning,
                             leeway=settings.jwt_leeway),
+        denials=denials,
     )
     verifier = build_verifier(settings)
-    denials = denial_store(settings)
     gw = Gateway(settings=settings, node=node, flusher=Flusher(), verifier=verifier,
                  guard=ConnectionGuard(timeout=settings.handshake_timeout,
                                        max_head_bytes=settings.max_header_bytes,
@@ -127,6 +128,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.router.add_get(settings.websocket_path, websocket_endpoint)
     status.add_routes(app, prefix)
+    tokens.add_routes(app, prefix)
     app.router.add_get("/api/me", login.me)
     if settings.dev_login_enabled:
         login.add_routes(app)

@@ -28,6 +28,7 @@ _BODIES: dict[type[Any], dict[str, Any]] = {
     bodies.MessageBody: {"type": "notification", "data": {"n": 1}},
     bodies.ProfileBody: {"character_id": 7, "profile": {"n": 1}},
     bodies.MembershipBody: {"name": "Matrix"},
+    bodies.DisconnectBody: {"ban_seconds": 1},
 }
 #: What an authorized call answers: the fake connection, user and room have no connection.
 _AUTHORIZED = {"getConnection": 404, "messageConnection": 404, "disconnectConnection": 404,

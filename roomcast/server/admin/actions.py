@@ -8,6 +8,7 @@ the instance that received the HTTP call).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +16,16 @@ from aiohttp import web
 from roomcast.broker.base import Disconnect, Target, ToAll, ToConnection, ToRoom, ToUser
 from roomcast.exceptions import BrokerError, DeliveryUnknown
 from roomcast.logs import log_event
+from roomcast.node import Node
 from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode
-from roomcast.server.admin.bodies import DisconnectQuery, MembershipBody, MessageBody, ProfileBody
+from roomcast.server.admin.bodies import (
+    DisconnectBody,
+    DisconnectQuery,
+    MembershipBody,
+    MessageBody,
+    ProfileBody,
+)
 from roomcast.server.admin.guard import Caller
 from roomcast.server.admin.inputs import (
     connection_id,
@@ -193,25 +201,69 @@ async def remove_membership(request: web.Request, caller: Caller) -> web.Respons
 
 async def disconnect(request: web.Request, caller: Caller) -> web.Response:
     """Close a connection with 3500 (kicked: clients do not reconnect on their own), or
-    with ``?reconnect=true`` 1001 (clients reconnect at once)."""
+    with ``?reconnect=true`` 1001 (clients reconnect at once).
+
+    With ``ban_seconds`` the kick sticks: the connection's token (``ban: token``), or
+    every token of its user (``ban: user``, whose connections all close), is refused at
+    the handshake until then, cluster-wide (the React client reconnects after any close).
+    """
     conn_id = connection_id(request)
     query = read_query(request, DisconnectQuery)
-    node = gateway(request).node
+    body = await read_body(request, DisconnectBody, limit=4096, required=False)
+    gw = gateway(request)
+    node = gw.node
     info = await node.registry.connection(conn_id)
     if info is None:
         raise Problem(404, "not_found", f"no connection {conn_id[:80]!r}")
+    if query.reconnect and body.ban_seconds is not None:
+        raise Problem(422, "invalid_body", "ban_seconds cannot go with reconnect=true",
+                      details=[{"field": "body.ban_seconds",
+                                "message": "absent with reconnect=true"}])
+    until = time.time() + body.ban_seconds if body.ban_seconds is not None else None
+    by_user = until is not None and body.ban == "user"
+    if by_user:
+        assert until is not None
+        await node.denials.ban("user", info.user_id, until)
     if query.reconnect:
         command = Disconnect(conn_id=ConnId(info.id), code=CloseCode.GOING_AWAY,
                              reason="asked to reconnect by administrator")
     else:
-        command = Disconnect(conn_id=ConnId(info.id), code=CloseCode.KICKED,
-                             reason="disconnected by administrator")
+        command = Disconnect(
+            user_id=UserId(info.user_id) if by_user else None,
+            conn_id=None if by_user else ConnId(info.id),
+            code=CloseCode.KICKED, reason="disconnected by administrator",
+            ban_tokens_until=until if until is not None and not by_user else None,
+        )
+    await _control(node, command, "admin_disconnect_failed")
+    log_event(_log, "admin_disconnect", by=caller.name, conn=info.id, user=info.user_id,
+              reconnect=query.reconnect, ban=body.ban if until is not None else None,
+              ban_seconds=body.ban_seconds)
+    answer: dict[str, Any] = {"success": True, "connection_id": info.id, "user_id": info.user_id}
+    if until is not None:
+        answer.update(ban=body.ban, banned_until=messages.rfc3339(until))
+    return json_response(answer)
+
+
+async def revoke(request: web.Request, caller: Caller) -> web.Response:
+    """Log a user out everywhere: close every connection (3403) and refuse older tokens."""
+    user = user_id(request)
+    gw = gateway(request)
+    node = gw.node
+    count = await node.registry.count(ToUser(UserId(user)))
+    at = time.time()
+    # Stored first: a connection closed by the command must not get back in.
+    await node.denials.revoke(user, at, gw.settings.revocation_ttl)
+    await _control(node, Disconnect(user_id=UserId(user), code=CloseCode.REVOKED,
+                              reason="logged out everywhere"), "admin_revoke_failed")
+    log_event(_log, "admin_revoke", by=caller.name, user=user, connections=count)
+    return json_response({"success": True, "user_id": user,
+                          "revoked_at": messages.rfc3339(at), "connections": count})
+
+
+async def _control(node: Node, command: Disconnect, failure: str) -> None:
     try:
         await node.broker.publish_control(command)
     except BrokerError as exc:
-        log_event(_log, "admin_disconnect_failed", logging.WARNING, error=str(exc))
+        log_event(_log, failure, logging.WARNING, error=str(exc))
         raise Problem(503, "unavailable",
                       "could not reach the other instances (Redis is unavailable)") from None
-    log_event(_log, "admin_disconnect", by=caller.name, conn=info.id, user=info.user_id,
-              reconnect=query.reconnect)
-    return json_response({"success": True, "connection_id": info.id})

@@ -85,6 +85,32 @@ class MembershipBody(_Request):
                              description="Display name; the room is named `Group: {name}`.")
 
 
+#: Longest sticky kick: 30 days.
+MAX_BAN_SECONDS: Final = 30 * 86400
+
+
+class DisconnectBody(_Request):
+    """``POST .../disconnect``: optionally keep the token or the user out for a while."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"ban_seconds": 300, "ban": "token"},
+    ]})
+
+    ban_seconds: float | None = Field(
+        default=None, gt=0, le=MAX_BAN_SECONDS,
+        description="Refuse handshakes this many seconds (403, reason `kicked`, Retry-After): "
+        "without it the React client reconnects within a second.")
+    ban: Literal["token", "user"] = Field(
+        default="token",
+        description="`token`: the connection's token; `user`: every token of its user "
+        "(and all of the user's connections are closed).")
+
+    @field_validator("ban_seconds", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class ProfileBody(_Request):
     """``POST .../profile``: sent as ``user_profile_update`` to the user's connections."""
 
@@ -283,6 +309,23 @@ class Disconnected(BaseModel):
     model_config = _example(success=True, connection_id=_CONN_ID)
     success: bool
     connection_id: str
+    user_id: str | None = Field(default=None, description="The connection's user.")
+    ban: Literal["token", "user"] | None = Field(
+        default=None, description="What is refused at the handshake, with `ban_seconds`.")
+    banned_until: str | None = Field(
+        default=None, description="RFC 3339 end of the ban, with `ban_seconds`.")
+
+
+class Revoked(BaseModel):
+    """``POST .../revoke``: the user's connections are closed and older tokens refused."""
+
+    model_config = _example(success=True, user_id="alice", revoked_at="2026-12-06T10:00:00Z",
+                            connections=2)
+    success: bool
+    user_id: str
+    revoked_at: str = Field(description="RFC 3339; tokens issued (iat) at or before it are "
+                            "refused until they expire.")
+    connections: int = Field(description="Connections of the user, cluster-wide, closed.")
 
 
 class Stats(BaseModel):

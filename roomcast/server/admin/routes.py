@@ -63,7 +63,11 @@ OPERATIONS: tuple[Operation, ...] = (
               "disconnectConnection",
               "Close a connection (3500, no auto-reconnect; or 1001 with reconnect=true)",
               "connections", bodies.Disconnected, query=bodies.DisconnectQuery,
-              errors=(404, 503)),
+              description="With `ban_seconds` the kick sticks: the connection's token "
+              "(`ban: token`, default) or every token of its user (`ban: user`, which closes "
+              "all of the user's connections) is refused at the handshake (403, reason "
+              "`kicked`, `Retry-After`) until then, on every instance.",
+              body=bodies.DisconnectBody, body_required=False, errors=(404, 503)),
     Operation("GET", "/websocket/rooms", listings.list_rooms, "listRooms",
               "List rooms, cluster-wide", "rooms", bodies.RoomList, query=bodies.RoomsQuery),
     Operation("GET", "/websocket/rooms/{room_id}", listings.get_room, "getRoom", "One room",
@@ -82,6 +86,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", f"{_U}/profile", actions.profile, "updateProfile",
               "Send user_profile_update to a user's connections", "users", bodies.Sent,
               body=bodies.ProfileBody, errors=(503, 504)),
+    Operation("POST", f"{_U}/revoke", actions.revoke, "revokeUser",
+              "Log a user out everywhere", "users", bodies.Revoked,
+              description="Closes every connection of the user on every instance with 3403 "
+              "(do not reconnect with this token) and refuses, at the handshake and at "
+              "refresh, the user's tokens issued (`iat`) at or before now, until "
+              "`ROOMCAST_REVOCATION_TTL`. Tokens issued later work.",
+              errors=(503,)),
     Operation("GET", f"{_U}/groups", listings.list_groups, "listGroups",
               "A user's group memberships", "users", bodies.GroupList, errors=(503,)),
     Operation("PUT", f"{_U}/groups/{{group_id}}", actions.add_membership, "addMembership",
