@@ -291,6 +291,16 @@ class Settings:
     room_event_interval: float = _opt(
         "ROOMCAST_ROOM_EVENT_INTERVAL", _positive_float, "seconds between coalesced events", 1.0
     )
+    room_event_rate: float = _opt(
+        "ROOMCAST_ROOM_EVENT_RATE", _positive_float,
+        "room_update events per second per room (bursts of twice that); beyond it the "
+        "room's events are coalesced", 10.0,
+    )
+    max_members_listed: int = _opt(
+        "ROOMCAST_MAX_MEMBERS_LISTED", _positive_int,
+        "most connections one members reply lists (member_count says how many there are)",
+        500,
+    )
     admin_scope: str = _opt(
         "ROOMCAST_ADMIN_SCOPE", str, "scope that makes a user admin", "websocket:admin"
     )
@@ -419,6 +429,13 @@ class Settings:
                 raise ConfigError(f"{name.replace('_', '-')}: cannot read {path}")
         if not self.websocket_path.startswith("/"):
             raise ConfigError("WEBSOCKET_PATH must start with /")
+        if self.max_queue_bytes < 2 * self.max_message_size:
+            # One message (plus its envelope) must fit a connection's queue with room to
+            # spare, or every recipient of a large message would be cut as a slow consumer.
+            raise ConfigError(
+                f"ROOMCAST_MAX_QUEUE_BYTES ({self.max_queue_bytes}) must be at least twice "
+                f"ROOMCAST_MAX_MESSAGE_SIZE ({self.max_message_size})"
+            )
         if self.ping_timeout <= self.ping_interval:
             raise ConfigError("ping timeout must be longer than the ping interval")
         if self.jwt_secret is not None:

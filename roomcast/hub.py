@@ -6,15 +6,22 @@ middle of a broadcast. I/O (broker, stores, registry) happens in ``node``.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from roomcast import metrics
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
+from roomcast.logs import Throttled
 from roomcast.membership.base import Group
 from roomcast.protocol.frames import text_frame
 from roomcast.types import ConnId, GroupId, RoomId, UserId
 from roomcast.writer import ConnectionWriter
+
+_oversize = Throttled(logging.getLogger("roomcast.hub"), "oversize_publication_dropped",
+                      logging.ERROR)
 
 
 class Closer(Protocol):
@@ -63,7 +70,9 @@ class LocalConnection:
 class Hub:
     """Indexes local connections by id, user and room, both ways."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_frame_bytes: int | None = None) -> None:
+        #: A frame above this (the write-queue limit) would cut every recipient: dropped.
+        self.max_frame_bytes = max_frame_bytes
         self.connections: dict[ConnId, LocalConnection] = {}
         self.users: dict[UserId, dict[ConnId, LocalConnection]] = {}
         self.rooms: dict[RoomId, dict[ConnId, LocalConnection]] = {}
@@ -136,6 +145,11 @@ class Hub:
     def deliver(self, target: Target, payload: bytes) -> int:
         """Frame ``payload`` once and queue the same bytes for every recipient."""
         frame = text_frame(payload)
+        if self.max_frame_bytes is not None and len(frame) > self.max_frame_bytes:
+            metrics.PUBLICATIONS_DROPPED.labels("oversize").inc()
+            _oversize(time.monotonic(), size=len(frame), limit=self.max_frame_bytes,
+                      target=type(target).__name__)
+            return 0
         if isinstance(target, ToRoom) and target.exclude is None:
             # The hot path: one room, everyone in it.
             members = self.rooms.get(target.room)

@@ -94,3 +94,8 @@ CONNECTIONS_REFUSED = Counter(
     "TCP connections or handshakes cut or refused by a limit, by reason (head_timeout, "
     "head_too_large, pending_cap, per_user, per_ip, flooding)", ["reason"], registry=REGISTRY,
 )
+PUBLICATIONS_DROPPED = Counter(
+    "roomcast_publications_dropped",
+    "Publications not delivered on this instance, by reason (oversize: larger than the "
+    "write-queue limit)", ["reason"], registry=REGISTRY,
+)

@@ -37,6 +37,7 @@ from roomcast.presence.tracker import PresenceTracker
 from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode
 from roomcast.registry.base import Registry
+from roomcast.roomevents import RoomEventBudget
 from roomcast.supervisor import spawn, supervise
 from roomcast.types import GroupId, RoomId, UserId, group_room, group_room_name, personal_room
 
@@ -60,6 +61,7 @@ class Node:
         hub: Hub,
         room_event_threshold: int = 100,
         room_event_interval: float = 1.0,
+        room_event_rate: float = 10.0,
         presence: PresenceStore | None = None,
         presence_ttl: float = 15.0,
         presence_grace: float = 5.0,
@@ -91,6 +93,7 @@ class Node:
         self.last_connection_at: str | None = None
         self._threshold = room_event_threshold
         self._interval = room_event_interval
+        self._room_events = RoomEventBudget(room_event_rate)
         self._coalesced: set[RoomId] = set()
         self._coalesce_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -299,8 +302,9 @@ class Node:
         self, room: RoomId, action: str, conn: LocalConnection, count: int | None = None
     ) -> None:
         """``room_update`` to the other members, coalesced in big rooms."""
-        if self.hub.member_count(room) > self._threshold:
-            # N joins into one room would cost N^2/2 frames; one event per interval instead.
+        if self.hub.member_count(room) > self._threshold or not self._room_events.take(room):
+            # N joins into one room would cost N^2/2 frames, and join/leave spam as many as
+            # it likes: one event per interval instead.
             self._coalesced.add(room)
             if self._coalesce_task is None or self._coalesce_task.done():
                 self._coalesce_task = supervise("room-events", self._flush_coalesced)

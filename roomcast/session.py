@@ -50,8 +50,9 @@ class Session:
     """Handles the client messages of one connection."""
 
     def __init__(self, node: Node, conn: LocalConnection, limiter: Throttle,
-                 *, refresher: TokenRefresher | None = None) -> None:
+                 *, refresher: TokenRefresher | None = None, max_members: int = 500) -> None:
         self.node = node
+        self.max_members = max_members
         self.conn = conn
         self.limiter = limiter
         self.refresher = refresher
@@ -178,6 +179,7 @@ class Session:
             # Its cost is the size of the answer: a big room's listing spends the budget
             # of many messages (the read loop then pauses this connection accordingly).
             self.limiter.charge(len(members) / MEMBERS_PER_TOKEN)
+            listed = members[: self.max_members]
             extra = {
                 "room": room,
                 "members": [
@@ -186,8 +188,11 @@ class Session:
                         "user_id": m.user_id,
                         "character_name": m.character_name,
                     }
-                    for m in members
+                    for m in listed
                 ],
+                # A roomcast addition: how many there are, and whether the list is cut.
+                "member_count": len(members),
+                "truncated": len(listed) < len(members),
             }
         if command.id is not None:
             self.reply(messages.ack(command.id, action_requested=command.action, **extra))

@@ -94,7 +94,7 @@ def create_app(settings: Settings) -> web.Application:
             _api_problems(prefix),
         ],
     )
-    hub = Hub()
+    hub = Hub(max_frame_bytes=settings.max_queue_bytes)
     broker, registry = broker_and_registry(settings, hub)
     denials = denial_store(settings)
     node = Node(
@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> web.Application:
         hub=hub,
         room_event_threshold=settings.room_event_threshold,
         room_event_interval=settings.room_event_interval,
+        room_event_rate=settings.room_event_rate,
         presence=presence_store(settings),
         presence_ttl=settings.instance_ttl,
         presence_grace=settings.presence_grace,

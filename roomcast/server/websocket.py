@@ -158,7 +158,7 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
             Session(gw.node, conn,
                     Throttle(gw.settings.client_rate, gw.settings.client_burst,
                              close_after=gw.settings.flood_close),
-                    refresher=gw.refresher),
+                    refresher=gw.refresher, max_members=gw.settings.max_members_listed),
             gw,
         )
     except Exception:
