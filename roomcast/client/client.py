@@ -55,7 +55,10 @@ class Client:
         token: a JWT sent as ``Authorization: Bearer``.
         token_provider: called (sync or async) before each connection attempt for a
             fresh JWT, sent as Bearer. After a 401/403 it is called once more; if that
-            token is refused too, the client stops with :class:`AuthRejected`.
+            token is refused too, the client stops with :class:`AuthRejected`. It is
+            also called when the gateway warns that the token expires soon
+            (``token_expiring``): the new token is sent in-band (``system`` ``refresh``),
+            so the connection lives on without a reconnect.
         cookie: a JWT sent as the ``falcon_auth_token`` cookie, as browsers do.
         headers: extra handshake headers.
         ssl: TLS context for ``wss://`` (default: the system's trust store).
@@ -123,6 +126,7 @@ class Client:
         self._positions = Positions(positions)
         self._ws: ClientConnection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._refreshing: asyncio.Task[None] | None = None
         self._closing = False
         #: This connection's id, from the gateway's welcome message.
         self.connection_id: str | None = None
@@ -186,6 +190,8 @@ class Client:
             self._stop(ClientClosed("client is closed"))
         if self._ws is not None:
             await self._ws.close()
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
@@ -325,6 +331,32 @@ class Client:
         """The React client's heartbeat: a ``system`` ping, answered with the same id."""
         return await self.request({"type": "system", "data": {"action": "ping"}}, timeout=timeout)
 
+    async def refresh_token(self, token: str, *, timeout: float | None = None) -> Message:
+        """Hand the gateway a new token for this connection (``system`` ``refresh``).
+
+        Its expiry, scopes and token groups replace the old ones at once.
+
+        Raises:
+            ServerError: refused (``code`` ``unauthorized``; the reply's ``data.reason``
+                says why); the connection keeps its old token.
+        """
+        return await self.request(
+            {"type": "system", "data": {"action": "refresh", "token": token}}, timeout=timeout
+        )
+
+    async def _auto_refresh(self) -> None:
+        """The token provider's fresh token, sent in-band; failures are logged (the
+        gateway closes with 3401 at expiry, and the reconnect asks the provider again)."""
+        assert self._token_provider is not None
+        try:
+            result = self._token_provider()
+            token = result if isinstance(result, str) else await result
+            reply = await self.refresh_token(token)
+        except Exception as exc:
+            log_event(logger, "token_refresh_failed", logging.WARNING, error=_describe(exc))
+            return
+        log_event(logger, "token_refreshed", expires_at=reply.data.get("expires_at"))
+
     async def members(self, room: str, *, timeout: float | None = None) -> list[Any]:
         """The members of ``room`` as the server lists them."""
         reply = await self.request(
@@ -451,6 +483,11 @@ class Client:
             return
         if self._outbox.resolve(message):
             return
+        if (message.type == "system" and message.data.get("action") == "token_expiring"
+                and self._token_provider is not None
+                and (self._refreshing is None or self._refreshing.done())):
+            # Off the read loop: the refresh's reply is read by it.
+            self._refreshing = asyncio.get_running_loop().create_task(self._auto_refresh())
         deliver, outcome = self._positions.check(message)
         if deliver:
             recovery = self._track(message)

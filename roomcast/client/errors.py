@@ -53,7 +53,8 @@ class AckTimeout(ClientError, TimeoutError):
 class ServerError(ClientError):
     """The server answered a message with an ``error`` reply."""
 
-    def __init__(self, code: str, message: str, *, temporary: bool, message_id: str | None) -> None:
+    def __init__(self, code: str, message: str, *, temporary: bool, message_id: str | None,
+                 reason: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         #: The wire code (``forbidden``, ``invalid_field``, ...; see ``ErrorCode``).
         self.code = code
@@ -62,6 +63,8 @@ class ServerError(ClientError):
         #: Whether sending the same message later may succeed.
         self.temporary = temporary
         self.message_id = message_id
+        #: A finer cause, when the server gives one (a refused refresh: ``expired``, ...).
+        self.reason = reason
 
     @classmethod
     def from_data(cls, data: dict[str, Any], message_id: str | None) -> ServerError:
@@ -71,6 +74,7 @@ class ServerError(ClientError):
             str(data.get("message", "")),
             temporary=bool(data.get("temporary", False)),
             message_id=message_id,
+            reason=str(data["reason"]) if data.get("reason") is not None else None,
         )
 
 

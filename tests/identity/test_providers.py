@@ -230,12 +230,12 @@ async def test_sub_audience_issuer_and_leeway(
         ROOMCAST_JWT_AUDIENCE="roomcast,chat", JWT_ISSUER="https://idp.example",
         ROOMCAST_JWT_LEEWAY="60"))
     key, user = jwks.keys[0], unique("sub")
-    good = {"sub": user, "aud": "chat", "iss": "https://idp.example"}
+    good: dict[str, Any] = {"sub": user, "aud": "chat", "iss": "https://idp.example"}
     peer = await connect_peer(gw, user, token=key.token("ignored", **good))
     assert peer.welcome["data"]["user_id"] == user
     await peer.close()
     now = int(time.time())
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], str]] = {
         "wrong audience": ({**good, "aud": "other"}, "bad_audience"),
         "no audience": ({"sub": user, "iss": "https://idp.example"}, "missing_claim"),
         "wrong issuer": ({**good, "iss": "https://evil.example"}, "bad_issuer"),
