@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -142,14 +142,20 @@ class Hub:
         elif isinstance(target, ToAll):
             yield from self.connections.values()
 
-    def deliver(self, target: Target, payload: bytes) -> int:
-        """Frame ``payload`` once and queue the same bytes for every recipient."""
+    def deliver(
+        self, target: Target, payload: bytes, skip: Collection[ConnId] = ()
+    ) -> int:
+        """Frame ``payload`` once and queue the same bytes for every recipient
+        (but those in ``skip``)."""
         frame = text_frame(payload)
         if self.max_frame_bytes is not None and len(frame) > self.max_frame_bytes:
             metrics.PUBLICATIONS_DROPPED.labels("oversize").inc()
             _oversize(time.monotonic(), size=len(frame), limit=self.max_frame_bytes,
                       target=type(target).__name__)
             return 0
+        if skip:
+            return sum(c.writer.enqueue(frame) for c in self.recipients(target)
+                       if c.id not in skip)
         if isinstance(target, ToRoom) and target.exclude is None:
             # The hot path: one room, everyone in it.
             members = self.rooms.get(target.room)

@@ -99,3 +99,18 @@ PUBLICATIONS_DROPPED = Counter(
     "Publications not delivered on this instance, by reason (oversize: larger than the "
     "write-queue limit)", ["reason"], registry=REGISTRY,
 )
+HISTORY_GAPS_REPAIRED = Counter(
+    "roomcast_history_gaps_repaired",
+    "Publications lost between instances and delivered from the room's stream instead",
+    registry=REGISTRY,
+)
+HISTORY_GAPS_UNREPAIRED = Counter(
+    "roomcast_history_gaps_unrepaired",
+    "Gaps in a room's offsets the stream could not fill (its connections closed with 3010)",
+    registry=REGISTRY,
+)
+HISTORY_DUPLICATES = Counter(
+    "roomcast_history_duplicates_dropped",
+    "Publications of a room received twice by this instance and delivered once",
+    registry=REGISTRY,
+)

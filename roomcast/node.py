@@ -26,6 +26,12 @@ from roomcast.broker.base import (
     ToRoom,
 )
 from roomcast.exceptions import BrokerError, BrokerUnavailable, StoreError
+from roomcast.history.base import Position
+from roomcast.history.memory import MemoryHistory
+from roomcast.history.ordering import Ordering
+from roomcast.history.policy import HistoryPolicy
+from roomcast.history.recovery import JoinState
+from roomcast.history.service import History
 from roomcast.hub import Hub, LocalConnection
 from roomcast.keylock import KeyedLock
 from roomcast.lifetime import Lifetimes
@@ -67,6 +73,7 @@ class Node:
         presence_grace: float = 5.0,
         lifetimes: Lifetimes | None = None,
         denials: Denials | None = None,
+        history: History | None = None,
     ) -> None:
         self.server_id = server_id
         self.hub = hub
@@ -106,6 +113,11 @@ class Node:
             grace=presence_grace,
         )
         self._user_locks: KeyedLock[UserId] = KeyedLock()
+        #: Streams of rooms with history (off unless given).
+        self.history = history or History(MemoryHistory(), HistoryPolicy.off())
+        #: Offsets checked on arrival, gaps repaired (streams shared between instances).
+        self.ordering = Ordering(self.history.missing, self._deliver, self._insufficient_state) \
+            if self.history.shared else None
 
     def user_lock(self, user_id: UserId) -> AbstractAsyncContextManager[None]:
         """Serializes what changes the rooms of one user's connections.
@@ -133,19 +145,37 @@ class Node:
         await self.broker.close()
         await self.registry.close()
         await self.store.close()
+        await self.history.close()
 
     # -- broker handler -------------------------------------------------------
 
     def handle_publication(self, target: Target, payload: bytes) -> int:
+        if self.ordering is not None and not self.ordering.accept(target, payload):
+            return 0  # a duplicate, or held until a gap before it is filled
+        return self._deliver(target, payload)
+
+    def _deliver(self, target: Target, payload: bytes) -> int:
         for observe in self.observers:
             observe(target, payload)
-        delivered = self.hub.deliver(target, payload)
+        handover = self.history.handover
+        joining = handover.offer(target, payload) if handover.active else None
+        if joining:
+            # Connections joining the room get it from their handover buffer, in order.
+            delivered = self.hub.deliver(target, payload, skip=joining)
+        else:
+            delivered = self.hub.deliver(target, payload)
         self.messages_processed += 1
         self.deliveries += delivered
         if self.tap is not None:
             self.tap(target, payload)
         metrics.DELIVERIES.inc(delivered)
         return delivered
+
+    def _insufficient_state(self, target: Target) -> None:
+        """A gap in a room's stream that cannot be filled: its local connections
+        reconnect and recover (or are told they cannot)."""
+        for conn in list(self.hub.recipients(target)):
+            conn.close(CloseCode.INSUFFICIENT_STATE, "insufficient state")
 
     async def handle_control(self, command: ControlCommand) -> None:
         if isinstance(command, MembershipChanged):
@@ -174,24 +204,37 @@ class Node:
 
     # -- publishing -----------------------------------------------------------
 
-    async def publish(self, target: Target, envelope: dict[str, Any]) -> int:
+    async def publish(
+        self, target: Target, envelope: dict[str, Any], *, stored: bool = True
+    ) -> int:
         """Encode once and publish; returns local recipients.
+
+        With ``stored`` (app messages, not room events), a publication to a room or user
+        with history goes through the room's stream: the result then has a ``position``.
 
         Raises:
             BrokerError: other instances could not be reached (local delivery happened).
         """
         metrics.MESSAGES_SENT.labels(envelope["type"]).inc()
         self.messages_published += 1
+        stream = self.history.stream_of(target) if stored else None
         try:
+            if stream is not None:
+                return await self.history.publish(
+                    target, envelope, *stream, deliver=self.handle_publication
+                )
             return await self.broker.publish(target, messages.encode(envelope))
         except BrokerError:
             metrics.BROKER_PUBLISH_ERRORS.inc()
             raise
 
     async def _publish_quietly(self, target: Target, envelope: dict[str, Any]) -> None:
-        """Publish an event whose loss on other instances must not fail the caller."""
+        """Publish an event whose loss on other instances must not fail the caller.
+
+        Events describe the room, not the app's data: no stream, no offset.
+        """
         try:
-            await self.publish(target, envelope)
+            await self.publish(target, envelope, stored=False)
         except BrokerError as exc:
             log_event(
                 _log, "event_publish_failed", logging.WARNING, type=envelope["type"], error=str(exc)
@@ -207,8 +250,19 @@ class Node:
         groups.update((g.id, g) for g in await self.store.groups_of(user_id))
         return [groups[k] for k in sorted(groups)]
 
-    async def open_connection(self, conn: LocalConnection) -> None:
+    def welcome(self, conn: LocalConnection) -> None:
+        """The first message of every connection (before it is in the hub or any room)."""
+        conn.send(messages.encode(messages.welcome(conn.id, conn.user_id)))
+
+    async def open_connection(
+        self, conn: LocalConnection, recover: tuple[str | None, dict[str, Position]] | None = None,
+        *, welcomed: bool = False,
+    ) -> None:
         """Register a connection, greet it and put it in its rooms.
+
+        ``recover`` is the id and positions of the connection's ``recover`` message: it
+        is acknowledged (naming the rooms it is not a member of), and each room joined
+        with a position recovers from it.
 
         The caller holds :meth:`user_lock` since it read the user's groups.
         """
@@ -218,10 +272,20 @@ class Node:
         self.connections_accepted += 1
         self.last_connection_at = conn.created_at
         self.registry.connection_opened(conn)
-        conn.send(messages.encode(messages.welcome(conn.id, conn.user_id)))
-        await self.join_room(conn, personal_room(conn.user_id), f"User: {conn.character_name}")
-        for group in list(conn.groups.values()):
-            await self.join_room(conn, group_room(group.id), group_room_name(group.name))
+        if not welcomed:
+            self.welcome(conn)
+        rooms = {personal_room(conn.user_id): f"User: {conn.character_name}"}
+        rooms.update((group_room(g.id), group_room_name(g.name)) for g in conn.groups.values())
+        positions: dict[str, Position] = {}
+        if recover is not None:
+            message_id, positions = recover
+            if message_id is not None:
+                ignored = sorted(room for room in positions if room not in rooms)
+                conn.send(messages.encode(
+                    messages.ack(message_id, action_requested="recover", ignored=ignored)
+                ))
+        for room, name in rooms.items():
+            await self.join_room(conn, RoomId(room), name, since=positions.get(room))
         await self.presence.connection_opened(conn)
         self.lifetimes.track(conn)
 
@@ -236,21 +300,47 @@ class Node:
         for room in left:
             await self._announce(room, "member_left", conn)
 
-    async def join_room(self, conn: LocalConnection, room: RoomId, name: str) -> bool:
+    async def join_room(
+        self, conn: LocalConnection, room: RoomId, name: str, since: Position | None = None
+    ) -> bool:
         """Add a connection to a room with its ``room_joined`` and ``room_update`` events.
+
+        In a room with history, ``room_joined`` carries the stream's epoch and offset;
+        with ``since`` (the client's last position) it also says whether the missed
+        publications could be recovered, and they follow it. Live publications are
+        held back from the moment the connection is a member until then (the
+        handover), so nothing is missed or sent twice in between.
 
         A connection closed meanwhile is not added (the hub refuses it).
         """
-        if not self.hub.join(conn, room, name):
-            return False
-        if self.hub.member_count(room) == 1:
-            await self.broker.subscribe_room(room)
-        self.registry.rooms_changed(conn)
-        kind = "personal" if room == personal_room(conn.user_id) else "group"
-        count = await self._member_count(room)
+        retention = self.history.policy.for_room(room)
+        handover = self.history.handover
+        if retention is not None:
+            handover.begin(conn.id, room)
+        try:
+            if not self.hub.join(conn, room, name):
+                handover.cancel(conn.id, room)
+                return False
+            if self.hub.member_count(room) == 1:
+                await self.broker.subscribe_room(room)
+            self.registry.rooms_changed(conn)
+            count = await self._member_count(room)
+            state = JoinState(None) if retention is None else \
+                await self.history.join_state(room, retention, since)
+        except BaseException:
+            handover.cancel(conn.id, room)
+            raise
+        # From here to the last frame sent, no await: live delivery resumes right after.
+        frames = handover.finish(conn.id, room, state.replay, state.after) \
+            if retention is not None else []
         if self.hub.connections.get(conn.id) is not conn:
             return True  # closed meanwhile: its member_left is out, a member_joined would lie
-        conn.send(messages.encode(messages.room_joined(room, kind, name, count)))
+        kind = "personal" if room == personal_room(conn.user_id) else "group"
+        conn.send(messages.encode(
+            messages.room_joined(room, kind, name, count, **state.fields())
+        ))
+        for frame in frames:
+            conn.send(frame)
         await self._announce(room, "member_joined", conn, count)
         return True
 
@@ -293,6 +383,8 @@ class Node:
     async def _unsubscribe(self, rooms: list[RoomId]) -> None:
         for room in rooms:
             if room not in self.hub.rooms:
+                if self.ordering is not None:
+                    self.ordering.forget(room)
                 await self.broker.unsubscribe_room(room)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from roomcast import metrics
 from roomcast.auth.reasons import describe
 from roomcast.broker.base import ToConnection, ToRoom
@@ -159,6 +161,14 @@ class Session:
         if command.user_id is not None:
             await self._presence_subscription(command)
             return
+        if command.action == "recover":
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD,
+                "recover must be the first message of a connection opened with ?recover=1",
+            )
+        if command.action == "history":
+            await self._history(command)
+            return
         assert command.room is not None
         room = RoomId(command.room)
         if command.action == "join":
@@ -166,7 +176,7 @@ class Session:
             # entitlement check and the join (nor its room_left before our room_joined).
             async with self.node.user_lock(self.conn.user_id):
                 name = self._entitlement(room)
-                await self.node.join_room(self.conn, room, name)
+                await self.node.join_room(self.conn, room, name, since=command.since)
             extra: dict[str, Any] = {"room": room, "joined": True}
         elif command.action == "leave":
             async with self.node.user_lock(self.conn.user_id):
@@ -218,6 +228,26 @@ class Session:
                 expires_at=messages.rfc3339(claims.expires_at),
                 expires_in=max(0, int(claims.expires_at - time.time())),
             ))
+
+    async def _history(self, command: SystemCommand) -> None:
+        """A page of a room's stored publications, for rooms this connection is in."""
+        assert command.room is not None
+        room = RoomId(command.room)
+        if room not in self.conn.rooms:
+            raise Forbidden(f"not a member of room {command.room[:64]!r}")
+        since = command.since
+        found = await self.node.history.read(
+            room, since=since.offset if since else 0, limit=command.limit,
+            reverse=command.reverse,
+        )
+        if found is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"room {command.room[:64]!r} keeps no history")
+        # Offsets of another epoch mean nothing in this stream: the client sees the new epoch.
+        stale = since is not None and since.epoch != found.top.epoch
+        publications = [] if stale else [orjson.Fragment(p.payload) for p in found.publications]
+        if command.id is not None:
+            self.reply(messages.ack(command.id, action_requested="history", room=room,
+                                    publications=publications, **found.top.wire()))
 
     def _entitlement(self, room: RoomId) -> str:
         """The display name of a room this user may join; Forbidden otherwise."""

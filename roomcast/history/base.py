@@ -8,6 +8,7 @@ A position ``{epoch, offset}`` is only meaningful while the epoch is unchanged.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Protocol
@@ -121,3 +122,17 @@ def is_complete(publications: list[Publication], since: int, top: int) -> bool:
     if len(publications) != top - since:
         return False
     return all(p.offset == since + i for i, p in enumerate(publications, 1))
+
+
+_STAMP = re.compile(rb',"offset":(\d+),"epoch":"([^"\\]+)"\}\Z')
+
+
+def position_of(payload: bytes) -> Position | None:
+    """The position :func:`stamp` gave an envelope, or None for an unstamped one.
+
+    Reads the tail only: receivers call it once per publication, not per recipient.
+    """
+    match = _STAMP.search(payload, max(0, len(payload) - 80))
+    if match is None:
+        return None
+    return Position(match[2].decode(), int(match[1]))

@@ -14,6 +14,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from roomcast.exceptions import ProtocolError
+from roomcast.history.base import Position
+from roomcast.history.recovery import parse_position
 from roomcast.protocol.codes import ErrorCode
 from roomcast.protocol.lenient import recover_id, replace_lone_surrogates
 
@@ -38,12 +40,18 @@ KNOWN_TYPES: Final = frozenset(
 CLIENT_TYPES: Final = frozenset({"message", "custom_event", "presence", "heartbeat", "system"})
 
 SystemAction = Literal[
-    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence", "refresh"
+    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence", "refresh",
+    "recover", "history",
 ]
 # A tuple, not a set: data.action may be an unhashable list or object.
 _SYSTEM_ACTIONS: Final = (
-    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence", "refresh"
+    "ping", "join", "leave", "members", "subscribe_presence", "unsubscribe_presence", "refresh",
+    "recover", "history",
 )
+#: Most rooms one ``recover`` message may name.
+MAX_POSITIONS: Final = 1000
+#: ``limit`` of a ``history`` request without one.
+DEFAULT_HISTORY_LIMIT: Final = 100
 _PRESENCE_ACTIONS: Final = ("subscribe_presence", "unsubscribe_presence")
 MAX_ID_LENGTH: Final = 128
 #: Longest token a ``refresh`` may carry.
@@ -91,6 +99,13 @@ class SystemCommand:
     user_id: str | None = None
     #: The new token of ``refresh``.
     token: str | None = None
+    #: ``recover``: the client's last position per room.
+    positions: dict[str, Position] = field(default_factory=dict)
+    #: ``join`` and ``history``: the position to continue after.
+    since: Position | None = None
+    #: ``history``: how many publications, and newest first or not.
+    limit: int = DEFAULT_HISTORY_LIMIT
+    reverse: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +226,9 @@ def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> S
         if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
             raise ProtocolError(ErrorCode.INVALID_FIELD, "system refresh needs a token (string)")
         return SystemCommand(id=message_id, action="refresh", token=token)
+    if action == "recover":
+        return SystemCommand(id=message_id, action="recover",
+                             positions=_positions(data.get("positions")))
     if action in _PRESENCE_ACTIONS:
         # The React client's presence hook names the user in data.userId.
         user = data.get("userId", data.get("user_id"))
@@ -219,7 +237,42 @@ def _system(message_id: str | None, data: dict[str, Any], room: str | None) -> S
         return SystemCommand(id=message_id, action=action, user_id=user)
     if not isinstance(target, str) or not 0 < len(target) <= MAX_ROOM_LENGTH:
         raise ProtocolError(ErrorCode.INVALID_FIELD, f"system {action} needs a room (string)")
+    if action in ("join", "history"):
+        return _stream_command(message_id, action, target, data)
     return SystemCommand(id=message_id, action=action, room=target)
+
+
+def _stream_command(
+    message_id: str | None, action: SystemAction, room: str, data: dict[str, Any]
+) -> SystemCommand:
+    """``join`` and ``history`` with their optional ``since`` (and ``limit``, ``reverse``)."""
+    raw_since = data.get("since")
+    since = parse_position(raw_since)
+    if raw_since is not None and since is None:
+        raise ProtocolError(ErrorCode.INVALID_FIELD,
+                            f"system {action} since must be {{epoch: string, offset: int >= 0}}")
+    limit, reverse = data.get("limit", DEFAULT_HISTORY_LIMIT), data.get("reverse", False)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "system history limit must be an int >= 0")
+    if not isinstance(reverse, bool):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "system history reverse must be a boolean")
+    return SystemCommand(id=message_id, action=action, room=room, since=since, limit=limit,
+                         reverse=reverse)
+
+
+def _positions(raw: object) -> dict[str, Position]:
+    """The ``positions`` of a ``recover`` message: room -> {epoch, offset}."""
+    if not isinstance(raw, dict) or len(raw) > MAX_POSITIONS:
+        raise ProtocolError(ErrorCode.INVALID_FIELD,
+                            f"recover positions must be an object of at most {MAX_POSITIONS} rooms")
+    out: dict[str, Position] = {}
+    for room, value in raw.items():
+        position = parse_position(value)
+        if not 0 < len(room) <= MAX_ROOM_LENGTH or position is None:
+            raise ProtocolError(ErrorCode.INVALID_FIELD,
+                                "recover positions map rooms to {epoch: string, offset: int >= 0}")
+        out[room] = position
+    return out
 
 
 def _presence(message_id: str | None, data: dict[str, Any]) -> Presence:

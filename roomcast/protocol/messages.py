@@ -77,14 +77,18 @@ def welcome(connection_id: str, user_id: str) -> dict[str, Any]:
     )
 
 
-def room_joined(room: str, room_type: str, name: str, member_count: int) -> dict[str, Any]:
-    """Tell a connection it is now in ``room``."""
+def room_joined(
+    room: str, room_type: str, name: str, member_count: int, **stream: Any
+) -> dict[str, Any]:
+    """Tell a connection it is now in ``room``; ``stream`` adds the room's history
+    fields (``epoch``, ``offset``, ``recovered``, ``replayed``)."""
     data = {
         "room": room,
         "room_id": room,
         "type": room_type,
         "name": name,
         "member_count": member_count,
+        **stream,
     }
     return envelope("room_joined", data, room=room)
 

@@ -15,6 +15,9 @@ from roomcast.auth.providers import build_verifier
 from roomcast.broker.base import Broker
 from roomcast.broker.memory import MemoryBroker
 from roomcast.config import Settings
+from roomcast.history.memory import MemoryHistory
+from roomcast.history.policy import HistoryPolicy
+from roomcast.history.service import History
 from roomcast.hub import Hub
 from roomcast.lifetime import Lifetimes
 from roomcast.logs import log_event
@@ -61,6 +64,22 @@ def broker_and_registry(settings: Settings, hub: Hub) -> tuple[Broker, Registry]
         return broker, LocalRegistry(hub, settings.server_id)
     return broker, RedisRegistry(
         settings.redis_url, hub, settings.server_id, instance_ttl=settings.instance_ttl
+    )
+
+
+def history(settings: Settings) -> History:
+    """Streams per room: in memory for a single instance, in Redis for a cluster (where
+    appending also publishes to the other instances, in the broker's wire format)."""
+    if settings.redis_url is None:
+        return History(MemoryHistory(), settings.history_policy)
+    if settings.redis_url:  # not wired yet: history stays off with Redis
+        return History(MemoryHistory(), HistoryPolicy.off())
+    from roomcast.history.redis import RedisHistory, redis_router
+
+    return History(
+        RedisHistory(settings.redis_url), settings.history_policy,
+        redis_router(settings.server_id, sharded=settings.broker_mode == "sharded"),
+        shared=True,
     )
 
 
@@ -112,6 +131,7 @@ def create_app(settings: Settings) -> web.Application:
         lifetimes=Lifetimes(enabled=settings.token_expiry, warning=settings.expiry_warning,
                             leeway=settings.jwt_leeway),
         denials=denials,
+        history=history(settings),
     )
     verifier = build_verifier(settings)
     gw = Gateway(settings=settings, node=node, flusher=Flusher(), verifier=verifier,

@@ -7,9 +7,10 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from roomcast import metrics
 from roomcast.auth import Claims, authenticate, origin_allowed, token_candidates
@@ -25,6 +26,7 @@ from roomcast.protocol.frames import PING_FRAME, close_frame
 from roomcast.protocol.lenient import recover_id
 from roomcast.server.admin.problems import problem_response
 from roomcast.server.proxy import client_ip
+from roomcast.server.recover_frame import read_recover, wants_recovery
 from roomcast.server.state import Gateway, gateway
 from roomcast.session import Session
 from roomcast.throttle import Throttle
@@ -142,7 +144,15 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
                                         headers={"Upgrade": "websocket"}, request=request)
             await ws.prepare(request)
             conn = _connection(request, gw, claims, groups, ws)
-            await gw.node.open_connection(conn)
+            recover, first = None, None
+            recovering = wants_recovery(request)
+            if recovering:
+                # The welcome first (clients wait for it), then the positions, then rooms.
+                gw.node.welcome(conn)
+                recover, first = await read_recover(
+                    ws, wait=gw.settings.recover_wait, max_size=gw.settings.max_message_size
+                )
+            await gw.node.open_connection(conn, recover, welcomed=recovering)
         gw.guard.finished(request.transport)
         metrics.HANDSHAKE_SECONDS.observe(time.perf_counter() - started)
         log_event(
@@ -160,6 +170,7 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
                              close_after=gw.settings.flood_close),
                     refresher=gw.refresher, max_members=gw.settings.max_members_listed),
             gw,
+            first,
         )
     except Exception:
         if conn is None:
@@ -246,13 +257,16 @@ def _connection(
     return conn
 
 
-async def _read_loop(ws: web.WebSocketResponse, session: Session, gw: Gateway) -> str:
-    """Handle frames until the socket closes; returns why it ended."""
+async def _read_loop(
+    ws: web.WebSocketResponse, session: Session, gw: Gateway, first: WSMessage | None = None
+) -> str:
+    """Handle frames (``first``, already read, then the socket's) until the socket
+    closes; returns why it ended."""
     conn = session.conn
     loop = asyncio.get_running_loop()
     max_size = gw.settings.max_message_size
     throttle = session.limiter
-    async for msg in ws:
+    async for msg in _frames(ws, first):
         conn.last_seen = loop.time()
         # Over its rate the connection is not read (nor answered) for a while.
         if msg.type in _COUNTED and not await throttle.admit():
@@ -291,6 +305,14 @@ async def _flooding(conn: LocalConnection) -> str:
     if conn.closer is not None:
         await conn.closer.wait()
     return "rate limit exceeded"
+
+
+async def _frames(ws: web.WebSocketResponse, first: WSMessage | None) -> AsyncIterator[WSMessage]:
+    """``first`` (read before the rooms were joined), then the socket's frames."""
+    if first is not None:
+        yield first
+    async for msg in ws:
+        yield msg
 
 
 class _Closer:

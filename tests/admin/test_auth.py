@@ -30,9 +30,10 @@ _BODIES: dict[type[Any], dict[str, Any]] = {
     bodies.MembershipBody: {"name": "Matrix"},
     bodies.DisconnectBody: {"ban_seconds": 1},
 }
-#: What an authorized call answers: the fake connection, user and room have no connection.
+#: What an authorized call answers: the fake connection, user and room have no connection
+#: (messages to the user and the room are kept in their history for later: 202).
 _AUTHORIZED = {"getConnection": 404, "messageConnection": 404, "disconnectConnection": 404,
-               "getRoom": 404, "messageUser": 404, "messageRoom": 404}
+               "getRoom": 404, "messageUser": 202, "messageRoom": 202}
 
 
 def _request(op: Operation) -> dict[str, Any]:

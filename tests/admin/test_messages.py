@@ -75,15 +75,37 @@ async def test_room_message_reaches_members_only(admin_gw: GatewayProcess,
         await peer.close()
 
 
-async def test_user_or_room_without_connection_is_404(api: httpx.AsyncClient) -> None:
-    """As the Go gateway answers (no history here to keep it)."""
+async def test_user_or_room_without_connection_is_404(gateway_factory: Any) -> None:
+    """As the Go gateway answers, when no history keeps the message."""
+    gw = gateway_factory(env=admin_env(ROOMCAST_HISTORY_USER_SIZE="0",
+                                       ROOMCAST_HISTORY_GROUP_SIZE="0"))
     room, user = f"group:{uid('empty')}", uid("nobody")
-    body = problem(await api.post(f"/websocket/rooms/{room}/message",
-                                  json={"type": "notification", "data": {}}), 404, "not_found")
-    assert room in body["detail"]
-    body = problem(await api.post(f"/websocket/users/{user}/message",
-                                  json={"type": "notification", "data": {}}), 404, "not_found")
-    assert user in body["detail"]
+    async with api_client(gw) as api:
+        body = problem(await api.post(f"/websocket/rooms/{room}/message",
+                                      json={"type": "notification", "data": {}}), 404,
+                       "not_found")
+        assert room in body["detail"]
+        body = problem(await api.post(f"/websocket/users/{user}/message",
+                                      json={"type": "notification", "data": {}}), 404,
+                       "not_found")
+        assert user in body["detail"]
+
+
+async def test_user_or_room_without_connection_is_stored_with_history(
+    api: httpx.AsyncClient,
+) -> None:
+    """With history (the default), nobody connected: accepted for later, 202 and where."""
+    room, user = f"group:{uid('empty')}", uid("nobody")
+    for path, stream in ((f"/websocket/rooms/{room}/message", room),
+                         (f"/websocket/users/{user}/message", f"user:{user}")):
+        r = await api.post(path, json={"type": "notification", "data": {"n": 1}})
+        assert r.status_code == 202, r.text
+        body = r.json()
+        assert "stored for later delivery" in body["message"]
+        assert body["stored"]["room"] == stream and body["stored"]["offset"] == 1
+        assert body["envelope"]["offset"] == 1
+        assert body["envelope"]["epoch"] == body["stored"]["epoch"]
+        assert "recipients_count" not in body
 
 
 async def test_user_message_reaches_all_their_connections(admin_gw: GatewayProcess,

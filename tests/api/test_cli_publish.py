@@ -33,7 +33,8 @@ async def test_publish_to_each_target(admin_gw: GatewayProcess) -> None:
                                    "--data", '{"text": "from the CLI"}', "--api-key", API_KEY)
     assert code == 0, err
     msg = await peer.recv()
-    assert out == f"sent {msg['id']} to 1 connection(s)\n"
+    # User messages go through the user's stream (history is on by default).
+    assert out == f"sent {msg['id']} to 1 connection(s), stored in user:{user}\n"
     assert msg["type"] == "notification"
     assert msg["data"] == {"text": "from the CLI", "user_id": user}
 

@@ -7,11 +7,19 @@ persistence, or FLUSHALL).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import redis.asyncio as aioredis
+
 from roomcast.history.base import HistoryEngine
 from roomcast.history.memory import MemoryHistory
+from roomcast.history.redis import RedisHistory, keys
+from tests.helpers.redis_server import RedisServer
+
+#: A generous bound on waiting for Redis to expire a key (its TTL is far shorter).
+EXPIRY_WAIT = 20.0
 
 
 class Harness(Protocol):
@@ -54,3 +62,44 @@ class MemoryHarness:
 
     async def lose_everything(self) -> None:
         self.engine = MemoryHistory(clock=self.clock)
+
+
+@dataclass
+class RedisHarness:
+    """Real TTLs: the tests' retention for Redis is short, and expiry is awaited by
+    watching the keys disappear."""
+
+    server: RedisServer
+    engine: HistoryEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = RedisHistory(self.server.url)
+        self.raw = aioredis.Redis.from_url(self.server.url)
+
+    async def _gone(self, key: str) -> None:
+        """Until Redis expired ``key``: its keyspace notification is the event."""
+        await self.raw.config_set("notify-keyspace-events", "Ex")
+        pubsub = self.raw.pubsub()
+        try:
+            await pubsub.subscribe("__keyevent@0__:expired")
+            if not await self.raw.exists(key):
+                return
+            async with asyncio.timeout(EXPIRY_WAIT):
+                async for message in pubsub.listen():
+                    if message["type"] == "message" and message["data"] == key.encode():
+                        return
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def expire_data(self, room: str) -> None:
+        await self._gone(keys(room)[1])
+
+    async def expire_all(self, room: str) -> None:
+        await self._gone(keys(room)[0])
+
+    async def lose_everything(self) -> None:
+        await self.raw.flushall()
+
+    async def close(self) -> None:
+        await self.engine.close()
+        await self.raw.aclose()

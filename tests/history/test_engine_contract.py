@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import orjson
@@ -9,17 +10,32 @@ import pytest
 
 from roomcast.history.base import Retention, is_complete
 from roomcast.types import RoomId
-from tests.history.engines import Harness, MemoryHarness
+from tests.helpers.redis_server import RedisServer
+from tests.history.engines import Harness, MemoryHarness, RedisHarness
 
 ROOM = RoomId("group:contract")
 KEEP = Retention(size=5, ttl=60.0, meta_ttl=600.0)
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    made = MemoryHarness()
+    if request.param == "memory":
+        memory = MemoryHarness()
+        yield memory
+        await memory.engine.close()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server_module")
+    made = RedisHarness(server)
+    await made.raw.flushall()
     yield made
-    await made.engine.close()
+    await made.close()
+
+
+def short(h: Harness) -> Retention:
+    """A retention whose TTLs the harness can wait out (Redis expires in real time)."""
+    if isinstance(h, RedisHarness):
+        return Retention(size=5, ttl=0.3, meta_ttl=0.9)
+    return KEEP
 
 
 def envelope(n: int) -> bytes:
@@ -97,23 +113,25 @@ async def test_same_message_id_is_stored_once(harness: Harness) -> None:
 
 
 async def test_data_expires_but_epoch_and_top_stay(harness: Harness) -> None:
-    await fill(harness, 3)
-    before = await harness.engine.top(ROOM, KEEP)
+    keep = short(harness)
+    await fill(harness, 3, keep)
+    before = await harness.engine.top(ROOM, keep)
     await harness.expire_data(ROOM)
-    read = await harness.engine.read(ROOM, KEEP, since=1, limit=10)
+    read = await harness.engine.read(ROOM, keep, since=1, limit=10)
     assert read.publications == []
     assert read.top == before
-    after = await harness.engine.append(ROOM, envelope(4), KEEP)
+    after = await harness.engine.append(ROOM, envelope(4), keep)
     assert after.position.epoch == before.epoch and after.position.offset == 4
 
 
 async def test_epoch_changes_when_meta_expires(harness: Harness) -> None:
-    await fill(harness, 3)
-    before = await harness.engine.top(ROOM, KEEP)
+    keep = short(harness)
+    await fill(harness, 3, keep)
+    before = await harness.engine.top(ROOM, keep)
     await harness.expire_all(ROOM)
-    after = await harness.engine.top(ROOM, KEEP)
+    after = await harness.engine.top(ROOM, keep)
     assert after.epoch != before.epoch and after.offset == 0
-    appended = await harness.engine.append(ROOM, envelope(9), KEEP)
+    appended = await harness.engine.append(ROOM, envelope(9), keep)
     assert appended.position == type(after)(after.epoch, 1)
 
 
@@ -126,3 +144,59 @@ async def test_epoch_changes_when_the_backend_loses_its_data(harness: Harness) -
     assert appended.position.offset == 1
     read = await harness.engine.read(ROOM, KEEP, limit=10)
     assert [p.offset for p in read.publications] == [1]
+
+
+async def test_redis_restart_without_persistence_changes_the_epoch(
+    redis_server: RedisServer,
+) -> None:
+    harness = RedisHarness(redis_server)
+    try:
+        await fill(harness, 2)
+        before = await harness.engine.top(ROOM, KEEP)
+        redis_server.stop()
+        redis_server.start()
+        appended = await harness.engine.append(ROOM, envelope(3), KEEP)
+        assert appended.position.epoch != before.epoch and appended.position.offset == 1
+    finally:
+        await harness.close()
+
+
+async def test_redis_keys_share_one_hash_slot_and_appends_publish(
+    redis_server_module: RedisServer,
+) -> None:
+    """One room = one Cluster slot; the append publishes its stored envelope in the
+    same script, between the route's head and tail."""
+    from roomcast.history.base import Route
+    from roomcast.history.redis import RedisHistory, keys
+
+    tags = {k[k.index("{"):k.index("}") + 1] for k in keys("group:a}b")}
+    assert len(tags) == 1
+    raw = RedisHarness(redis_server_module).raw
+    engine = RedisHistory(redis_server_module.url)
+    pubsub = raw.pubsub()
+    try:
+        await pubsub.subscribe("contract-channel")
+        appended = await engine.append(ROOM, envelope(1), KEEP, message_id="p1",
+                                       route=Route("contract-channel", b"<", b">"))
+        again = await engine.append(ROOM, envelope(1), KEEP, message_id="p1",
+                                    route=Route("contract-channel", b"<", b">"))
+        assert again.new is False
+        got: list[bytes] = []
+        async with asyncio.timeout(20):
+            while len(got) < 1:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    got.append(message["data"])
+        assert got == [b"<" + appended.payload + b">"]
+        # The retried append was not published again: a marker published after it is next.
+        await raw.publish("contract-channel", b"marker")
+        async with asyncio.timeout(20):
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    assert message["data"] == b"marker"
+                    break
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await engine.close()
+        await raw.aclose()

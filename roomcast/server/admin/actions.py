@@ -103,20 +103,23 @@ async def _publish(request: web.Request, caller: Caller, target: Target,
               stored=stored is not None)
     if count == 0 and missing is not None and stored is None:
         raise Problem(404, "not_found", missing)
+    # Where Go would answer 404, a stored message is accepted for later delivery: 202.
+    later = count == 0 and missing is not None and stored is not None
     body: dict[str, Any] = {
         "success": True,
         "message_id": envelope["id"],
         "timestamp": envelope["timestamp"],
-        "message": _STORED if count == 0 and stored is not None else _SENT[type(target)],
+        "message": _STORED if later else _SENT[type(target)],
         **(echo or {}),
-        "envelope": envelope,
+        # As the clients receive it: a stored one carries its offset and epoch.
+        "envelope": envelope if stored is None else {
+            **envelope, "offset": stored["offset"], "epoch": stored["epoch"]},
     }
     if count:  # Go: omitempty
         body["recipients_count"] = count
     if stored is not None:
         body["stored"] = stored
-    # 202: accepted for later delivery, nobody has it yet.
-    return json_response(body, status=202 if count == 0 and stored is not None else 200)
+    return json_response(body, status=202 if later else 200)
 
 
 async def broadcast(request: web.Request, caller: Caller) -> web.Response:

@@ -164,6 +164,22 @@ class DisconnectQuery(BaseModel):
                     "instance; `false` (default): 3500, kicked, no automatic reconnect.")
 
 
+class HistoryQuery(BaseModel):
+    """Which part of a room's history: after ``since`` (of ``epoch``), oldest or newest first."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    since: int = Field(default=0, ge=0, description="Publications with a greater offset.")
+    epoch: str | None = Field(
+        default=None, max_length=64,
+        description="The epoch `since` belongs to; another epoch answers no publications "
+        "(those offsets mean nothing in the current stream).",
+    )
+    limit: int = Field(default=100, ge=0, le=1000,
+                       description="At most this many (also capped by the room's size).")
+    reverse: bool = Field(default=False, description="Newest first.")
+
+
 # -- responses -------------------------------------------------------------------
 
 
@@ -235,6 +251,25 @@ class Envelope(BaseModel):
     to: str | None = None
     data: dict[str, Any]
     timestamp: str
+    offset: int | None = Field(default=None, description="Its place in the room's history "
+                               "(set when the room keeps history).")
+    epoch: str | None = Field(default=None, description="The epoch of that history.")
+
+
+class StoredEnvelope(Envelope):
+    """An envelope kept in a room's history, with its place in the stream."""
+
+    offset: int
+    epoch: str
+
+
+class HistoryPage(BaseModel):
+    """Part of a room's history, and where its stream stands."""
+
+    room: str
+    epoch: str = Field(description="Changes whenever the stream was lost or recreated.")
+    offset: int = Field(description="The offset of the room's latest publication (0: none yet).")
+    publications: list[StoredEnvelope]
 
 
 class Stored(BaseModel):

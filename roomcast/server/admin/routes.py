@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from roomcast import metrics
 from roomcast.exceptions import BrokerError, StoreError, StoreReadOnly
 from roomcast.logs import log_event
-from roomcast.server.admin import actions, bodies, listings
+from roomcast.server.admin import actions, bodies, history, listings
 from roomcast.server.admin.guard import Caller, authorize
 from roomcast.server.admin.problems import ERROR_SCHEMA, PROBLEM_JSON, Problem, with_schema
 from roomcast.server.state import gateway
@@ -72,6 +72,12 @@ OPERATIONS: tuple[Operation, ...] = (
               "List rooms, cluster-wide", "rooms", bodies.RoomList, query=bodies.RoomsQuery),
     Operation("GET", "/websocket/rooms/{room_id}", listings.get_room, "getRoom", "One room",
               "rooms", bodies.RoomOne, errors=(404,)),
+    Operation("GET", "/websocket/rooms/{room_id}/history", history.room_history,
+              "getRoomHistory", "A room's stored publications", "rooms", bodies.HistoryPage,
+              description="The room's stream: publications after `since` (of `epoch`), "
+              "oldest first or with `reverse` newest first, and the stream's current epoch "
+              "and offset. 404 when the room keeps no history.",
+              query=bodies.HistoryQuery, errors=(404, 503)),
     Operation("POST", "/websocket/rooms/{room_id}/message", actions.message_room, "messageRoom",
               "Send to a room's members", "messages", bodies.Sent,
               description=_SEND + _NOBODY, body=bodies.MessageBody, errors=(404, 503, 504)),

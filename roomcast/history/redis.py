@@ -1,0 +1,197 @@
+"""The Redis history engine: a stream per room, appended and published in one round trip.
+
+Keys of a room share the hash tag ``{room}``, so a room lives on one Cluster slot:
+
+- ``roomcast:{<room>}:meta``: hash ``e`` (epoch), ``s`` (top offset); ``meta_ttl``;
+- ``roomcast:{<room>}:stream``: a Redis stream whose entry ids are ``<offset>-0``
+  (field ``d``: the stored envelope); capped at ``size``, expires ``ttl`` after the last
+  append;
+- ``roomcast:{<room>}:ids``: sorted set of the retained message ids by offset, so a
+  retried append of the same id neither stores nor publishes it twice.
+
+One Lua script creates the epoch when the meta is missing (a new room, or Redis lost its
+data: the epoch changes), increments the offset, stores, trims, refreshes the TTLs and
+PUBLISHes the envelope to the other instances, so every instance sees a room's offsets
+in the order Redis assigned them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from roomcast.broker import redis_wire as wire
+from roomcast.broker.base import Target, ToRoom
+from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError
+from roomcast.history.base import (
+    Appended,
+    Position,
+    Publication,
+    Retention,
+    Route,
+    Slice,
+    new_epoch,
+)
+from roomcast.history.service import Router
+from roomcast.types import RoomId
+
+_APPEND = """
+local meta, stream, ids = KEYS[1], KEYS[2], KEYS[3]
+local size, msg_id = tonumber(ARGV[3]), ARGV[6]
+local epoch = redis.call('HGET', meta, 'e')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('DEL', stream, ids)
+  redis.call('HSET', meta, 'e', epoch, 's', 0)
+end
+if msg_id ~= '' then
+  local seen = redis.call('ZSCORE', ids, msg_id)
+  if seen then
+    local entry = redis.call('XRANGE', stream, seen .. '-0', seen .. '-0')
+    local body = ''
+    if entry[1] then body = entry[1][2][2] end
+    return {epoch, tonumber(seen), 0, body}
+  end
+end
+local offset = redis.call('HINCRBY', meta, 's', 1)
+redis.call('PEXPIRE', meta, ARGV[5])
+local body = string.sub(ARGV[1], 1, -2) .. ',"offset":' .. offset .. ',"epoch":"' .. epoch .. '"}'
+redis.call('XADD', stream, 'MAXLEN', size, offset .. '-0', 'd', body)
+redis.call('PEXPIRE', stream, ARGV[4])
+if msg_id ~= '' then
+  redis.call('ZADD', ids, offset, msg_id)
+  redis.call('ZREMRANGEBYRANK', ids, 0, -(size + 1))
+  redis.call('PEXPIRE', ids, ARGV[4])
+end
+if ARGV[7] ~= '' then
+  redis.call('PUBLISH', ARGV[7], ARGV[8] .. body .. ARGV[9])
+end
+return {epoch, offset, 1, body}
+"""
+
+_READ = """
+local meta, stream, ids = KEYS[1], KEYS[2], KEYS[3]
+local epoch = redis.call('HGET', meta, 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', stream, ids)
+  redis.call('HSET', meta, 'e', epoch, 's', 0)
+  redis.call('PEXPIRE', meta, ARGV[2])
+end
+local top = tonumber(redis.call('HGET', meta, 's') or '0')
+local limit = tonumber(ARGV[4])
+local entries = {}
+if limit > 0 then
+  local after = '(' .. ARGV[3] .. '-0'
+  if ARGV[5] == '1' then
+    entries = redis.call('XREVRANGE', stream, '+', after, 'COUNT', limit)
+  else
+    entries = redis.call('XRANGE', stream, after, '+', 'COUNT', limit)
+  end
+end
+return {epoch, top, entries}
+"""
+
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def keys(room: str) -> tuple[str, str, str]:
+    """The meta, stream and ids keys of a room (one hash slot)."""
+    tag = f"roomcast:{{{room}}}:"
+    return tag + "meta", tag + "stream", tag + "ids"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisHistory:
+    """A :class:`~roomcast.history.base.HistoryEngine` on Redis streams.
+
+    Args:
+        url: ``redis://`` or ``rediss://`` URL.
+        timeout: bound on connecting and on each call.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 1.0, max_connections: int = 64) -> None:
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=timeout,
+                socket_timeout=timeout, socket_connect_timeout=timeout,
+                # Safe to retry: an append of an id already stored is not stored or
+                # published again.
+                retry=Retry(NoBackoff(), retries=1),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"invalid REDIS_URL: {exc}") from None
+        self._redis = aioredis.Redis.from_pool(pool)
+        self._append = self._redis.register_script(_APPEND)
+        self._read = self._redis.register_script(_READ)
+
+    async def append(
+        self, room: RoomId, envelope: bytes, retention: Retention, *,
+        message_id: str | None = None, route: Route | None = None,
+    ) -> Appended:
+        if not envelope.endswith(b"}"):
+            raise ValueError("an envelope must be a JSON object")
+        args: list[str | int | bytes] = [
+            envelope, new_epoch(), retention.size, _ms(retention.ttl), _ms(retention.meta_ttl),
+            message_id or "", route.channel if route else "", route.head if route else b"",
+            route.tail if route else b"",
+        ]
+        epoch, offset, new, body = await self._call(self._append(keys=keys(room), args=args))
+        return Appended(Position(_text(epoch), int(offset)), bytes(body), new=bool(new))
+
+    async def read(
+        self, room: RoomId, retention: Retention, *, since: int = 0, limit: int,
+        reverse: bool = False,
+    ) -> Slice:
+        args: list[str | int | bytes] = [
+            new_epoch(), _ms(retention.meta_ttl), max(0, since), max(0, limit),
+                "1" if reverse else "0"]
+        epoch, top, entries = await self._call(self._read(keys=keys(room), args=args))
+        publications = [
+            Publication(int(_text(entry_id).split("-", 1)[0]), bytes(fields[1]))
+            for entry_id, fields in entries
+        ]
+        return Slice(Position(_text(epoch), int(top)), publications)
+
+    async def top(self, room: RoomId, retention: Retention) -> Position:
+        return (await self.read(room, retention, limit=0)).top
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    @staticmethod
+    async def _call(pending: Any) -> Any:
+        try:
+            return await pending
+        except _UNREACHABLE as exc:
+            raise BrokerUnavailable(f"Redis unreachable: {str(exc)[:200]}") from exc
+        except RedisError as exc:
+            raise BrokerError(f"Redis history failed: {str(exc)[:200]}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def redis_router(server_id: str, *, sharded: bool) -> Router:
+    """The route of a stored publication to the other instances, in the broker's wire
+    format (the payload another instance's listener parses as any publication)."""
+    head = wire.payload_prefix(server_id)
+
+    def route(target: Target, payload: bytes) -> tuple[Route | None, bytes]:
+        channel, envelope = wire.outgoing(target, payload, sharded=sharded)
+        exclude = target.exclude if isinstance(target, ToRoom) else None
+        # wrap() of nothing is the tail alone: ',"timestamp":…}'.
+        return Route(channel, head, wire.wrap(b"", b"", exclude)), envelope
+
+    return route
