@@ -10,6 +10,8 @@ JSON command a line on stdin; each command is answered by one JSON line on stdou
 - ``settle``: wait until no frames arrive and the servers are idle;
 - ``burst`` (``m``): publish M messages at full speed, wait for N x M deliveries;
 - ``paced`` (``count``, ``rate``): publish at a fixed rate (idle-path latency);
+- ``sequential`` (``count``): publish one message, wait for its N deliveries, repeat
+  (one message at a time however slow the server is: for instruction counts);
 - ``quit``.
 
 Every wait has a deadline; a missing delivery makes a figure below 100%, never a hang.
@@ -583,6 +585,36 @@ class Generator:
         return out
 
 
+    async def sequential(self, count: int) -> dict[str, Any]:
+        """One message at a time: each is published once the previous reached everyone."""
+        st = self.stats
+        n = len(self.listeners)
+        st.start_phase(n)
+        t0 = time.perf_counter()
+        complete = True
+        for seq in range(count):
+            st.target = (seq + 1) * n
+            st.done.clear()
+            if self.cfg.trigger == "http":
+                await self.post(self.message(seq))
+            else:
+                assert self.trigger_transport is not None
+                self.trigger_transport.send(TEXT, self.message(seq))
+            if not await self.wait_deliveries(60.0 + n / 100.0):
+                complete = False
+                break
+        delivered = len(st.lat)
+        st.target = 1 << 62
+        return {
+            "count": count,
+            "n": n,
+            "expected": n * count,
+            "delivered": delivered,
+            "complete": complete,
+            "elapsed_s": time.perf_counter() - t0,
+        }
+
+
 def emit(event: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(event, default=str) + "\n")
     sys.stdout.flush()
@@ -599,6 +631,7 @@ async def serve(cfg: Config) -> None:
         "settle": lambda c: gen.settle(deadline_s=float(c.get("deadline_s", 60.0))),
         "burst": lambda c: gen.burst(int(c["m"])),
         "paced": lambda c: gen.paced(int(c["count"]), float(c.get("rate", 5.0))),
+        "sequential": lambda c: gen.sequential(int(c["count"])),
     }
     while True:
         line = await reader.readline()

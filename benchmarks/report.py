@@ -168,8 +168,8 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
 def paced_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| stack | N | messages | p50 ms | p99 ms | max ms | p99 x bare | server us/delivery "
-        "| delivered |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| us/dlv x bare | delivered |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if "paced_p50" not in row:
@@ -180,7 +180,9 @@ def paced_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {_f(row['paced_p50'], '{:.2f}')} | {_f(row['paced_p99'], '{:.2f}')} "
             f"| {_f(row['paced_max'], '{:.2f}')} "
             f"| {_ratio(row['paced_p99'], bare.get('paced_p99'))} "
-            f"| {_f(row['paced_us'], '{:.2f}')} | {_f(row['paced_delivered'], '{:.1f}%')} |"
+            f"| {_f(row['paced_us'], '{:.2f}')} "
+            f"| {_ratio(row['paced_us'], bare.get('paced_us'))} "
+            f"| {_f(row['paced_delivered'], '{:.1f}%')} |"
         )
     return out
 
@@ -232,6 +234,13 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
             n,
             row.get("paced_p99", nan),
             1.25 * bare.get("paced_p99", nan),
+            True,
+        )
+        add(
+            "paced server us/delivery <= 1.05x bare",
+            n,
+            row.get("paced_us", nan),
+            1.05 * bare.get("paced_us", nan),
             True,
         )
         add("idle RSS KB/conn <= 20", n, row["rss_kib"] * 1.024, 20.0, True)

@@ -23,6 +23,10 @@ class Options:
 
     trigger: str = "auto"  # roomcast: "auto" | "ws" | "http"
     roomcast_env: dict[str, str] = field(default_factory=dict)
+    #: Put before every server's argv (e.g. valgrind for instruction counts).
+    wrap: list[str] = field(default_factory=list)
+    #: Seconds a server may take to open its port (much longer under valgrind).
+    start_timeout_s: float = 20.0
 
 
 @dataclass
@@ -44,17 +48,22 @@ Starter = Callable[[ProcessGroup, Options], Awaitable[ServerSet]]
 
 
 async def _server(
-    procs: ProcessGroup, name: str, argv: list[str], port: int, env: dict[str, str] | None = None
+    procs: ProcessGroup,
+    opts: Options,
+    name: str,
+    argv: list[str],
+    port: int,
+    env: dict[str, str] | None = None,
 ) -> int:
-    proc = await procs.spawn(name, argv, SERVER_CPU, env=env)
-    await wait_port(port, proc, procs.log_of(proc))
+    proc = await procs.spawn(name, [*opts.wrap, *argv], SERVER_CPU, env=env)
+    await wait_port(port, proc, procs.log_of(proc), opts.start_timeout_s)
     return proc.pid
 
 
 async def start_bare(procs: ProcessGroup, opts: Options, mode: str = "frame") -> ServerSet:
     port = free_port()
     argv = [sys.executable, "-m", "benchmarks.servers.bare", "--port", str(port), "--mode", mode]
-    pid = await _server(procs, f"bare-{mode}", argv, port)
+    pid = await _server(procs, opts, f"bare-{mode}", argv, port)
     return ServerSet("bare", [f"ws://127.0.0.1:{port}/ws"], [pid])
 
 
@@ -65,7 +74,7 @@ async def start_bare_send(procs: ProcessGroup, opts: Options) -> ServerSet:
 async def start_socketio(procs: ProcessGroup, opts: Options) -> ServerSet:
     port = free_port()
     argv = [sys.executable, "-m", "benchmarks.servers.sio", "--port", str(port)]
-    pid = await _server(procs, "socketio", argv, port)
+    pid = await _server(procs, opts, "socketio", argv, port)
     url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
     return ServerSet("socketio", [url], [pid])
 
@@ -92,10 +101,12 @@ def roomcast_env(
     return env
 
 
-async def _start_roomcast(procs: ProcessGroup, name: str, env: dict[str, str]) -> tuple[int, int]:
+async def _start_roomcast(
+    procs: ProcessGroup, opts: Options, name: str, env: dict[str, str]
+) -> tuple[int, int]:
     port = free_port()
     argv = [sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    pid = await _server(procs, name, argv, port, env=env)
+    pid = await _server(procs, opts, name, argv, port, env=env)
     return port, pid
 
 
@@ -135,20 +146,21 @@ async def _trigger_for(port: int, opts: Options, servers: ServerSet) -> None:
 
 
 async def start_roomcast(procs: ProcessGroup, opts: Options) -> ServerSet:
-    port, pid = await _start_roomcast(procs, "roomcast", roomcast_env(procs, opts))
+    port, pid = await _start_roomcast(procs, opts, "roomcast", roomcast_env(procs, opts))
     servers = ServerSet("roomcast", [f"ws://127.0.0.1:{port}/websocket/connect"], [pid])
     await _trigger_for(port, opts, servers)
     return servers
 
 
 async def start_redis(procs: ProcessGroup) -> tuple[int, int]:
+    """redis-server on a free port (never wrapped: only the servers are measured)."""
     exe = shutil.which("redis-server")
     if exe is None:
         raise RuntimeError("redis-server not found (apt-get install redis-server)")
     port = free_port()
     argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     argv += ["--protected-mode", "yes", "--loglevel", "warning"]
-    pid = await _server(procs, "redis", argv, port)
+    pid = await _server(procs, Options(), "redis", argv, port)
     return port, pid
 
 
@@ -156,7 +168,8 @@ async def start_roomcast_redis(procs: ProcessGroup, opts: Options) -> ServerSet:
     redis_port, redis_pid = await start_redis(procs)
     env = roomcast_env(procs, opts, f"redis://127.0.0.1:{redis_port}/0")
     (p1, pid1), (p2, pid2) = await asyncio.gather(
-        _start_roomcast(procs, "roomcast-a", env), _start_roomcast(procs, "roomcast-b", env)
+        _start_roomcast(procs, opts, "roomcast-a", env),
+        _start_roomcast(procs, opts, "roomcast-b", env),
     )
     urls = [f"ws://127.0.0.1:{p}/websocket/connect" for p in (p1, p2)]
     servers = ServerSet("roomcast", urls, [pid1, pid2], aux_pids=[redis_pid])

@@ -18,7 +18,7 @@ from roomcast.logs import Throttled
 from roomcast.membership.base import Group
 from roomcast.protocol.frames import text_frame
 from roomcast.types import ConnId, GroupId, RoomId, UserId
-from roomcast.writer import ConnectionWriter
+from roomcast.writer import ConnectionWriter, fan_out
 
 _oversize = Throttled(logging.getLogger("roomcast.hub"), "oversize_publication_dropped",
                       logging.ERROR)
@@ -145,7 +145,7 @@ class Hub:
     def deliver(
         self, target: Target, payload: bytes, skip: Collection[ConnId] = ()
     ) -> int:
-        """Frame ``payload`` once and queue the same bytes for every recipient
+        """Frame ``payload`` once and write or queue the same bytes for every recipient
         (but those in ``skip``)."""
         frame = text_frame(payload)
         if self.max_frame_bytes is not None and len(frame) > self.max_frame_bytes:
@@ -154,15 +154,9 @@ class Hub:
                       target=type(target).__name__)
             return 0
         if skip:
-            return sum(c.writer.enqueue(frame) for c in self.recipients(target)
-                       if c.id not in skip)
+            return fan_out((c for c in self.recipients(target) if c.id not in skip), frame)
         if isinstance(target, ToRoom) and target.exclude is None:
             # The hot path: one room, everyone in it.
             members = self.rooms.get(target.room)
-            if not members:
-                return 0
-            count = 0
-            for conn in members.values():
-                count += conn.writer.enqueue(frame)
-            return count
-        return sum(conn.writer.enqueue(frame) for conn in self.recipients(target))
+            return fan_out(members.values(), frame) if members else 0
+        return fan_out(self.recipients(target), frame)

@@ -1,23 +1,34 @@
 """Per-connection write queues: bounded in bytes, never awaited, coalesced.
 
-``enqueue`` only appends; once per event-loop iteration the :class:`Flusher`
-writes each dirty connection's queued frames with a single ``transport.write``,
-so a burst of messages costs one system call per connection, not one per message.
-A connection whose queued bytes (ours plus the transport's buffer) exceed the
-limit is a slow consumer: it is closed off the broadcast path, once.
+A frame fanned out to a connection that has had nothing written or queued since
+the :class:`Flusher` last ran goes straight to its transport (:func:`fan_out`,
+:meth:`ConnectionWriter.write`): one message at a time costs one
+``transport.write`` per connection, as in a bare server. What arrives for it while
+that pass is pending (the rest of a burst, in the same event-loop iteration) is
+queued, and the flusher writes each queue with a single ``transport.write``, so a
+burst costs at most two system calls per connection, not one per message.
+
+A connection whose bytes in flight (our queue plus the transport's buffer) would
+exceed the limit is a slow consumer: it is closed off the broadcast path, once.
+Direct writes spend a byte budget (the limit minus the transport's buffer when it
+was last measured, minus what was written since), so the transport is asked for
+its buffer size only when that budget runs out, not on every write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from roomcast import metrics
 from roomcast.logs import log_event
 
 _log = logging.getLogger("roomcast.writer")
+
+#: The budget of a closed writer: never enough for the fast path.
+_CLOSED = -(1 << 62)
 
 
 class _Transport(Protocol):
@@ -28,24 +39,39 @@ class _Transport(Protocol):
     def is_closing(self) -> bool: ...
 
 
-class Flusher:
-    """Flushes every writer that got frames, once per loop iteration."""
+class _HasWriter(Protocol):
+    @property
+    def writer(self) -> ConnectionWriter: ...
 
-    __slots__ = ("_dirty", "_scheduled")
+
+class Flusher:
+    """Flushes every writer that got frames, once per loop iteration.
+
+    ``tick`` counts its passes: a writer that wrote or queued during the current
+    tick queues what follows until the next pass, which is scheduled by then.
+    """
+
+    __slots__ = ("_dirty", "scheduled", "tick")
 
     def __init__(self) -> None:
         self._dirty: list[ConnectionWriter] = []
-        self._scheduled = False
+        self.scheduled = False
+        self.tick = 0
+
+    def schedule(self) -> None:
+        """Make sure a pass (ending the current tick) runs soon."""
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def mark(self, writer: ConnectionWriter) -> None:
         self._dirty.append(writer)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self.schedule()
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
-        self._scheduled = False
+        self.scheduled = False
+        self.tick += 1
         for writer in dirty:
             try:
                 writer.flush()
@@ -55,11 +81,42 @@ class Flusher:
                 writer.fail()
 
 
+def fan_out(conns: Iterable[_HasWriter], frame: bytes) -> int:
+    """:meth:`ConnectionWriter.write` the same frame to every connection; how many took it.
+
+    The idle case is inlined: this loop is the whole cost of one message to a room.
+    """
+    size = len(frame)
+    count = 0
+    for conn in conns:
+        writer = conn.writer
+        flusher = writer._flusher
+        budget = writer._budget - size
+        if writer._tick != flusher.tick and budget >= 0:
+            transport = writer._transport
+            if not transport.is_closing():
+                try:
+                    transport.write(frame)
+                except Exception:
+                    writer.fail()
+                    continue
+            writer._budget = budget
+            writer._tick = flusher.tick
+            if not flusher.scheduled:
+                flusher.schedule()
+            count += 1
+        else:
+            count += writer.write(frame)
+    return count
+
+
 class ConnectionWriter:
     """The outgoing queue of one connection."""
 
     __slots__ = (
+        "_budget",
         "_flusher",
+        "_tick",
         "_transport",
         "closed",
         "dirty",
@@ -86,11 +143,38 @@ class ConnectionWriter:
         self.pending_bytes = 0
         self.dirty = False
         self.closed = False
+        #: The flusher tick in which this writer last wrote or queued (so a dirty
+        #: writer's is always the current one, and nothing overtakes its queue).
+        self._tick = -1
+        #: Bytes that may still be written before the transport's buffer is measured.
+        self._budget = 0
+
+    def write(self, frame: bytes) -> bool:
+        """Write now if idle since the last pass, else queue; False if closed or overflowed."""
+        flusher = self._flusher
+        if self._tick == flusher.tick or self.closed:
+            return self.enqueue(frame)
+        transport = self._transport
+        if not transport.is_closing():
+            in_flight = transport.get_write_buffer_size() + len(frame)
+            if in_flight > self.max_bytes:
+                self._overflow()
+                return False
+            try:
+                transport.write(frame)
+            except Exception:
+                self.fail()
+                return False
+            self._budget = self.max_bytes - in_flight
+        self._tick = flusher.tick
+        flusher.schedule()
+        return True
 
     def enqueue(self, frame: bytes) -> bool:
-        """Queue one frame; False if the connection is closed or just overflowed."""
+        """Queue one frame for the next pass; False if the connection is closed or overflowed."""
         if self.closed:
             return False
+        self._tick = self._flusher.tick
         self.pending.append(frame)
         self.pending_bytes += len(frame)
         if self.pending_bytes > self.max_bytes:
@@ -111,7 +195,8 @@ class ConnectionWriter:
             self.pending.clear()
             self.pending_bytes = 0
             return
-        if transport.get_write_buffer_size() + self.pending_bytes > self.max_bytes:
+        in_flight = transport.get_write_buffer_size() + self.pending_bytes
+        if in_flight > self.max_bytes:
             self._overflow()
             return
         pending = self.pending
@@ -119,6 +204,7 @@ class ConnectionWriter:
         self.pending = []
         self.pending_bytes = 0
         transport.write(data)
+        self._budget = self.max_bytes - in_flight
 
     def close(self, *, flush: bool) -> None:
         """Stop accepting frames; write what is queued first if ``flush``."""
@@ -127,6 +213,7 @@ class ConnectionWriter:
         if flush:
             self.flush()
         self.closed = True
+        self._budget = _CLOSED
         self.pending = []
         self.pending_bytes = 0
 
@@ -138,6 +225,7 @@ class ConnectionWriter:
 
     def _overflow(self) -> None:
         self.closed = True
+        self._budget = _CLOSED
         self.pending = []
         self.pending_bytes = 0
         if self.on_overflow is not None:

@@ -1,4 +1,4 @@
-"""ConnectionWriter and Flusher on a fake transport: coalescing, order, byte limits.
+"""ConnectionWriter, Flusher and fan_out on a fake transport: coalescing, order, byte limits.
 
 Tests are async because ``enqueue`` schedules the flush on the running loop.
 """
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from roomcast.writer import ConnectionWriter, Flusher
-from tests.unit.fakes import FakeTransport, make_writer
+from roomcast.writer import ConnectionWriter, Flusher, fan_out
+from tests.unit.fakes import FakeTransport, Overflows, make_writer
 
 
 async def one_iteration() -> None:
@@ -129,3 +129,87 @@ def test_without_an_overflow_callback_overflow_just_closes() -> None:
     writer = ConnectionWriter(FakeTransport(), Flusher(), max_bytes=1)
     assert not writer.enqueue(b"xx")
     assert writer.closed
+
+
+# -- fan_out: the direct write to an idle connection -------------------------------
+
+
+class Member:
+    """What fan_out needs of a connection: its writer."""
+
+    def __init__(self, writer: ConnectionWriter) -> None:
+        self.writer = writer
+
+
+class StuckTransport(FakeTransport):
+    """A client that reads nothing: every byte written stays in the buffer."""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.buffered += len(data)
+
+
+class BrokenTransport(FakeTransport):
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("unable to perform operation on a closed handler")
+
+
+async def test_an_idle_writer_writes_at_once_and_queues_the_rest_of_the_iteration() -> None:
+    writer, transport, _ = make_writer()
+    member = Member(writer)
+    assert fan_out([member], b"1") == 1
+    assert transport.writes == [b"1"]  # written during the call, before any loop pass
+    assert fan_out([member], b"2") == 1
+    assert fan_out([member], b"3") == 1
+    assert transport.writes == [b"1"]  # a pass is pending: queued
+    await one_iteration()
+    assert transport.writes == [b"1", b"23"]
+    assert fan_out([member], b"4") == 1  # idle again after the pass
+    assert transport.writes == [b"1", b"23", b"4"]
+
+
+async def test_one_message_at_a_time_is_one_write_of_the_same_bytes_each() -> None:
+    flusher = Flusher()
+    transports = [FakeTransport() for _ in range(3)]
+    members = [Member(ConnectionWriter(t, flusher, max_bytes=1000)) for t in transports]
+    frames = [f"frame-{i}".encode() for i in range(5)]
+    for frame in frames:
+        assert fan_out(members, frame) == 3
+        await one_iteration()
+    for t in transports:
+        assert len(t.writes) == 5
+        assert all(w is f for w, f in zip(t.writes, frames, strict=True))
+
+
+async def test_a_queued_frame_is_never_overtaken_by_a_direct_write() -> None:
+    writer, transport, _ = make_writer()
+    writer.enqueue(b"reply;")  # e.g. a command's reply, queued in this iteration
+    assert fan_out([Member(writer)], b"broadcast;") == 1
+    assert transport.writes == []
+    await one_iteration()
+    assert transport.writes == [b"reply;broadcast;"]
+
+
+async def test_direct_writes_stop_at_the_byte_limit_of_a_consumer_that_reads_nothing() -> None:
+    transport, overflows = StuckTransport(), Overflows()
+    writer = ConnectionWriter(transport, Flusher(), max_bytes=1000, on_overflow=overflows)
+    member = Member(writer)
+    results = []
+    for _ in range(12):
+        results.append(fan_out([member], b"x" * 100))
+        await one_iteration()
+    assert results == [1] * 10 + [0, 0]
+    assert transport.buffered == 1000  # never above the limit
+    assert overflows.calls == 1 and writer.closed
+
+
+async def test_a_transport_that_raises_fails_its_writer_and_nobody_else() -> None:
+    flusher, overflows = Flusher(), Overflows()
+    broken = ConnectionWriter(BrokenTransport(), flusher, max_bytes=1000, on_overflow=overflows)
+    healthy_transport = FakeTransport()
+    healthy = ConnectionWriter(healthy_transport, flusher, max_bytes=1000)
+    assert fan_out([Member(broken), Member(healthy)], b"frame") == 1
+    assert healthy_transport.writes == [b"frame"]
+    assert broken.closed and overflows.calls == 1
+    await one_iteration()
+    assert fan_out([Member(broken), Member(healthy)], b"next") == 1

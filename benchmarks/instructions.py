@@ -1,0 +1,265 @@
+"""``python -m benchmarks.instructions``: user-space instructions per delivery, one at a time.
+
+Wall-clock figures on a shared 2-core machine move with everyone else's load; the
+number of instructions a server executes for the same work does not. Each scenario's
+server runs under ``valgrind --tool=callgrind`` with instrumentation off; N clients
+connect, a few messages warm the path up, then instrumentation is switched on for
+an idle window (the server's background work per second) and for ``--count``
+messages published one at a time (each once the previous one reached all N
+clients). Both windows are dumped and read back; the table gives instructions per
+delivery as measured and with the idle rate of the same duration subtracted.
+roomcast's liveness pings are moved out of the run (an hour's interval): they are
+a cost per connection and interval, not per delivery.
+
+Callgrind counts user-space instructions only: the kernel's work (the system calls
+and the loopback) is not in the figure, so two servers that make the same system
+calls per delivery compare by it exactly. See ``docs/topics/benchmark.md``.
+
+    python -m benchmarks.instructions [--scenarios bare,roomcast] [--n 1000] [--count 20]
+
+``--native`` runs the same sequence without valgrind and reports server CPU time per
+delivery and its user-space share instead (wall-clock dependent: indicative on a
+busy machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.common import GENERATOR_CPU, cpu_seconds, pin_to, raise_nofile
+from benchmarks.procs import GeneratorProc, ProcessGroup, tail
+from benchmarks.scenarios import SCENARIOS, Options
+
+_TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
+
+
+async def control(pid: int, *args: str) -> None:
+    """``callgrind_control`` on one server process (it waits for the answer)."""
+    proc = await asyncio.create_subprocess_exec(
+        "callgrind_control",
+        *args,
+        str(pid),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    if proc.returncode != 0 or b"OK" not in out:
+        raise RuntimeError(f"callgrind_control {' '.join(args)} {pid}: {out.decode()[-300:]}")
+
+
+def instructions(out_dir: Path, pid: int, part: int) -> int:
+    """Total instructions of dump ``part`` of ``pid`` (callgrind's ``summary`` line)."""
+    data = (out_dir / f"cg.{pid}.out.{part}").read_bytes()
+    match = _TOTAL.search(data)
+    if match is None:
+        raise RuntimeError(f"no instruction total in dump {part} of {pid}")
+    return int(match.group(1))
+
+
+async def dump_all(pids: list[int]) -> None:
+    await asyncio.gather(*(control(pid, "--dump") for pid in pids))
+
+
+async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """Connect, warm up, then count an idle window and ``count`` sequential messages."""
+    out_dir.mkdir()  # noqa: ASYNC240 - creating a directory is instant
+    wrap = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+    wrap += [f"--callgrind-out-file={out_dir}/cg.%p.out"]
+    if args.native:
+        wrap = []
+    opts = Options(
+        trigger="http" if scenario.startswith("roomcast") else "auto",
+        # Periodic work (roomcast's liveness pings to every connection) is not a cost
+        # per delivery and would land in one window but not the other.
+        roomcast_env={"ROOMCAST_PING_INTERVAL": "3600", "ROOMCAST_PING_TIMEOUT": "7200"},
+        wrap=wrap,
+        start_timeout_s=300.0,
+    )
+    procs = ProcessGroup(out_dir)
+    record: dict[str, Any] = {"scenario": scenario, "n": args.n, "count": args.count}
+    try:
+        servers = await SCENARIOS[scenario](procs, opts)
+        cfg = {
+            "protocol": servers.protocol,
+            "urls": servers.urls,
+            "n": args.n,
+            "jwt_secret": servers.jwt_secret,
+            "trigger": servers.trigger,
+            "http_url": servers.http_url,
+            "api_key": servers.api_key,
+            "connect_concurrency": 20,
+            "handshake_timeout_s": 120.0,
+            "server_pids": servers.pids,
+            "aux_pids": servers.aux_pids,
+            "stall_s": 60.0,
+            "join_deadline_s": 600.0,
+        }
+        gproc = await procs.spawn(
+            "generator",
+            [sys.executable, "-m", "benchmarks.loadgen", json.dumps(cfg)],
+            GENERATOR_CPU,
+            pipes=True,
+        )
+        gen = GeneratorProc(gproc, out_dir / "generator.log")
+        await gen.call({"cmd": "warmup"}, 600)
+        connect = await gen.call({"cmd": "connect"}, 1200)
+        record["connected"] = connect["joined"]
+        await gen.call({"cmd": "settle", "deadline_s": 120}, 180)
+        # First messages run lazy imports and first allocations: not what is measured.
+        await gen.call({"cmd": "sequential", "count": args.warm}, 1200)
+        await gen.call({"cmd": "settle", "deadline_s": 120}, 180)
+        pids = servers.pids
+        if args.native:
+            record.update(await native(gen, pids, args.count))
+            await gen.call({"cmd": "quit"}, 30)
+            return record
+        for pid in pids:
+            await control(pid, "--instr=on")
+        t0 = time.perf_counter()
+        await asyncio.sleep(args.idle)
+        await dump_all(pids)
+        idle_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        seq = await gen.call({"cmd": "sequential", "count": args.count}, 3600)
+        await dump_all(pids)
+        busy_s = time.perf_counter() - t1
+        for pid in pids:
+            await control(pid, "--instr=off")
+        idle_ir = sum(instructions(out_dir, pid, 1) for pid in pids)
+        busy_ir = sum(instructions(out_dir, pid, 2) for pid in pids)
+        delivered = int(seq["delivered"])
+        background = idle_ir / idle_s * busy_s
+        record.update(
+            delivered=delivered,
+            complete=seq["complete"],
+            idle_s=idle_s,
+            idle_ir=idle_ir,
+            busy_s=busy_s,
+            busy_ir=busy_ir,
+            ir_per_delivery=busy_ir / delivered if delivered else float("nan"),
+            ir_per_delivery_net=(busy_ir - background) / delivered if delivered else float("nan"),
+        )
+        await gen.call({"cmd": "quit"}, 30)
+    except Exception as exc:  # one failed scenario must not stop the rest
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        record["logs"] = {log.name: tail(log, 8) for _, _, log in procs.children}
+    finally:
+        await procs.close()
+    return record
+
+
+async def native(gen: GeneratorProc, pids: list[int], count: int) -> dict[str, Any]:
+    """CPU time (user and system) per delivery of the same sequence, without valgrind."""
+    procs = [psutil.Process(pid) for pid in pids]
+
+    def sample() -> tuple[float, float, float]:
+        times = [p.cpu_times() for p in procs]
+        total = sum(cpu_seconds(pid) for pid in pids)
+        return total, sum(t.user for t in times), sum(t.system for t in times)
+
+    a = sample()
+    seq = await gen.call({"cmd": "sequential", "count": count}, 3600)
+    b = sample()
+    delivered = int(seq["delivered"]) or 1
+    return {
+        "delivered": int(seq["delivered"]),
+        "complete": seq["complete"],
+        "us_per_delivery": 1e6 * (b[0] - a[0]) / delivered,
+        "user_share": (b[1] - a[1]) / max(b[1] - a[1] + b[2] - a[2], 1e-9),
+    }
+
+
+def native_table(records: list[dict[str, Any]]) -> list[str]:
+    bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
+    lines = [
+        "| stack | N | messages | delivered | server us/delivery | user share | x bare |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['scenario']} | {r['n']} | {r['count']} | error: {r['error']} |")
+            continue
+        ratio = f"{r['us_per_delivery'] / bare['us_per_delivery']:.3f}" if bare else "-"
+        lines.append(
+            f"| {r['scenario']} | {r['n']} | {r['count']} | {r['delivered']:,} "
+            f"| {r['us_per_delivery']:.2f} | {100 * r['user_share']:.0f}% | {ratio} |"
+        )
+    return lines
+
+
+def table(records: list[dict[str, Any]]) -> list[str]:
+    bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
+    lines = [
+        "| stack | N | messages | delivered | instructions | per delivery | idle /s "
+        "| per delivery, idle subtracted | x bare |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['scenario']} | {r['n']} | {r['count']} | error: {r['error']} |")
+            continue
+        ratio = (
+            f"{r['ir_per_delivery_net'] / bare['ir_per_delivery_net']:.3f}" if bare else "-"
+        )
+        lines.append(
+            f"| {r['scenario']} | {r['n']} | {r['count']} | {r['delivered']:,} "
+            f"| {r['busy_ir']:,} | {r['ir_per_delivery']:,.0f} "
+            f"| {r['idle_ir'] / r['idle_s']:,.0f} | {r['ir_per_delivery_net']:,.0f} | {ratio} |"
+        )
+    return lines
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    pin_to(GENERATOR_CPU)
+    raise_nofile()
+    records = []
+    with tempfile.TemporaryDirectory(prefix="roomcast-instr-") as tmp:
+        work = Path(args.keep) if args.keep else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+        for i, scenario in enumerate(scenarios):
+            rec = await one(scenario, args, work / f"{i}-{scenario}")
+            print(json.dumps(rec, default=str), file=sys.stderr, flush=True)
+            records.append(rec)
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.instructions", description=__doc__)
+    p.add_argument("--scenarios", default="bare,roomcast")
+    p.add_argument("--n", type=int, default=1000, help="connections in the room")
+    p.add_argument("--count", type=int, default=20, help="messages counted, one at a time")
+    p.add_argument("--warm", type=int, default=3, help="messages before counting")
+    p.add_argument("--idle", type=float, default=5.0, help="s of the idle window")
+    p.add_argument("--json", default="", help="also write the records here")
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="no valgrind: server CPU time per delivery (and its user share) instead",
+    )
+    p.add_argument("--keep", default="", help="keep the callgrind dumps in this new directory")
+    args = p.parse_args(argv)
+    tools = ("valgrind", "callgrind_control")
+    if not args.native and not all(shutil.which(tool) for tool in tools):
+        print("valgrind (with callgrind_control) is needed: apt-get install valgrind")
+        return 2
+    records = asyncio.run(main_async(args))
+    print("\n".join(native_table(records) if args.native else table(records)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1, default=str))
+    return 0 if all("error" not in r for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
