@@ -29,6 +29,7 @@ import asyncio
 import json
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -121,7 +122,7 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
         await gen.call({"cmd": "settle", "deadline_s": 120}, 180)
         pids = servers.pids
         if args.native:
-            record.update(await native(gen, pids, args.count))
+            record.update(await native(gen, pids, args.count, out_dir if args.strace else None))
             await gen.call({"cmd": "quit"}, 30)
             return record
         for pid in pids:
@@ -159,9 +160,23 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
     return record
 
 
-async def native(gen: GeneratorProc, pids: list[int], count: int) -> dict[str, Any]:
-    """CPU time (user and system) per delivery of the same sequence, without valgrind."""
+async def native(
+    gen: GeneratorProc, pids: list[int], count: int, strace_dir: Path | None
+) -> dict[str, Any]:
+    """CPU time (user and system) per delivery of the same sequence, without valgrind.
+
+    With ``strace_dir``, ``strace -c`` is attached for the sequence: system calls per
+    delivery (strace slows them down, so the CPU figures of such a run mean little).
+    """
     procs = [psutil.Process(pid) for pid in pids]
+    tracers = []
+    for pid in pids if strace_dir is not None else []:
+        out = f"{strace_dir}/strace.{pid}.txt"
+        tracers.append(
+            await asyncio.create_subprocess_exec("strace", "-c", "-f", "-o", out, "-p", str(pid))
+        )
+    if tracers:
+        await asyncio.sleep(2.0)  # attached before the sequence starts
 
     def sample() -> tuple[float, float, float]:
         times = [p.cpu_times() for p in procs]
@@ -172,12 +187,30 @@ async def native(gen: GeneratorProc, pids: list[int], count: int) -> dict[str, A
     seq = await gen.call({"cmd": "sequential", "count": count}, 3600)
     b = sample()
     delivered = int(seq["delivered"]) or 1
+    calls: dict[str, int] = {}
+    for tracer in tracers:
+        tracer.send_signal(signal.SIGINT)
+        await tracer.wait()
+    if strace_dir is not None:
+        for pid in pids:
+            calls.update(strace_counts(strace_dir / f"strace.{pid}.txt"))
     return {
+        "syscalls_per_delivery": {k: round(v / delivered, 3) for k, v in calls.items()},
         "delivered": int(seq["delivered"]),
         "complete": seq["complete"],
         "us_per_delivery": 1e6 * (b[0] - a[0]) / delivered,
         "user_share": (b[1] - a[1]) / max(b[1] - a[1] + b[2] - a[2], 1e-9),
     }
+
+
+def strace_counts(path: Path) -> dict[str, int]:
+    """System call counts from an ``strace -c`` summary."""
+    counts: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[3].isdigit() and not parts[-1].startswith("total"):
+            counts[parts[-1]] = counts.get(parts[-1], 0) + int(parts[3])
+    return counts
 
 
 def native_table(records: list[dict[str, Any]]) -> list[str]:
@@ -248,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no valgrind: server CPU time per delivery (and its user share) instead",
     )
+    p.add_argument("--strace", action="store_true", help="--native: system calls per delivery")
     p.add_argument("--keep", default="", help="keep the callgrind dumps in this new directory")
     args = p.parse_args(argv)
     tools = ("valgrind", "callgrind_control")

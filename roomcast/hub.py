@@ -159,4 +159,4 @@ class Hub:
             # The hot path: one room, everyone in it.
             members = self.rooms.get(target.room)
             return fan_out(members.values(), frame) if members else 0
-        return fan_out(self.recipients(target), frame)
+        return fan_out(list(self.recipients(target)), frame)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from roomcast import metrics
@@ -81,33 +81,36 @@ class Flusher:
                 writer.fail()
 
 
-def fan_out(conns: Iterable[_HasWriter], frame: bytes) -> int:
+def fan_out(conns: Collection[_HasWriter], frame: bytes) -> int:
     """:meth:`ConnectionWriter.write` the same frame to every connection; how many took it.
 
     The idle case is inlined: this loop is the whole cost of one message to a room.
     """
     size = len(frame)
-    count = 0
+    sent = len(conns)
     for conn in conns:
         writer = conn.writer
         flusher = writer._flusher
-        budget = writer._budget - size
-        if writer._tick != flusher.tick and budget >= 0:
-            transport = writer._transport
-            if not transport.is_closing():
-                try:
-                    transport.write(frame)
-                except Exception:
-                    writer.fail()
-                    continue
-            writer._budget = budget
-            writer._tick = flusher.tick
-            if not flusher.scheduled:
-                flusher.schedule()
-            count += 1
-        else:
-            count += writer.write(frame)
-    return count
+        tick = flusher.tick
+        if writer._tick != tick:
+            budget = writer._budget - size
+            if budget >= 0:
+                transport = writer._transport
+                if not transport.is_closing():
+                    try:
+                        transport.write(frame)
+                    except Exception:
+                        writer.fail()
+                        sent -= 1
+                        continue
+                writer._budget = budget
+                writer._tick = tick
+                if not flusher.scheduled:
+                    flusher.schedule()
+                continue
+        if not writer.write(frame):
+            sent -= 1
+    return sent
 
 
 class ConnectionWriter:
