@@ -154,7 +154,7 @@ class Hub:
                       target=type(target).__name__)
             return 0
         if skip:
-            return fan_out((c for c in self.recipients(target) if c.id not in skip), frame)
+            return fan_out([c for c in self.recipients(target) if c.id not in skip], frame)
         if isinstance(target, ToRoom) and target.exclude is None:
             # The hot path: one room, everyone in it.
             members = self.rooms.get(target.room)
