@@ -1,20 +1,35 @@
-"""The development login: a form that mints a token into the ``falcon_auth_token`` cookie."""
+"""The development login: a form that mints a token into the ``falcon_auth_token`` cookie.
+
+Its tokens live ``ROOMCAST_DEV_TOKEN_TTL`` seconds (5 minutes by default), short on
+purpose so the demo shows expiry and refresh: ``POST /login/renew`` re-mints the cookie
+of a still-valid one, as an application's login flow would, and the page then hands
+it to its connection (``client.js``, the refresh route).
+"""
 
 from __future__ import annotations
 
 import html
 import re
+import time
 
 from aiohttp import web
 
-from roomcast.auth import COOKIE_NAME, authenticate, is_admin, mint_token, token_candidates
-from roomcast.exceptions import AuthError
-from roomcast.server.admin.problems import problem_response
+from roomcast.auth import (
+    COOKIE_NAME,
+    TokenSource,
+    authenticate,
+    is_admin,
+    mint_token,
+    token_candidates,
+)
+from roomcast.exceptions import AuthError, StoreError
+from roomcast.protocol.messages import rfc3339
+from roomcast.server.admin.guard import same_site_only
+from roomcast.server.admin.problems import Problem, json_response, problem_response
 from roomcast.server.state import gateway
 from roomcast.types import GroupId, UserId
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-TOKEN_TTL = 12 * 3600
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -86,15 +101,44 @@ async def login(request: web.Request) -> web.Response:
     for gid, gname in groups:
         await gw.node.change_membership(UserId(user_id), gid, gname, joined=True)
     scopes = gw.settings.admin_scope if form.get("admin") else ""
-    token = mint_token(
-        gw.settings.jwt_secret or "", user_id, name=name, scopes=scopes, ttl=TOKEN_TTL
-    )
+    ttl = gw.settings.dev_token_ttl
+    token = mint_token(gw.settings.jwt_secret or "", user_id, name=name, scopes=scopes, ttl=ttl)
     response = web.HTTPSeeOther("/")
-    set_auth_cookie(response, token, secure=request.secure)
+    set_auth_cookie(response, token, secure=request.secure, max_age=ttl)
     raise response
 
 
-def set_auth_cookie(response: web.StreamResponse, token: str, *, secure: bool) -> None:
+async def renew(request: web.Request) -> web.Response:
+    """A fresh dev cookie for the holder of a valid one (same user, name and scopes)."""
+    gw = gateway(request)
+    try:
+        found = await authenticate(token_candidates(request.headers, request.cookies),
+                                   gw.verifier)
+        if found.source is TokenSource.COOKIE:
+            same_site_only(request, gw.settings)
+        denied = await gw.node.denials.check(found.claims)
+    except AuthError as exc:
+        return problem_response(401, "not logged in", code="unauthorized", reason=exc.reason,
+                                request=request)
+    except Problem as problem:
+        return problem.response()
+    except StoreError:
+        return problem_response(503, "try again later", code="unavailable", request=request)
+    if denied is not None:
+        return problem_response(401, "logged out", code="unauthorized", reason=denied.reason,
+                                request=request)
+    claims, ttl = found.claims, gw.settings.dev_token_ttl
+    token = mint_token(gw.settings.jwt_secret or "", claims.user_id, name=claims.character_name,
+                       character_id=claims.character_id, scopes=" ".join(sorted(claims.scopes)),
+                       ttl=ttl)
+    response = json_response({"user_id": claims.user_id,
+                              "expires_at": rfc3339(int(time.time()) + int(ttl))})
+    set_auth_cookie(response, token, secure=request.secure, max_age=ttl)
+    return response
+
+
+def set_auth_cookie(response: web.StreamResponse, token: str, *, secure: bool,
+                    max_age: float) -> None:
     """``secure``: the client came over https (our TLS, or a trusted proxy's)."""
     response.set_cookie(
         COOKIE_NAME,
@@ -103,7 +147,7 @@ def set_auth_cookie(response: web.StreamResponse, token: str, *, secure: bool) -
         samesite="Lax",
         secure=secure,
         path="/",
-        max_age=TOKEN_TTL,
+        max_age=int(max_age),
     )
 
 
@@ -134,6 +178,7 @@ async def me(request: web.Request) -> web.Response:
                 claims, admin_scope=gw.settings.admin_scope, admin_users=gw.settings.admin_users
             ),
             "websocket_path": gw.settings.websocket_path,
+            "expires_at": rfc3339(claims.expires_at),
             "api_prefix": gw.settings.api_prefix,
         }
     )
@@ -142,4 +187,5 @@ async def me(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
+    app.router.add_post("/login/renew", renew)
     app.router.add_post("/logout", logout)

@@ -94,6 +94,16 @@ function defaultUrl() {
   return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/websocket/connect`;
 }
 
+/** The gateway's refresh route, on the host of its WebSocket URL (same origin as the page). */
+function defaultRefreshUrl(url) {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol === "wss:" ? "https" : "http"}://${parsed.host}/websocket/token/refresh`;
+  } catch {
+    return "/websocket/token/refresh";
+  }
+}
+
 function report(error) {
   // A throwing handler must not stop the others or the read loop.
   if (typeof globalThis.reportError === "function") globalThis.reportError(error);
@@ -160,6 +170,13 @@ export class RoomcastClient {
    * @param {boolean} [options.persistPositions=false] keep positions across a page reload (sessionStorage)
    * @param {Storage} [options.storage] the storage for `persistPositions` (default sessionStorage)
    * @param {number} [options.recent=0] keep this many recent messages per room (0: off)
+   * @param {boolean} [options.refresh=true] when warned that the token expires, post the
+   *   (renewed) cookie to the gateway's refresh route so the connection lives on
+   * @param {string} [options.refreshUrl] that route (default: `/websocket/token/refresh`
+   *   on the gateway's host; give `${API_PREFIX}/websocket/token/refresh` behind a prefix)
+   * @param {Function} [options.renewCookie] `async () => {}` run first: the app's login
+   *   flow sets a fresh HttpOnly `falcon_auth_token` cookie (the page cannot read it)
+   * @param {Function} [options.fetch] the fetch function (tests inject one)
    */
   constructor(options = {}) {
     this.url = options.url ?? defaultUrl();
@@ -179,6 +196,13 @@ export class RoomcastClient {
       key: `roomcast:positions:${this.url}`,
     });
     this._recoveryHandlers = new Set();
+    this._refresh = options.refresh ?? true;
+    this._refreshUrl = options.refreshUrl ?? defaultRefreshUrl(this.url);
+    this._renewCookie = options.renewCookie ?? null;
+    this._fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+    this._tokenHandlers = new Set();
+    /** When the connection's token expires (ms since the epoch), once the gateway said so. */
+    this.tokenExpiresAt = null;
 
     this._state = State.IDLE;
     this._ws = null;
@@ -221,6 +245,60 @@ export class RoomcastClient {
   /** `fn(status)` on every status change; returns an unsubscribe function. */
   onStatus(fn) {
     return this._status.subscribe(fn);
+  }
+
+  /**
+   * `fn({event, expiresAt, error})` on the token's life: `expiring` (the gateway's
+   * warning), `refreshed` or `refresh_failed`. Returns an unsubscribe function.
+   */
+  onToken(fn) {
+    this._tokenHandlers.add(fn);
+    return () => this._tokenHandlers.delete(fn);
+  }
+
+  /**
+   * Hand the browser's current cookie to this connection (the refresh route), after
+   * `renewCookie` if given. Resolves to the route's answer `{user_id, connection_ids, expires_at}`.
+   */
+  async refreshToken() {
+    const id = this.connectionId;
+    if (!id) throw new RoomcastError("closed", "not connected");
+    if (this._renewCookie) await this._renewCookie();
+    const response = await this._fetch(this._refreshUrl, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ connection_ids: [id] }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw new RoomcastError(body.reason ?? body.code ?? "refresh_failed",
+        body.detail ?? `token refresh refused (${response.status})`);
+    }
+    this.tokenExpiresAt = Date.parse(body.expires_at);
+    this._emitToken({ event: "refreshed", expiresAt: this.tokenExpiresAt });
+    return body;
+  }
+
+  _emitToken(event) {
+    for (const fn of this._tokenHandlers) {
+      try {
+        fn(event);
+      } catch (error) {
+        report(error);
+      }
+    }
+  }
+
+  _tokenExpiring(data) {
+    this.tokenExpiresAt = Date.parse(data.expires_at);
+    this._emitToken({ event: "expiring", expiresAt: this.tokenExpiresAt });
+    if (!this._refresh || !this._fetch) return;
+    // If it fails, the gateway closes with 3401 at expiry and the reconnect carries
+    // whatever cookie the browser has then.
+    this.refreshToken().catch((error) => {
+      this._emitToken({ event: "refresh_failed", expiresAt: this.tokenExpiresAt, error });
+    });
   }
 
   /** User presence: set my status, follow others, who is online (presence.js). */
@@ -527,6 +605,7 @@ export class RoomcastClient {
     const { deliver, outcome } = this._positions.check(msg);
     if (!deliver) return; // delivered before (a replay overlapping live, a retry)
     const joined = this._track(msg);
+    if (msg.type === "system" && msg.data?.action === "token_expiring") this._tokenExpiring(msg.data);
     this._dispatch(msg.type, msg);
     this._dispatch("*", msg);
     this._emitRecovery(outcome ?? joined);

@@ -194,7 +194,34 @@ async function onSubmit(event) {
   }
 }
 
+async function renewCookie() {
+  const response = await fetch("/login/renew", {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: "{}",
+  });
+  if (!response.ok) throw new Error(`the login could not be renewed (${response.status})`);
+}
+
+function showToken(expiresAt, verb) {
+  const at = Number.isFinite(expiresAt) ? new Date(expiresAt).toLocaleTimeString() : "?";
+  const span = $("token");
+  span.textContent = `Token ${verb} ${at}`;
+  span.dataset.expiresAt = String(expiresAt);
+}
+
 function wire() {
+  client.onToken(({ event, expiresAt, error }) => {
+    if (event === "expiring") showToken(expiresAt, "expires");
+    if (event === "refreshed") {
+      showToken(expiresAt, "refreshed, valid until");
+      toast($("toasts"), { kind: "system", title: "Session", text: "Token refreshed without reconnecting." });
+    }
+    if (event === "refresh_failed") {
+      toast($("toasts"), { kind: "critical", title: "Session", text: `Token refresh failed: ${error.message}` });
+    }
+  });
   const badge = $("badge");
   client.onState((event) => {
     showState(badge, event);
@@ -280,7 +307,11 @@ async function main() {
   $("online").append($("toasts")); // under "Online here", never over it (style.css)
   $("composer-text").disabled = true;
   $("composer-send").disabled = true;
-  client = new RoomcastClient();
+  // The dev login's tokens are short-lived (ROOMCAST_DEV_TOKEN_TTL): before one expires the
+  // gateway warns, the login route renews the HttpOnly cookie and client.js hands it to
+  // the connection, which lives on.
+  client = new RoomcastClient({ renewCookie });
+  showToken(Date.parse(me.expires_at), "expires");
   globalThis.roomcast = client; // handy in the console
   wire();
   client.connect();
