@@ -137,6 +137,8 @@ class RedisBroker:
         #: Publications received a second time and dropped.
         self.duplicates = 0
         self._recent = RecentWindow()
+        #: Replies read by the listener (messages, PONGs): its liveness.
+        self._heard = 0
 
     # -- health -----------------------------------------------------------------
 
@@ -316,17 +318,39 @@ class RedisBroker:
             await asyncio.sleep(delay * random.uniform(0.8, 1.0))
 
     async def _receive(self, pubsub: PubSub) -> None:
-        last_heard = time.monotonic()
-        while not self._closing:
-            message = await pubsub.get_message(timeout=self._ping_interval)
-            now = time.monotonic()
-            if message is None:
-                if now - last_heard >= 2 * self._ping_interval:
+        """Read until the subscription fails; watch its liveness once per ping interval.
+
+        The reader blocks on the socket with no timeout (a timeout per read costs a
+        timer armed and cancelled for every message, a tenth of a busy receiver's
+        time); this watchdog wakes once per interval instead: after an interval in
+        which nothing arrived it sends a PING, and after two it gives up.
+        """
+        reader = asyncio.create_task(self._read(pubsub))
+        try:
+            quiet = 0
+            while True:
+                heard = self._heard
+                done, _ = await asyncio.wait({reader}, timeout=self._ping_interval)
+                if done:
+                    return reader.result()
+                if self._heard != heard:
+                    quiet = 0
+                    continue
+                quiet += 1
+                if quiet >= 2:
                     raise RedisConnectionError("no reply to PING")
                 await pubsub.ping()
-                continue
-            last_heard = now
-            if message["type"] == "message":
+        finally:
+            reader.cancel()
+            await asyncio.wait({reader})
+            if not reader.cancelled():
+                reader.exception()  # retrieved: it is the one raised above, or none
+
+    async def _read(self, pubsub: PubSub) -> None:
+        while not self._closing:
+            message = await pubsub.get_message(timeout=None)
+            self._heard += 1
+            if message is not None and message["type"] == "message":
                 await self._dispatch(message["channel"].decode(), message["data"])
 
     async def _dispatch(self, channel: str, data: bytes) -> None:

@@ -461,3 +461,68 @@ async def test_compat_mode_room_subscriptions_are_no_ops(make_node: NodeFactory)
     env = envelope(room="group:1")
     await a.publish(ToRoom(RoomId("group:1")), enc(env))  # every instance gets rooms
     assert await b_seen.next_publication() == (ToRoom(RoomId("group:1")), env)
+
+
+# -- the listener's liveness watchdog ----------------------------------------------
+
+
+async def _pings_served(url: str) -> int:
+    raw = aioredis.Redis.from_url(url)
+    try:
+        stats = await raw.info("commandstats")
+    finally:
+        await raw.aclose()
+    return int(stats.get("cmdstat_ping", {}).get("calls", 0))
+
+
+async def test_a_quiet_subscription_is_pinged_and_stays_up(redis_server: RedisServer) -> None:
+    # Nothing is published: only the watchdog's PINGs (one per silent interval) and
+    # their PONGs keep the subscription alive, and they must be enough.
+    broker = RedisBroker(redis_server.url, str(uuid.uuid4()), ping_interval=0.05)
+    handler = RecordingHandler()
+    await broker.start(handler)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while True:  # a counter inside Redis: no event to await
+                if await _pings_served(redis_server.url) >= 10:
+                    break
+                await asyncio.sleep(0.05)
+        assert broker.healthy and broker.reconnects == 0
+        other = RedisBroker(redis_server.url, str(uuid.uuid4()))
+        await other.start(RecordingHandler())
+        try:
+            await barrier(other, handler)
+        finally:
+            await other.close()
+    finally:
+        await broker.close()
+
+
+async def test_a_redis_that_stops_answering_is_noticed_and_rejoined(
+    redis_server: RedisServer,
+) -> None:
+    # SIGSTOP: the TCP connection stays up, nothing comes back. Only the watchdog's
+    # unanswered PING can tell.
+    broker = RedisBroker(
+        redis_server.url, str(uuid.uuid4()), ping_interval=0.1, max_backoff=0.2, timeout=0.5
+    )
+    handler = RecordingHandler()
+    await broker.start(handler)
+    try:
+        redis_server.pause()
+        try:
+            async with asyncio.timeout(DEADLINE):
+                await broker.wait_health(False)
+            assert broker.health_reason and "no reply to PING" in broker.health_reason
+        finally:
+            redis_server.resume()
+        async with asyncio.timeout(DEADLINE):
+            await broker.wait_health(True)
+        other = RedisBroker(redis_server.url, str(uuid.uuid4()))
+        await other.start(RecordingHandler())
+        try:
+            await barrier(other, handler)
+        finally:
+            await other.close()
+    finally:
+        await broker.close()
