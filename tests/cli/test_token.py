@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import jwt
 import pytest
 
 from roomcast.auth import decode_token
 from roomcast.client import Client
 from roomcast.config import dev_secret
 from tests.cli.support import cli_env, roomcast
+from tests.conftest import GatewayFactory
 from tests.helpers.gateway import GatewayProcess
+from tests.identity.keys import KeyPair
 
 SECRET = "a-test-secret-of-enough-length-0123456789"
 
@@ -145,3 +148,44 @@ async def test_a_minted_token_opens_a_gateway_connection(gateway: GatewayProcess
     async with Client(gateway.ws_url, token=done.stdout.strip()) as client:
         await client.room("group:ops").wait_joined()
         assert client.user_id == "cli-user"
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_a_key_file_signs_tokens_an_identity_provider_gateway_accepts(
+    gateway_factory: GatewayFactory, tmp_path: Path, alg: str
+) -> None:
+    key = KeyPair.generate(alg)
+    private = tmp_path / "signing.pem"
+    private.write_bytes(key.private_pem())
+    gw = gateway_factory({"JWT_SECRET": "", "ROOMCAST_JWT_USER_CLAIM": "sub",
+                          "ROOMCAST_JWT_PUBLIC_KEY": str(key.write_public(tmp_path))})
+    done = roomcast("token", "--user", "idp-user", "--key", str(private), "--kid", "k1",
+                    env=cli_env(ROOMCAST_JWT_USER_CLAIM="sub"))
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert jwt.get_unverified_header(token) == {"alg": alg, "kid": "k1", "typ": "JWT"}
+    assert jwt.decode(token, options={"verify_signature": False})["sub"] == "idp-user"
+    async with Client(gw.ws_url, token=token) as client:
+        assert client.user_id == "idp-user"
+
+
+@pytest.mark.parametrize(
+    ("alg", "extra", "message"),
+    [
+        ("ES256", ["--alg", "RS256"], "cannot sign RS256"),
+        ("RS256", ["--secret", SECRET], "give --key or --secret, not both"),
+    ],
+)
+def test_a_key_that_cannot_sign_fails_clearly(
+    tmp_path: Path, alg: str, extra: list[str], message: str
+) -> None:
+    private = tmp_path / "signing.pem"
+    private.write_bytes(KeyPair.generate(alg).private_pem())
+    done = roomcast("token", "--user", "u", "--key", str(private), *extra)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert done.stdout == ""
+
+
+def test_an_algorithm_without_a_key_fails_clearly() -> None:
+    done = roomcast("token", "--user", "u", "--alg", "RS256", "--secret", SECRET)
+    assert done.returncode == 2 and "--alg RS256 needs --key" in done.stderr
