@@ -227,6 +227,12 @@ class Settings:
         "ROOMCAST_MEMBERSHIP_AUTHORIZATION", str,
         "Authorization header sent to the http(s) membership URL (e.g. 'Bearer ...')",
     )
+    store_timeout: float = _opt(
+        "ROOMCAST_STORE_TIMEOUT", _positive_float,
+        "seconds a handshake waits for its store reads (memberships, revocations) and an API "
+        "call for its answer before 503 (a change still completes when the store answers)",
+        2.0,
+    )
     database_url: str | None = _opt("DATABASE_URL", str, "PostgreSQL for memberships")
     sqlite_path: str = _opt("ROOMCAST_DB", _path, "SQLite membership file", "roomcast.db")
     dev_login: bool | None = _opt(
@@ -255,6 +261,11 @@ class Settings:
     max_pending_handshakes: int = _opt(
         "ROOMCAST_MAX_PENDING_HANDSHAKES", _positive_int,
         "connections allowed to be in their handshake at once (the oldest is cut)", 1024,
+    )
+    fragment_timeout: float = _opt(
+        "ROOMCAST_FRAGMENT_TIMEOUT", _positive_float,
+        "seconds a client may take to finish a fragmented message (then closed with 1008)",
+        10.0,
     )
     ping_interval: float = _opt(
         "ROOMCAST_PING_INTERVAL", _positive_float, "seconds between protocol pings", 30.0

@@ -43,12 +43,21 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
+def _text_value(value: Any) -> str:
+    """A field as text on one line: quoted and escaped (JSON) when it holds a space, a quote
+    or a control character, so a value (a user id with a newline) cannot forge a line."""
+    text = str(value)
+    if text and text.isprintable() and not any(c in text for c in ' "='):
+        return text
+    return orjson.dumps(text).decode()
+
+
 class TextFormatter(logging.Formatter):
     """``time level logger event key=value ...`` per line."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", {})
-        tail = " ".join(f"{k}={v}" for k, v in fields.items())
+        tail = " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
         line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name} "
         line += f"{record.getMessage()} {tail}".rstrip()
         if record.exc_info:

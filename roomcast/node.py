@@ -434,7 +434,18 @@ class Node:
         else:
             removed = await self.store.remove(user_id, group_id)
             if removed is None:
-                return False
+                # Not stored, but live connections may have it from their token's groups
+                # claim: the removal applies to them too, until they reconnect.
+                room = group_room(group_id)
+                holders = [c for c in await self.registry.connections(user_id=user_id)
+                           if room in c.rooms]
+                if not holders:
+                    return False
+                known = (c.groups.get(group_id) for c in self.hub.users.get(user_id, {}).values())
+                group_name = next((g.name for g in known if g is not None), group_id)
+                await self.broker.publish_control(
+                    MembershipChanged(user_id, group_id, group_name, False))
+                return True
             group_name = removed.name
         await self.broker.publish_control(MembershipChanged(user_id, group_id, group_name, joined))
         return True
@@ -466,6 +477,10 @@ class Node:
             conn.groups[change.group_id] = Group(change.group_id, change.group_name)
             await self.join_room(conn, room, group_room_name(change.group_name))
         else:
+            if change.group_id not in conn.groups and room not in conn.rooms:
+                return  # nothing changes for this connection: nothing is sent
             conn.groups.pop(change.group_id, None)
+            # A group of the token's claim too: gone until the connection's next token.
+            conn.token_groups = conn.token_groups - {change.group_id}
             await self.leave_room(conn, room, "membership_removed")
         conn.send(event)

@@ -6,6 +6,7 @@ with that ``id`` (the React client times out after 10 s otherwise).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -23,6 +24,7 @@ from roomcast.exceptions import (
     StoreError,
 )
 from roomcast.hub import LocalConnection
+from roomcast.logs import Throttled
 from roomcast.node import Node
 from roomcast.protocol import messages
 from roomcast.protocol.codes import ErrorCode
@@ -43,6 +45,8 @@ from roomcast.types import (
     personal_room,
     room_type,
 )
+
+_broker_failed = Throttled(logging.getLogger("roomcast.session"), "publish_degraded")
 
 #: A ``members`` reply costs one message of the rate limit per this many members listed.
 MEMBERS_PER_TOKEN = 20
@@ -88,11 +92,13 @@ class Session:
             exc.message_id = command.id
             self.reject(exc)
         except BrokerError as exc:
+            # The broker's own text may carry the Redis address: the logs get it, users not.
+            _broker_failed(time.monotonic(), error=str(exc))
             if isinstance(exc, DeliveryUnknown):
                 text = ("delivered on this instance; the others may or may not have it "
-                        f"(not sent again): {exc}")
+                        "(not sent again)")
             else:
-                text = f"delivered on this instance only; the others: {exc}"
+                text = "delivered on this instance only; the other instances are unreachable"
             error = ProtocolError(ErrorCode.UNAVAILABLE, text)
             error.message_id = command.id
             self.reject(error)

@@ -105,6 +105,9 @@ class JwtVerifier:
             await source.close()
 
     async def verify(self, token: str) -> Claims:
+        # A JWT is ASCII; other bytes in a header or cookie reach us as lone surrogates.
+        if not token.isascii():
+            raise AuthError("malformed_token")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

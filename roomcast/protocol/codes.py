@@ -35,6 +35,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down: reconnect, maybe elsewhere
+    PROTOCOL_ERROR = 1002  # a frame RFC 6455 forbids (an unmasked client frame)
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
@@ -51,4 +52,6 @@ class CloseCode(IntEnum):
         return self not in _NO_RECONNECT
 
 
-_NO_RECONNECT = frozenset({CloseCode.POLICY_VIOLATION, CloseCode.REVOKED, CloseCode.KICKED})
+_NO_RECONNECT = frozenset(
+    {CloseCode.PROTOCOL_ERROR, CloseCode.POLICY_VIOLATION, CloseCode.REVOKED, CloseCode.KICKED}
+)

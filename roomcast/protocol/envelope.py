@@ -136,6 +136,10 @@ class Heartbeat:
 ClientCommand = Publish | SystemCommand | Presence | Heartbeat
 
 
+#: Deepest nesting of a client message (orjson writes at most 254 levels).
+MAX_DEPTH = 128
+
+
 def parse_client_message(frame: str | bytes, *, max_size: int) -> ClientCommand:
     """Parse one text frame from a client.
 
@@ -158,11 +162,37 @@ def parse_client_message(frame: str | bytes, *, max_size: int) -> ClientCommand:
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.NOT_AN_OBJECT, "a message must be a JSON object")
     message_id = _message_id(obj)
+    if _nesting_possible(frame) and too_deep(obj, MAX_DEPTH):
+        # orjson cannot write what is nested 255 deep: refuse it here, not when relaying.
+        deep = ProtocolError(ErrorCode.INVALID_FIELD, f"data is nested more than {MAX_DEPTH} deep")
+        deep.message_id = message_id
+        raise deep
     try:
         return _to_command(obj)
     except ProtocolError as exc:
         exc.message_id = message_id
         raise
+
+
+def _nesting_possible(frame: str | bytes) -> bool:
+    """Whether the frame has enough brackets to be nested too deep (a cheap first look)."""
+    if isinstance(frame, bytes):
+        return frame.count(b"[") + frame.count(b"{") > MAX_DEPTH
+    return frame.count("[") + frame.count("{") > MAX_DEPTH
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays/objects more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in children
+                         if isinstance(child, dict | list))
+    return False
 
 
 def _loads(frame: str | bytes) -> Any:

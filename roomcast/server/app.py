@@ -153,6 +153,12 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/me", login.me)
     if settings.dev_login_enabled:
         login.add_routes(app)
+        if not settings.generated_secret:
+            # Anyone reaching /login can mint an administrator's token signed with the
+            # production secret: say so loudly, every start.
+            log_event(_log, "dev_login_with_real_secret", logging.CRITICAL,
+                      warning="ROOMCAST_DEV_LOGIN is on with a configured JWT_SECRET: anyone "
+                              "who reaches /login can mint tokens (admin too) with it")
     pages.add_routes(app, demo=settings.demo_enabled)
     with contextlib.suppress(ImportError):
         from roomcast.server import admin

@@ -22,11 +22,16 @@ from typing import Any, cast
 
 from roomcast import metrics
 from roomcast.logs import Throttled
+from roomcast.protocol.codes import CloseCode
+from roomcast.protocol.frames import close_frame
+from roomcast.server.framewatch import UNMASKED, FrameWatch
 
 _log = logging.getLogger("roomcast.guard")
 
 #: What a request head ends with (the lenient parser also takes bare newlines).
 _HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+#: Seconds a half-closed socket is kept for its close frame to reach the client.
+LINGER = 2.0
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
               b"Connection: close\r\nContent-Length: 0\r\n\r\n")
 
@@ -66,6 +71,13 @@ class ConnectionGuard:
             guarded.head_bytes = 0
             guarded.tail = b""
 
+    def watch_frames(self, transport: asyncio.BaseTransport | None,
+                     fragment_timeout: float) -> None:
+        """From now on check this upgraded connection's frame headers (server/framewatch.py)."""
+        guarded = self._by_transport.get(transport) if transport is not None else None
+        if guarded is not None:
+            guarded.frames = FrameWatch(fragment_timeout)
+
     def _opened(self, guarded: _Guarded, transport: asyncio.BaseTransport) -> None:
         self._by_transport[transport] = guarded
         while len(self._pending) >= self.max_pending:
@@ -93,6 +105,7 @@ class _Guarded(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.counting = True
+        self.frames: FrameWatch | None = None
         self.head_bytes = 0
         #: The last bytes seen, for a head end split across reads.
         self.tail = b""
@@ -108,7 +121,12 @@ class _Guarded(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self.counting:
+        if self.frames is not None:
+            problem = self.frames.feed(data)
+            if problem is not None:
+                self.violation(problem)
+                return
+        elif self.counting:
             self.head_bytes += len(data)
             seen = self.tail + data
             if any(end in seen for end in _HEAD_ENDS):
@@ -150,6 +168,21 @@ class _Guarded(asyncio.Protocol):
             transport.close()  # sends the short answer, then closes
         else:
             transport.abort()
+
+    def violation(self, problem: str) -> None:
+        """Close a WebSocket that broke the protocol, without reading any more of it."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self.frames = None
+        code = CloseCode.PROTOCOL_ERROR if problem == UNMASKED else CloseCode.POLICY_VIOLATION
+        self._guard._cut_one(problem.replace(" ", "_"), transport.get_extra_info("peername"))
+        # Half-close after the close frame (a reset would lose it), cut a little later.
+        transport.write(close_frame(code, problem))
+        transport.pause_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER, transport.abort)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:

@@ -27,6 +27,7 @@ from roomcast.protocol.messages import rfc3339
 from roomcast.server.admin.guard import same_site_only
 from roomcast.server.admin.problems import Problem, json_response, problem_response
 from roomcast.server.state import gateway
+from roomcast.server.websocket import own_origin
 from roomcast.types import GroupId, UserId
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -80,8 +81,25 @@ async def login_form(request: web.Request) -> web.Response:
     return web.Response(text=_page(), content_type="text/html")
 
 
+def _cross_site(request: web.Request) -> bool:
+    """Whether a browser says this request comes from another site's page.
+
+    The form mints any user (an administrator too) and writes memberships: a cross-site
+    form POST must not do that with the visitor's browser. Requests without these
+    headers (curl, scripts) are not a browser's cross-site request.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    return origin is not None and origin.lower() != own_origin(request)
+
+
 async def login(request: web.Request) -> web.Response:
     gw = gateway(request)
+    if _cross_site(request):
+        return problem_response(403, "cross-site login refused", code="forbidden",
+                                reason="origin", request=request)
     form = await request.post()
     user_id = str(form.get("user_id", "")).strip()
     name = str(form.get("name", "")).strip()[:64] or user_id

@@ -25,6 +25,7 @@ from roomcast.protocol.envelope import parse_client_message
 from roomcast.protocol.frames import PING_FRAME, close_frame
 from roomcast.protocol.lenient import recover_id
 from roomcast.server.admin.problems import problem_response
+from roomcast.server.guard import LINGER
 from roomcast.server.proxy import client_ip
 from roomcast.server.recover_frame import read_recover, wants_recovery
 from roomcast.server.state import Gateway, gateway
@@ -123,9 +124,11 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
         # change meanwhile is applied after, to the complete connection (never lost).
         async with gw.node.user_lock(claims.user_id):
             try:
-                groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
-            except StoreError as exc:
-                log_event(_log, "membership_store_failed", logging.ERROR, error=str(exc))
+                async with asyncio.timeout(gw.settings.store_timeout):
+                    groups = await gw.node.entitled_groups(claims.user_id, claims.groups)
+            except (StoreError, TimeoutError) as exc:
+                log_event(_log, "membership_store_failed", logging.ERROR,
+                          error=str(exc) or "timed out")
                 metrics.HANDSHAKE_REFUSALS.labels("unavailable").inc()
                 return problem_response(503, "membership store unavailable",
                                         code="unavailable", request=request)
@@ -143,6 +146,7 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
                                         code="upgrade_required",
                                         headers={"Upgrade": "websocket"}, request=request)
             await ws.prepare(request)
+            gw.guard.watch_frames(request.transport, gw.settings.fragment_timeout)
             conn = _connection(request, gw, claims, groups, ws)
             recover, first = None, None
             recovering = wants_recovery(request)
@@ -203,9 +207,11 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
 async def _denied(request: web.Request, gw: Gateway, claims: Claims) -> web.Response | None:
     """The refusal of a revoked token or a kicked user or token, else None."""
     try:
-        denied = await gw.denials.check(claims)
-    except StoreError as exc:
-        log_event(_log, "denial_store_failed", logging.ERROR, error=str(exc))
+        # Bounded: a Redis that hangs (not down) must not hold the handshake for long.
+        async with asyncio.timeout(gw.settings.store_timeout):
+            denied = await gw.denials.check(claims)
+    except (StoreError, TimeoutError) as exc:
+        log_event(_log, "denial_store_failed", logging.ERROR, error=str(exc) or "timed out")
         metrics.HANDSHAKE_REFUSALS.labels("unavailable").inc()
         return problem_response(503, "revocation store unavailable", code="unavailable",
                                 headers={"Retry-After": "1"}, request=request)
@@ -292,8 +298,6 @@ async def _read_loop(
     return "closed by client"
 
 
-#: Seconds a flooder's half-closed socket is kept for its close frame to arrive.
-_LINGER = 2.0
 _COUNTED = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING)
 
 
@@ -372,7 +376,7 @@ class _Closer:
             self._transport.pause_reading()
             if self._transport.can_write_eof():
                 self._transport.write_eof()
-            asyncio.get_running_loop().call_later(_LINGER, self._transport.abort)
+            asyncio.get_running_loop().call_later(LINGER, self._transport.abort)
             return
         else:
             with contextlib.suppress(Exception):

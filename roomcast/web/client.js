@@ -34,6 +34,7 @@ export const State = Object.freeze({
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
   GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002, // a frame RFC 6455 forbids (browsers never send one)
   POLICY_VIOLATION: 1008,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
@@ -47,7 +48,9 @@ export const CloseCode = Object.freeze({
 
 // Every other close (including 1006 "abnormal", which is all a browser reports
 // for a refused upgrade or a dead network) is worth another try.
-const NO_RECONNECT = new Set([CloseCode.POLICY_VIOLATION, CloseCode.REVOKED, CloseCode.KICKED]);
+const NO_RECONNECT = new Set([
+  CloseCode.PROTOCOL_ERROR, CloseCode.POLICY_VIOLATION, CloseCode.REVOKED, CloseCode.KICKED,
+]);
 
 /** As the Go gateway's React client: wait 1 s × 1.5 per attempt, capped at 30 s. */
 // The jitter matches the Python SDK (roomcast.client.backoff).

@@ -66,7 +66,9 @@ async def authorize(request: web.Request, settings: Settings, verifier: TokenVer
     if key is not None:
         # An API key, even a wrong one, decides alone: no fall-through to the cookie.
         expected = settings.api_key
-        if expected is None or not hmac.compare_digest(key.encode(), expected.encode()):
+        # Bytes that are not UTF-8 arrive as lone surrogates: such a key is just wrong.
+        given = key.encode("utf-8", "surrogateescape")
+        if expected is None or not hmac.compare_digest(given, expected.encode()):
             raise _refuse(401, "bad_api_key", "wrong API key")
         return Caller("api_key", None, by_cookie=False)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -115,6 +116,30 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+async def _bounded(op: Operation, call: Awaitable[web.Response],
+                   timeout: float) -> web.Response:
+    """The call's answer, or 503 after ``timeout`` s (a Redis that hangs, not down).
+
+    The call is not cancelled: a change half made (stored, not yet announced to the
+    instances) completes when the store answers; its outcome is logged.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        task.add_done_callback(lambda t: _late(op, t))
+        raise Problem(503, "unavailable",
+                      f"no answer from the store within {timeout:g} s; a change may still be "
+                      "applied when it answers (repeating it is safe)",
+                      headers={"Retry-After": "1"}) from None
+
+
+def _late(op: Operation, task: asyncio.Future[web.Response]) -> None:
+    exc = None if task.cancelled() else task.exception()
+    log_event(_log, "admin_late", logging.WARNING, op=op.operation_id,
+              outcome="failed" if exc is not None else "done", error=str(exc or ""))
+
+
 def _endpoint(op: Operation) -> Handler:
     """Authorize, run, and turn every failure into a problem+json answer (as huma does)."""
 
@@ -124,7 +149,7 @@ def _endpoint(op: Operation) -> Handler:
         try:
             gw = gateway(request)
             caller = await authorize(request, gw.settings, gw.verifier)
-            response = await op.handler(request, caller)
+            response = await _bounded(op, op.handler(request, caller), gw.settings.store_timeout)
         except Problem as problem:
             response, schema = problem.response(), ERROR_SCHEMA
         except StoreReadOnly as exc:

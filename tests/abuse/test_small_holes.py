@@ -1,0 +1,273 @@
+"""Smaller holes a hostile client found, each closed.
+
+Bytes that are not UTF-8 in credentials (500 and a traceback), data nested past what
+orjson writes (1011), a user id forging text log lines, the Redis address in answers to
+users, a dev login usable from another site, unmasked frames, fragments held forever,
+a hanging Redis holding handshakes and API calls, and a token's group that the API
+could not take away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import struct
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.abuse.support import (
+    API_KEY,
+    DEADLINE,
+    api_client,
+    eventually,
+    log_events,
+    ping,
+    raw_upgrade,
+    uid,
+)
+from tests.conftest import GatewayFactory
+from tests.helpers.gateway import GatewayProcess
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.tokens import make_token
+from tests.helpers.ws import connect_peer
+
+
+def raw_request(gw: GatewayProcess, path: str, header: bytes) -> bytes:
+    """The status line the gateway answers a request carrying ``header`` with."""
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=DEADLINE) as sock:
+        sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n" + header + b"\r\n\r\n")
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer.split(b"\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("header", [b"Authorization: Bearer \xff\xfe.\xc3(.x",
+                                    b"Cookie: falcon_auth_token=\xff\xfe",
+                                    b"X-API-Key: \xff\xfe"],
+                         ids=["authorization", "cookie", "api key"])
+def test_undecodable_credentials_are_401_not_500(
+    gateway_factory: GatewayFactory, header: bytes
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_API_KEY": API_KEY})
+    for path in ("/websocket/connect", "/websocket/connections", "/api/me"):
+        assert raw_request(gw, path, header).startswith(b"HTTP/1.1 401"), path
+    assert "Traceback" not in gw.log()
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+async def test_deeply_nested_data_is_refused_and_the_connection_kept(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory()
+    group = uid("g")
+    sender = await connect_peer(gw, uid("sender"), groups=[group])
+    other = await connect_peer(gw, uid("other"), groups=[group])
+    try:
+        for depth in (254, 300, 1000):
+            frame = ('{"type": "message", "id": "deep", "room": "group:' + group
+                     + '", "data": {"x": ' + nested(depth) + "}}")
+            await sender.ws.send(frame)
+            reply = await sender.expect(lambda m: m.get("id") == "deep")
+            assert reply["type"] == "error" and reply["data"]["code"] == "invalid_field", reply
+        reply = await sender.request({"type": "message", "id": "fine", "room": f"group:{group}",
+                                      "data": {"x": json.loads(nested(100))}})
+        assert reply["data"]["action"] == "ack"
+        await other.expect(lambda m: m.get("type") == "message")
+        await ping(sender)
+    finally:
+        await sender.close()
+        await other.close()
+
+
+async def test_a_user_id_cannot_forge_text_log_lines(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(env={"ROOMCAST_LOG_FORMAT": "text"})
+    forged = "12:34:56 ERROR   roomcast.admin forged_event"
+    peer = await connect_peer(gw, "evil\n" + forged)
+    try:
+        await ping(peer)
+    finally:
+        await peer.close()
+
+    async def disconnect_logged() -> bool | None:
+        return True if " disconnect " in gw.log() else None
+
+    await eventually(disconnect_logged, "the disconnect to be logged")
+    assert not any(line.startswith(forged) for line in gw.log().splitlines())
+    assert re.search(r'user="evil\\n12:34:56', gw.log())
+
+
+@pytest.fixture
+def paused_pair(redis_server: RedisServer) -> Iterator[tuple[GatewayProcess, RedisServer]]:
+    gw = GatewayProcess(env={"REDIS_URL": redis_server.url, "ROOMCAST_API_KEY": API_KEY,
+                             "ROOMCAST_STORE_TIMEOUT": "1"}).start()
+    yield gw, redis_server
+    gw.close()
+
+
+@pytest.mark.redis
+async def test_redis_addresses_stay_in_the_logs(
+    paused_pair: tuple[GatewayProcess, RedisServer],
+) -> None:
+    gw, server = paused_pair
+    address = server.url.split("://", 1)[1].split("/", 1)[0]
+    group = uid("g")
+    peer = await connect_peer(gw, uid("u"), groups=[group])
+    try:
+        server.stop()
+        reply = await peer.request({"type": "message", "id": "m", "room": f"group:{group}",
+                                    "data": {"text": "hi"}})
+        assert reply["type"] == "error" and reply["data"]["code"] == "unavailable", reply
+        assert address not in json.dumps(reply)
+        async with httpx.AsyncClient(base_url=gw.base_url, timeout=DEADLINE) as client:
+            status = (await client.get("/websocket/status")).text
+        assert address not in status
+    finally:
+        await peer.close()
+
+
+@pytest.mark.redis
+async def test_a_hanging_redis_gets_a_clear_answer_from_the_bound(
+    paused_pair: tuple[GatewayProcess, RedisServer],
+) -> None:
+    gw, server = paused_pair
+    user = uid("u")
+    token = make_token(gw.secret, user)
+    api: httpx.AsyncClient = api_client(gw)
+    server.pause()  # SIGSTOP: connections are accepted, nothing answers
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(gw.ws_url, open_timeout=DEADLINE,
+                          additional_headers={"Authorization": f"Bearer {token}"})
+        assert refused.value.response.status_code == 503
+        # The store's own timeout (5 s) did not answer: the handshake's bound did.
+        failures = (log_events(gw, "denial_store_failed")
+                    + log_events(gw, "membership_store_failed"))
+        assert [f["error"] for f in failures] == ["timed out"]
+        r = await api.put(f"/websocket/users/{user}/groups/{uid('g')}", json={"name": "G"})
+        assert r.status_code == 503
+        assert "within 1 s" in r.json()["detail"]
+    finally:
+        server.resume()
+        await api.aclose()
+
+
+async def test_the_dev_login_is_same_origin_only_and_loud_with_a_real_secret(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_DEV_LOGIN": "on"})  # JWT_SECRET is set
+    warnings = log_events(gw, "dev_login_with_real_secret")
+    assert warnings and warnings[0]["level"] == "critical"
+    form = {"user_id": uid("victim"), "groups": "admins", "admin": "1"}
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=DEADLINE) as client:
+        for headers in ({"Origin": "https://evil.example"},
+                        {"Sec-Fetch-Site": "cross-site", "Origin": "null"},
+                        {"Sec-Fetch-Site": "same-site"}):
+            r = await client.post("/login", data=form, headers=headers)
+            assert r.status_code == 403, headers
+            assert "set-cookie" not in r.headers
+        r = await client.post("/login", data=form, headers={"Origin": gw.base_url,
+                                                            "Sec-Fetch-Site": "same-origin"})
+        assert r.status_code == 303
+        assert "falcon_auth_token" in r.headers["set-cookie"]
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True) -> bytes:
+    head = bytes([(0x80 if fin else 0) | opcode])
+    assert len(payload) < 126
+    if not mask:
+        return head + bytes([len(payload)]) + payload
+    key = os.urandom(4)
+    return (head + bytes([0x80 | len(payload)]) + key
+            + bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
+
+
+async def close_code(reader: asyncio.StreamReader) -> int:
+    """Read server frames until the close frame; its code."""
+    async with asyncio.timeout(DEADLINE):
+        while True:
+            first, second = await reader.readexactly(2)
+            length = second & 0x7F
+            if length == 126:
+                length = struct.unpack("!H", await reader.readexactly(2))[0]
+            elif length == 127:
+                length = struct.unpack("!Q", await reader.readexactly(8))[0]
+            payload = await reader.readexactly(length)
+            if first & 0x0F == 0x8:
+                return int.from_bytes(payload[:2], "big")
+
+
+async def test_unmasked_client_frames_close_the_connection(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory()
+    reader, writer, _ = await raw_upgrade(gw, make_token(gw.secret, uid("u")))
+    try:
+        writer.write(client_frame(0x1, b'{"type": "heartbeat", "id": "h"}', mask=False))
+        assert await close_code(reader) == 1002
+    finally:
+        writer.transport.abort()
+
+
+async def test_unfinished_fragmented_messages_are_time_bounded(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_FRAGMENT_TIMEOUT": "1"})
+    reader, writer, _ = await raw_upgrade(gw, make_token(gw.secret, uid("u")))
+
+    async def keep_alive() -> None:
+        # Pings keep the connection alive while the message never ends.
+        for _ in range(int(DEADLINE / 0.25)):
+            await asyncio.sleep(0.25)
+            writer.write(client_frame(0x9, b"alive"))
+
+    pinger = asyncio.create_task(keep_alive())
+    try:
+        writer.write(client_frame(0x1, b'{"type": "message", "data": {"x": "', fin=False))
+        assert await close_code(reader) == 1008
+    finally:
+        pinger.cancel()
+        writer.transport.abort()
+
+
+async def test_a_token_group_removed_through_the_api_leaves_live_connections(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_API_KEY": API_KEY})
+    group = uid("t")
+    room = f"group:{group}"
+    user = uid("u")
+    member = await connect_peer(gw, user, groups=[group])
+    speaker = await connect_peer(gw, uid("speaker"), groups=[group])
+    api = api_client(gw)
+    try:
+        r = await api.delete(f"/websocket/users/{user}/groups/{group}")
+        assert r.status_code == 200 and r.json()["changed"] is True, r.text
+        await member.expect(lambda m: m.get("type") == "room_left" and m["room"] == room)
+        await member.expect("group_membership_change")
+        assert room not in member.rooms
+        await speaker.request({"type": "message", "id": "s", "room": room,
+                               "data": {"text": "after"}})
+        rejoin = await member.request({"type": "system", "id": "j",
+                                       "data": {"action": "join", "room": room}})
+        assert rejoin["data"]["code"] == "forbidden"
+        before_pong = await ping(member)
+        assert not [m for m in before_pong if m.get("type") == "message"]
+    finally:
+        await api.aclose()
+        await member.close()
+        await speaker.close()
