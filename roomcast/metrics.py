@@ -92,7 +92,8 @@ MEMBERSHIP_FETCHES = Counter(
 CONNECTIONS_REFUSED = Counter(
     "roomcast_connections_refused",
     "TCP connections or handshakes cut or refused by a limit, by reason (head_timeout, "
-    "head_too_large, pending_cap, per_user, per_ip, flooding)", ["reason"], registry=REGISTRY,
+    "head_too_large, pending_cap, per_user, per_ip, flooding, unmasked_frame, "
+    "fragmented_message_unfinished)", ["reason"], registry=REGISTRY,
 )
 PUBLICATIONS_DROPPED = Counter(
     "roomcast_publications_dropped",
