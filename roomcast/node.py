@@ -330,6 +330,8 @@ class Node:
         except BaseException:
             handover.cancel(conn.id, room)
             raise
+        if self.ordering is not None and state.top is not None:
+            self.ordering.seed(room, state.top)
         # From here to the last frame sent, no await: live delivery resumes right after.
         frames = handover.finish(conn.id, room, state.replay, state.after) \
             if retention is not None else []

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from roomcast import metrics
 from roomcast.broker.base import Target, ToRoom, ToUser
 from roomcast.exceptions import BrokerError
-from roomcast.history.base import Publication, Slice, position_of
+from roomcast.history.base import Position, Publication, Slice, position_of
 from roomcast.logs import log_event
 from roomcast.supervisor import spawn
 from roomcast.types import PERSONAL_PREFIX, RoomId, UserId, personal_room
@@ -84,6 +84,13 @@ class Ordering:
             spawn("history-gap", self._fill(room, state), self._tasks)
         state.held[offset] = (target, payload)
         return False
+
+    def seed(self, room: RoomId, top: Position) -> None:
+        """A connection joined ``room`` at ``top``: the first local member tells where
+        this instance's delivery starts (so a loss right after is seen as a gap)."""
+        state = self._rooms.get(room)
+        if state is None or (state.epoch != top.epoch and not state.held):
+            self._remember(room, _Room(top.epoch, top.offset))
 
     def forget(self, room: RoomId) -> None:
         """The room has no local member left: its next publication starts afresh."""

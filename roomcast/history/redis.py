@@ -24,12 +24,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import Target, ToRoom
-from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError
+from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError, DeliveryUnknown
 from roomcast.history.base import (
     Appended,
     Position,
@@ -125,8 +125,7 @@ class RedisHistory:
             pool = aioredis.BlockingConnectionPool.from_url(
                 url, max_connections=max_connections, timeout=timeout,
                 socket_timeout=timeout, socket_connect_timeout=timeout,
-                # Safe to retry: an append of an id already stored is not stored or
-                # published again.
+                # Reads may be retried; appends are sent once (see _run_append).
                 retry=Retry(NoBackoff(), retries=1),
             )
         except ValueError as exc:
@@ -146,8 +145,46 @@ class RedisHistory:
             message_id or "", route.channel if route else "", route.head if route else b"",
             route.tail if route else b"",
         ]
-        epoch, offset, new, body = await self._call(self._append(keys=keys(room), args=args))
+        epoch, offset, new, body = await self._run_append([*keys(room), *args])
         return Appended(Position(_text(epoch), int(offset)), bytes(body), new=bool(new))
+
+    async def _run_append(self, keys_and_args: list[str | int | bytes]) -> Any:
+        """Run the append script. A connection the server closed (a Redis restart) is
+        replaced and the script sent again: safe, as an id already appended is neither
+        stored nor published twice. A timeout is not retried (Redis is stalled, the
+        script may still run): DeliveryUnknown says so."""
+        for attempt in (1, 2):
+            try:
+                return await self._send_append(keys_and_args)
+            except DeliveryUnknown as exc:
+                if attempt == 2 or isinstance(exc.__cause__, RedisTimeoutError | TimeoutError):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _send_append(self, keys_and_args: list[str | int | bytes]) -> Any:
+        pool = self._redis.connection_pool
+        try:
+            # Connects, or replaces a connection found dead: nothing is sent yet.
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except _UNREACHABLE as exc:
+            raise BrokerUnavailable(f"Redis unreachable: {str(exc)[:200]}") from exc
+        except RedisError as exc:
+            raise BrokerError(f"Redis history failed: {str(exc)[:200]}") from exc
+        try:
+            try:
+                await conn.send_command("EVALSHA", self._append.sha, 3, *keys_and_args)
+                return await conn.read_response()
+            except NoScriptError:
+                # Redis lost its scripts (a restart): nothing ran, so send it whole.
+                await conn.send_command("EVAL", _APPEND, 3, *keys_and_args)
+                return await conn.read_response()
+        except _UNREACHABLE as exc:
+            raise DeliveryUnknown(
+                f"Redis did not confirm the append: {str(exc)[:200]}") from exc
+        except RedisError as exc:
+            raise BrokerError(f"Redis history failed: {str(exc)[:200]}") from exc
+        finally:
+            await pool.release(conn)
 
     async def read(
         self, room: RoomId, retention: Retention, *, since: int = 0, limit: int,

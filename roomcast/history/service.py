@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from roomcast.broker.base import Target, ToRoom, ToUser
-from roomcast.exceptions import BrokerError, BrokerUnavailable
+from roomcast.exceptions import BrokerError, BrokerUnavailable, DeliveryUnknown
 from roomcast.history.base import HistoryEngine, Position, Retention, Route, Slice
 from roomcast.history.handover import Handover
 from roomcast.history.policy import HistoryPolicy
@@ -85,6 +85,9 @@ class History:
             appended = await self.engine.append(
                 room, payload, retention, message_id=envelope["id"], route=route
             )
+        except DeliveryUnknown:
+            deliver(target, payload)  # it may have been stored and published: not resent
+            raise
         except BrokerError as exc:
             deliver(target, payload)
             raise BrokerUnavailable(f"history unavailable: {exc}") from exc

@@ -16,7 +16,6 @@ from roomcast.broker.base import Broker
 from roomcast.broker.memory import MemoryBroker
 from roomcast.config import Settings
 from roomcast.history.memory import MemoryHistory
-from roomcast.history.policy import HistoryPolicy
 from roomcast.history.service import History
 from roomcast.hub import Hub
 from roomcast.lifetime import Lifetimes
@@ -72,8 +71,6 @@ def history(settings: Settings) -> History:
     appending also publishes to the other instances, in the broker's wire format)."""
     if settings.redis_url is None:
         return History(MemoryHistory(), settings.history_policy)
-    if settings.redis_url:  # not wired yet: history stays off with Redis
-        return History(MemoryHistory(), HistoryPolicy.off())
     from roomcast.history.redis import RedisHistory, redis_router
 
     return History(
