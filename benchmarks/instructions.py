@@ -116,6 +116,8 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
         await gen.call({"cmd": "warmup"}, 600)
         connect = await gen.call({"cmd": "connect"}, 1200)
         record["connected"] = connect["joined"]
+        if connect["joined"] != args.n:
+            raise RuntimeError(f"only {connect['joined']} of {args.n} clients joined")
         await gen.call({"cmd": "settle", "deadline_s": 120}, 180)
         # First messages run lazy imports and first allocations: not what is measured.
         await gen.call({"cmd": "sequential", "count": args.warm}, 1200)

@@ -94,6 +94,8 @@ def roomcast_env(
         # would hit the per-connection flood limit (50/s, burst 200) at M=200.
         "ROOMCAST_CLIENT_RATE": "1000000",
         "ROOMCAST_CLIENT_BURST": "1000000",
+        # Every generated client connects from 127.0.0.1: no per-address cap.
+        "ROOMCAST_MAX_CONNECTIONS_PER_IP": "0",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
