@@ -372,6 +372,10 @@ class Settings:
         "ROOMCAST_RECOVER_WAIT", _positive_float,
         "seconds a ?recover=1 connection waits for its recover message", 2.0,
     )
+    workers: int = _opt(
+        "ROOMCAST_WORKERS", _positive_int,
+        "worker processes sharing the port (SO_REUSEPORT; more than 1 needs REDIS_URL)", 1,
+    )
     shutdown_timeout: float = _opt(
         "ROOMCAST_SHUTDOWN_TIMEOUT", _positive_float, "seconds to close clients on SIGTERM", 5.0
     )

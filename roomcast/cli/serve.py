@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import signal
 import sys
@@ -14,6 +15,7 @@ from aiohttp import web
 from roomcast import config, logs
 from roomcast.config import Settings
 from roomcast.logs import log_event
+from roomcast.server import workers
 from roomcast.server.app import create_app
 from roomcast.server.descriptors import DescriptorWatch, raise_fd_limit
 from roomcast.server.guard import ConnectionGuard
@@ -45,10 +47,17 @@ def run(args: argparse.Namespace) -> int:
         runner_factory: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner_factory = asyncio.run
-    return int(runner_factory(_serve(settings, ssl_context)))
+    role = workers.WorkerRole.from_env()
+    if settings.workers > 1 and role is None:
+        workers.check(settings)
+        settings = dataclasses.replace(settings, port=workers.resolve_port(settings))
+        return int(asyncio.run(workers.supervise(settings, args)))
+    return int(runner_factory(_serve(settings, ssl_context, role)))
 
 
-async def _serve(settings: Settings, ssl_context: Any) -> int:
+async def _serve(
+    settings: Settings, ssl_context: Any, role: workers.WorkerRole | None = None
+) -> int:
     soft, hard = raise_fd_limit()
     log_event(_log, "fd_limit", soft=soft, hard=hard)
     watch = DescriptorWatch()
@@ -71,6 +80,8 @@ async def _serve(settings: Settings, ssl_context: Any) -> int:
         ssl_context=ssl_context,
         backlog=4096,
         reuse_address=True,
+        # Workers of one `serve --workers N` share the port; the kernel spreads clients.
+        reuse_port=role is not None,
     )
     try:
         await site.start()
@@ -90,9 +101,16 @@ async def _serve(settings: Settings, ssl_context: Any) -> int:
         or f"{'wss' if ssl_context else 'ws'}://{host}:{port}{settings.websocket_path}"
     )
     open_at = f"{base}/login" if settings.dev_login_enabled else f"{base}/websocket/status"
-    log_event(_log, "listening", url=base, websocket=ws_url)
-    print(f"roomcast listening on {base} (WebSocket {ws_url})", flush=True)
-    print(f"Open {open_at}", flush=True)
+    if role is not None:
+        role.announce(app[GATEWAY].node.server_id)
+        workers.COLLECTOR.role = role
+        log_event(_log, "listening", url=base, websocket=ws_url, worker=role.index)
+        # The supervisor prints the banner once every worker listens.
+        print(f"{workers.WORKER_BANNER}{role.index} listening on {base}", flush=True)
+    else:
+        log_event(_log, "listening", url=base, websocket=ws_url)
+        print(f"roomcast listening on {base} (WebSocket {ws_url})", flush=True)
+        print(f"Open {open_at}", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,6 +22,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from roomcast.logs import log_event
+from roomcast.server import workers
 from roomcast.server.admin.problems import json_response, with_schema
 from roomcast.server.state import GATEWAY, Gateway, gateway
 
@@ -108,6 +109,9 @@ async def status(request: web.Request) -> web.Response:
     }
     if cache.value is not None:
         body["cluster"] = {"connections": cache.value[0], "rooms": cache.value[1]}
+    role = workers.COLLECTOR.role
+    if role is not None:
+        body["workers"] = role.table()
     if reason:
         body["reason"] = reason
     # Always 200, as in Go; load balancers use /readyz.

@@ -384,6 +384,26 @@ class ClusterStats(BaseModel):
     rooms: int
 
 
+class WorkerRow(BaseModel):
+    """One worker process of ``serve --workers N``."""
+
+    index: int
+    pid: int | None = Field(description="Absent while it is being restarted.")
+    alive: bool
+    restarts: int = Field(description="Times the supervisor restarted it after it died.")
+    last_exit: int | None = Field(description="Exit code of its last death (negative: signal).")
+    server_id: str | None = Field(description="Its instance id, once it listens.")
+
+
+class Workers(BaseModel):
+    """The workers sharing this port, as their supervisor last recorded them."""
+
+    count: int
+    supervisor_pid: int
+    this: int = Field(description="Index of the worker that answered.")
+    workers: list[WorkerRow]
+
+
 class Status(BaseModel):
     """Public health of this instance: the Go gateway's shape, counts only."""
 
@@ -407,6 +427,7 @@ class Status(BaseModel):
     redis_channels: list[str]
     reason: str | None = Field(default=None, description="Why it is unhealthy, in general terms "
                                "(the details are in the instance's log).")
+    workers: Workers | None = Field(default=None, description="Under `serve --workers N` only.")
 
 
 class ErrorDetail(BaseModel):
