@@ -143,3 +143,44 @@ async def test_pubsub_loss_is_repaired_from_the_stream_and_counted(
         assert seen.outcomes == [] and client.connection_id == connection
         assert client.duplicates_dropped == 0
         assert await metric(via_b, "roomcast_history_gaps_repaired_total") > before
+
+
+async def test_an_outage_longer_than_retention_is_told_not_recovered(
+    redis_server: RedisServer, raw: aioredis.Redis,
+) -> None:
+    """The stream expired while the client was away: recovered false, nothing replayed,
+    and the application is told (never a silent gap)."""
+    from roomcast.client import Reason
+    from roomcast.history.redis import keys
+    from tests.history.engines import RedisHarness
+
+    cluster = Cluster(redis_server, 1, ROOMCAST_HISTORY_GROUP_TTL="1").start()
+    gw = cluster.gateways[0]
+    proxy = await CuttableProxy(gw.port).start()
+    token = make_token(cluster.secret, "kim", groups=["hist"])
+    watcher = RedisHarness(redis_server)
+    try:
+        async with api(gw.base_url) as http, \
+                Client(proxy.url(), token=token, backoff=FAST) as client:
+            seen = Seen(client)
+            await client.room(ROOM).wait_joined()
+            await publish(http, 1)
+            await seen.until(1)
+            states = client.states()
+            proxy.cut()
+            await asyncio.wait_for(until_state(states, ConnectionState.RECONNECTING), WAIT)
+            await publish(http, 2)
+            await watcher.expire_data(ROOM)  # the stream's TTL passed
+            assert await raw.exists(keys(ROOM)[0])  # its epoch and top offset did not
+            proxy.restore()
+            await seen.until(1, outcomes=1)
+            await publish(http, 3)
+            await seen.until(2)
+            assert seen.numbers == [1, 3]
+            [outcome] = seen.outcomes
+            assert (outcome.recovered, outcome.reason, outcome.replayed) == (
+                False, Reason.NOT_RECOVERED, 0)
+    finally:
+        await watcher.close()
+        await proxy.close()
+        cluster.close()
