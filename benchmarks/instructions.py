@@ -40,7 +40,7 @@ import psutil
 
 from benchmarks.common import GENERATOR_CPU, cpu_seconds, pin_to, raise_nofile
 from benchmarks.procs import GeneratorProc, ProcessGroup, tail
-from benchmarks.scenarios import SCENARIOS, Options
+from benchmarks.scenarios import SCENARIOS, Options, start_generator
 
 _TOTAL = re.compile(rb"^(?:summary|totals):\s*(\d+)", re.MULTILINE)
 
@@ -91,28 +91,16 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
     record: dict[str, Any] = {"scenario": scenario, "n": args.n, "count": args.count}
     try:
         servers = await SCENARIOS[scenario](procs, opts)
-        cfg = {
-            "protocol": servers.protocol,
-            "urls": servers.urls,
-            "n": args.n,
-            "jwt_secret": servers.jwt_secret,
-            "trigger": servers.trigger,
-            "http_url": servers.http_url,
-            "api_key": servers.api_key,
-            "connect_concurrency": 20,
-            "handshake_timeout_s": 120.0,
-            "server_pids": servers.pids,
-            "aux_pids": servers.aux_pids,
-            "stall_s": 60.0,
-            "join_deadline_s": 600.0,
-        }
-        gproc = await procs.spawn(
-            "generator",
-            [sys.executable, "-m", "benchmarks.loadgen", json.dumps(cfg)],
-            GENERATOR_CPU,
-            pipes=True,
+        gen = await start_generator(
+            procs,
+            servers,
+            args.n,
+            out_dir,
+            connect_concurrency=20,
+            handshake_timeout_s=120.0,
+            stall_s=60.0,
+            join_deadline_s=600.0,
         )
-        gen = GeneratorProc(gproc, out_dir / "generator.log")
         await gen.call({"cmd": "warmup"}, 600)
         connect = await gen.call({"cmd": "connect"}, 1200)
         record["connected"] = connect["joined"]

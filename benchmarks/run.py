@@ -23,9 +23,9 @@ from typing import Any
 
 from benchmarks.common import GENERATOR_CPU, median, pin_to, raise_nofile
 from benchmarks.noise import ForeignMeter, wait_quiet
-from benchmarks.procs import GeneratorProc, ProcessGroup, rss, set_nice, tail
+from benchmarks.procs import ProcessGroup, rss, set_nice, tail
 from benchmarks.report import machine_info, write_report
-from benchmarks.scenarios import DESCRIPTIONS, SCENARIOS, Options, ServerSet
+from benchmarks.scenarios import DESCRIPTIONS, SCENARIOS, Options, ServerSet, start_generator
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SCENARIOS = ("bare", "roomcast", "roomcast-redis", "socketio")
@@ -59,25 +59,9 @@ async def one_run(
         servers: ServerSet = await SCENARIOS[scenario](procs, opts)
         record["trigger"] = servers.trigger
         record["notes"] = servers.notes
-        cfg = {
-            "protocol": servers.protocol,
-            "urls": servers.urls,
-            "n": n,
-            "jwt_secret": servers.jwt_secret,
-            "trigger": servers.trigger,
-            "http_url": servers.http_url,
-            "api_key": servers.api_key,
-            "connect_concurrency": args.connect_concurrency,
-            "server_pids": servers.pids,
-            "aux_pids": servers.aux_pids,
-        }
-        gproc = await procs.spawn(
-            "generator",
-            [sys.executable, "-m", "benchmarks.loadgen", json.dumps(cfg)],
-            GENERATOR_CPU,
-            pipes=True,
+        gen = await start_generator(
+            procs, servers, n, log_dir, connect_concurrency=args.connect_concurrency
         )
-        gen = GeneratorProc(gproc, log_dir / "generator.log")
         await gen.call({"cmd": "warmup"}, 60)
         await gen.call({"cmd": "settle", "deadline_s": 10}, 30)
         rss_before = rss(servers.pids)

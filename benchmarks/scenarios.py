@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
-from benchmarks.common import BENCH_ROOM, SERVER_CPU, free_port
-from benchmarks.procs import ProcessGroup, wait_port
+from benchmarks.common import BENCH_ROOM, GENERATOR_CPU, SERVER_CPU, free_port
+from benchmarks.procs import GeneratorProc, ProcessGroup, wait_port
 
 JWT_SECRET = "roomcast-bench-secret-0123456789abcdef"
 API_KEY = "roomcast-bench-api-key"
@@ -45,6 +48,32 @@ class ServerSet:
 
 
 Starter = Callable[[ProcessGroup, Options], Awaitable[ServerSet]]
+
+
+async def start_generator(
+    procs: ProcessGroup, servers: ServerSet, n: int, log_dir: Path, **config: Any
+) -> GeneratorProc:
+    """The load generator for ``servers`` on the generator CPU (``config``: more of its
+    ``loadgen.Config`` fields)."""
+    cfg = {
+        "protocol": servers.protocol,
+        "urls": servers.urls,
+        "n": n,
+        "jwt_secret": servers.jwt_secret,
+        "trigger": servers.trigger,
+        "http_url": servers.http_url,
+        "api_key": servers.api_key,
+        "server_pids": servers.pids,
+        "aux_pids": servers.aux_pids,
+        **config,
+    }
+    proc = await procs.spawn(
+        "generator",
+        [sys.executable, "-m", "benchmarks.loadgen", json.dumps(cfg)],
+        GENERATOR_CPU,
+        pipes=True,
+    )
+    return GeneratorProc(proc, log_dir / "generator.log")
 
 
 async def _server(

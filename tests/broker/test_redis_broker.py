@@ -107,6 +107,16 @@ async def barrier(sender: RedisBroker, *receivers: RecordingHandler) -> None:
         assert (target, env) == (ToAll(), marker), "unexpected publication before the marker"
 
 
+async def heard_from_another_instance(url: str, handler: RecordingHandler) -> None:
+    """A new instance's publication reaches ``handler``: its subscription works."""
+    other = RedisBroker(url, str(uuid.uuid4()))
+    await other.start(RecordingHandler())
+    try:
+        await barrier(other, handler)
+    finally:
+        await other.close()
+
+
 # -- the contract, over MemoryBroker and RedisBroker ------------------------------
 
 BrokerFactory = Callable[[], Broker]
@@ -389,12 +399,7 @@ async def test_start_with_redis_down_recovers(redis_server: RedisServer) -> None
         redis_server.start()
         async with asyncio.timeout(DEADLINE):
             await broker.wait_health(True)
-        other = RedisBroker(redis_server.url, str(uuid.uuid4()))
-        await other.start(RecordingHandler())
-        try:
-            await barrier(other, handler)
-        finally:
-            await other.close()
+        await heard_from_another_instance(redis_server.url, handler)
     finally:
         await broker.close()
     assert not broker.healthy
@@ -488,12 +493,7 @@ async def test_a_quiet_subscription_is_pinged_and_stays_up(redis_server: RedisSe
                     break
                 await asyncio.sleep(0.05)
         assert broker.healthy and broker.reconnects == 0
-        other = RedisBroker(redis_server.url, str(uuid.uuid4()))
-        await other.start(RecordingHandler())
-        try:
-            await barrier(other, handler)
-        finally:
-            await other.close()
+        await heard_from_another_instance(redis_server.url, handler)
     finally:
         await broker.close()
 
@@ -518,11 +518,6 @@ async def test_a_redis_that_stops_answering_is_noticed_and_rejoined(
             redis_server.resume()
         async with asyncio.timeout(DEADLINE):
             await broker.wait_health(True)
-        other = RedisBroker(redis_server.url, str(uuid.uuid4()))
-        await other.start(RecordingHandler())
-        try:
-            await barrier(other, handler)
-        finally:
-            await other.close()
+        await heard_from_another_instance(redis_server.url, handler)
     finally:
         await broker.close()
