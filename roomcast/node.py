@@ -130,6 +130,7 @@ class Node:
         return self._user_locks.hold(user_id)
 
     async def start(self) -> None:
+        await self.denials.open()
         await self.store.open()
         await self.registry.start()
         await self.broker.start(self)
@@ -144,6 +145,7 @@ class Node:
         await self.presence.close()
         await self.broker.close()
         await self.registry.close()
+        await self.denials.close()
         await self.store.close()
         await self.history.close()
 

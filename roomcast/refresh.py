@@ -17,7 +17,6 @@ import logging
 
 from roomcast import metrics
 from roomcast.auth import Claims, TokenVerifier
-from roomcast.auth.denials import Denials
 from roomcast.broker.base import TokenRefreshed
 from roomcast.exceptions import AuthError, StoreError
 from roomcast.hub import LocalConnection
@@ -32,15 +31,14 @@ _log = logging.getLogger("roomcast.refresh")
 class TokenRefresher:
     """Verifies refresh tokens and applies them to this instance's connections."""
 
-    def __init__(self, node: Node, verifier: TokenVerifier, denials: Denials) -> None:
+    def __init__(self, node: Node, verifier: TokenVerifier) -> None:
         self.node = node
         self.verifier = verifier
-        self.denials = denials
 
     @classmethod
-    def install(cls, node: Node, verifier: TokenVerifier, denials: Denials) -> TokenRefresher:
+    def install(cls, node: Node, verifier: TokenVerifier) -> TokenRefresher:
         """A refresher that also applies the refreshes other instances publish."""
-        refresher = cls(node, verifier, denials)
+        refresher = cls(node, verifier)
         node.on_token_refreshed = refresher.apply_command
         return refresher
 
@@ -54,7 +52,7 @@ class TokenRefresher:
         claims = await self.verifier.verify(token)
         if user_id is not None and claims.user_id != user_id:
             raise AuthError("other_user")
-        denied = await self.denials.check(claims)
+        denied = await self.node.denials.check(claims)
         if denied is not None:
             raise AuthError(denied.reason)
         return claims

@@ -135,9 +135,9 @@ def create_app(settings: Settings) -> web.Application:
                  guard=ConnectionGuard(timeout=settings.handshake_timeout,
                                        max_head_bytes=settings.max_header_bytes,
                                        max_pending=settings.max_pending_handshakes),
-                 denials=denials, per_user=Quota(settings.max_connections_per_user),
+                 per_user=Quota(settings.max_connections_per_user),
                  per_ip=Quota(settings.max_connections_per_ip))
-    gw.refresher = TokenRefresher.install(node, verifier, denials)
+    gw.refresher = TokenRefresher.install(node, verifier)
     app[GATEWAY] = gw
     sync = MembershipSync.install(node)
     app.cleanup_ctx.append(_lifecycle)
@@ -206,7 +206,6 @@ def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     await gw.verifier.start()
-    await gw.denials.open()
     await gw.node.start()
     sweeper = supervise("liveness", lambda: liveness(gw))
     log_event(
@@ -221,7 +220,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await sweeper
     await gw.node.close()
-    await gw.denials.close()
     await gw.verifier.close()
     log_event(_log, "stopped", server_id=gw.node.server_id)
 

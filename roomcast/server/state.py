@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from roomcast.auth import TokenVerifier
-from roomcast.auth.denials import Denials, MemoryDenials
 from roomcast.config import Settings
 from roomcast.node import Node
 from roomcast.refresh import TokenRefresher
@@ -27,8 +26,6 @@ class Gateway:
     verifier: TokenVerifier
     #: Deadline and limits of unfinished handshakes (see server/guard.py).
     guard: ConnectionGuard
-    #: Revocations and sticky kicks, read at every handshake and refresh.
-    denials: Denials = field(default_factory=MemoryDenials)
     #: Applies token refreshes (in-band, the cookie route, other instances').
     refresher: TokenRefresher | None = None
     #: Connections held per user and per client IP on this instance.

@@ -209,7 +209,7 @@ async def _denied(request: web.Request, gw: Gateway, claims: Claims) -> web.Resp
     try:
         # Bounded: a Redis that hangs (not down) must not hold the handshake for long.
         async with asyncio.timeout(gw.settings.store_timeout):
-            denied = await gw.denials.check(claims)
+            denied = await gw.node.denials.check(claims)
     except (StoreError, TimeoutError) as exc:
         log_event(_log, "denial_store_failed", logging.ERROR, error=str(exc) or "timed out")
         metrics.HANDSHAKE_REFUSALS.labels("unavailable").inc()
