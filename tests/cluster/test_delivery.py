@@ -280,7 +280,7 @@ async def test_admin_disconnect_closes_a_connection_on_another_instance(
         await barrier(raw, target, sibling)
         r = await apis[0].post(f"/websocket/connections/{target.conn_id}/disconnect")
         assert r.status_code == 200, r.text
-        assert bare(r) == {"success": True, "connection_id": target.conn_id}
+        assert bare(r) == {"success": True, "connection_id": target.conn_id, "user_id": user}
         async with asyncio.timeout(DEADLINE):
             await target.ws.wait_closed()
         assert target.ws.close_code == 3500  # kicked: the React client does not reconnect
