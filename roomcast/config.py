@@ -364,6 +364,11 @@ class Settings:
         "ROOMCAST_HISTORY_META_TTL", _positive_float,
         "seconds a room's epoch and top offset outlive its last publication", 7 * 86400.0,
     )
+    history_snapshot: str | None = _opt(
+        "ROOMCAST_HISTORY_SNAPSHOT", _path,
+        "without Redis: file the history is saved to at a graceful stop and loaded from at "
+        "start, so clients recover across a restart (default: none, a restart loses it)",
+    )
     recovery_max: int | None = _opt(
         "ROOMCAST_RECOVERY_MAX", _non_negative_int,
         "most missed publications one recovery replays (default: the larger history size)",

@@ -133,6 +133,7 @@ class Node:
         await self.denials.open()
         await self.store.open()
         await self.registry.start()
+        await self.history.start()
         await self.broker.start(self)
         await self.presence.start()
 

@@ -1,7 +1,8 @@
 """The in-memory history engine: one instance, streams in process memory.
 
 Its epochs are made at random, so a restart changes every room's epoch (clients are
-told ``recovered: false``).
+told ``recovered: false``), unless the streams were saved at a graceful stop and loaded
+at the start (:mod:`roomcast.history.snapshot`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from roomcast.history.base import (
     Appended,
@@ -95,6 +97,42 @@ class MemoryHistory:
 
     async def close(self) -> None:
         self._streams.clear()
+
+    def export(self) -> list[dict[str, Any]]:
+        """Every live stream as plain data, TTLs as seconds remaining (a snapshot)."""
+        now = self._clock()
+        out = []
+        for room, s in self._streams.items():
+            if now >= s.meta_until:
+                continue
+            fresh = bool(s.entries) and now < s.data_until
+            out.append({
+                "room": room, "epoch": s.epoch, "top": s.top,
+                "meta_ttl": s.meta_until - now,
+                "data_ttl": s.data_until - now if fresh else 0.0,
+                "entries": [[p.offset, p.payload.decode(), i]
+                            for p, i in zip(s.entries, s.entry_ids, strict=True)] if fresh
+                else [],
+            })
+        return out
+
+    def restore(self, rooms: list[dict[str, Any]], *, elapsed: float = 0.0) -> None:
+        """Load streams :meth:`export` made, ``elapsed`` seconds ago."""
+        now = self._clock()
+        for item in rooms:
+            meta_ttl = float(item["meta_ttl"]) - elapsed
+            if meta_ttl <= 0:
+                continue
+            stream = _Stream(str(item["epoch"]), now + meta_ttl, top=int(item["top"]))
+            data_ttl = float(item["data_ttl"]) - elapsed
+            if data_ttl > 0:
+                stream.data_until = now + data_ttl
+                for offset, payload, message_id in item["entries"]:
+                    stream.entries.append(Publication(int(offset), str(payload).encode()))
+                    stream.entry_ids.append(message_id)
+                    if message_id is not None:
+                        stream.ids[message_id] = int(offset)
+            self._streams[RoomId(str(item["room"]))] = stream
 
     def _stream(self, room: RoomId, retention: Retention) -> _Stream:
         """The room's stream with expired data dropped; a new epoch once its meta expired."""

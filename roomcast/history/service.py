@@ -11,8 +11,10 @@ from typing import Any
 
 from roomcast.broker.base import Target, ToRoom, ToUser
 from roomcast.exceptions import BrokerError, BrokerUnavailable, DeliveryUnknown
+from roomcast.history import snapshot
 from roomcast.history.base import HistoryEngine, Position, Retention, Route, Slice
 from roomcast.history.handover import Handover
+from roomcast.history.memory import MemoryHistory
 from roomcast.history.policy import HistoryPolicy
 from roomcast.history.recovery import JoinState, decide
 from roomcast.logs import log_event
@@ -45,13 +47,16 @@ class History:
     """The engine, the retention policy and the join handover of one instance."""
 
     def __init__(self, engine: HistoryEngine, policy: HistoryPolicy,
-                 router: Router = _no_route, *, shared: bool = False) -> None:
+                 router: Router = _no_route, *, shared: bool = False,
+                 snapshot: str | None = None) -> None:
         self.engine = engine
         self.policy = policy
         self.router = router
         self.handover = Handover()
         #: Streams shared by several instances (Redis): receivers check the offsets.
         self.shared = shared and policy.enabled
+        #: Where the memory engine's streams are kept across a graceful restart.
+        self.snapshot = snapshot
 
     def stream_of(self, target: Target) -> tuple[RoomId, Retention] | None:
         """The room whose stream a publication to ``target`` goes through, if any.
@@ -122,5 +127,16 @@ class History:
         return await self.engine.read(room, retention, since=since, limit=limit,
                                       reverse=reverse)
 
+    async def start(self) -> None:
+        """Load the memory engine's snapshot, if one is configured."""
+        if self.snapshot is not None and isinstance(self.engine, MemoryHistory):
+            snapshot.load(self.engine, self.snapshot)
+
     async def close(self) -> None:
+        """Save the memory engine's snapshot (a graceful stop), then release the engine."""
+        if self.snapshot is not None and isinstance(self.engine, MemoryHistory):
+            try:
+                snapshot.save(self.engine, self.snapshot)
+            except OSError as exc:
+                log_event(_log, "history_snapshot_failed", logging.ERROR, error=str(exc))
         await self.engine.close()

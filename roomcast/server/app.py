@@ -70,7 +70,8 @@ def history(settings: Settings) -> History:
     """Streams per room: in memory for a single instance, in Redis for a cluster (where
     appending also publishes to the other instances, in the broker's wire format)."""
     if settings.redis_url is None:
-        return History(MemoryHistory(), settings.history_policy)
+        return History(MemoryHistory(), settings.history_policy,
+                       snapshot=settings.history_snapshot)
     from roomcast.history.redis import RedisHistory, redis_router
 
     return History(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -233,3 +234,28 @@ async def test_history_action_and_admin_history(gateway_factory: GatewayFactory)
         r = await api.get("/websocket/rooms/lobby/history")
         assert r.status_code == 422
         assert r.headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_a_graceful_restart_with_a_snapshot_keeps_recovery(
+    gateway_factory: GatewayFactory, tmp_path: Path,
+) -> None:
+    """ROOMCAST_HISTORY_SNAPSHOT: the memory engine's streams survive SIGTERM + start."""
+    gw = gateway_factory(admin_env(ROOMCAST_HISTORY_SNAPSHOT=str(tmp_path / "history")))
+    proxy = await CuttableProxy(gw.port).start()
+    try:
+        async with api_for(gw) as api, client_via(proxy, gw, "finn") as client:
+            seen = Received(client, ROOM)
+            await client.room(ROOM).wait_joined()
+            await publish(api, f"/websocket/rooms/{ROOM}/message", 1)
+            await seen.until(numbers=1)
+            await outage(client, proxy)
+            for n in (2, 3):
+                await publish(api, f"/websocket/rooms/{ROOM}/message", n)
+            await asyncio.to_thread(gw.restart)
+            await reconnect(client, proxy)
+            await seen.until(numbers=3, outcomes=1)
+            assert seen.numbers == [1, 2, 3]
+            [outcome] = seen.outcomes
+            assert (outcome.recovered, outcome.replayed) == (True, 2)
+    finally:
+        await proxy.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from roomcast import config
@@ -55,3 +57,28 @@ def test_is_complete() -> None:
     assert not is_complete(pubs[:1], 2, 4)
     assert is_complete([], 5, 5)
     assert Position("e", 1).wire() == {"epoch": "e", "offset": 1}
+
+
+async def test_memory_snapshot_keeps_epochs_offsets_and_data(tmp_path: Path) -> None:
+    from roomcast.history import snapshot
+    from roomcast.history.base import Retention
+    from roomcast.history.memory import MemoryHistory
+    from roomcast.types import RoomId
+
+    keep = Retention(size=10, ttl=60.0, meta_ttl=600.0)
+    room = RoomId("group:snap")
+    before = MemoryHistory()
+    for n in (1, 2, 3):
+        await before.append(room, b'{"n":%d}' % n, keep, message_id=f"m{n}")
+    path = str(tmp_path / "history.snapshot")
+    assert snapshot.save(before, path) == 1
+    after = MemoryHistory()
+    assert snapshot.load(after, path) == 1
+    assert await after.top(room, keep) == await before.top(room, keep)
+    read = await after.read(room, keep, since=1, limit=10)
+    assert [p.offset for p in read.publications] == [2, 3]
+    again = await after.append(room, b'{"n":3}', keep, message_id="m3")
+    assert again.new is False and again.position.offset == 3
+    assert snapshot.load(MemoryHistory(), str(tmp_path / "missing")) == 0
+    (tmp_path / "bad").write_text("not json\n")
+    assert snapshot.load(MemoryHistory(), str(tmp_path / "bad")) == 0
