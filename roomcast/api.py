@@ -35,6 +35,7 @@ from roomcast.server.admin.bodies import (
     Group,
     GroupList,
     Membership,
+    Revoked,
     Room,
     RoomList,
     RoomOne,
@@ -195,9 +196,14 @@ class _Calls:
                      lambda raw: ConnectionOne.model_validate_json(raw).connection)
 
     @staticmethod
-    def disconnect(conn_id: str) -> _Call[Disconnected]:
+    def disconnect(conn_id: str, ban_seconds: float | None, ban: str) -> _Call[Disconnected]:
+        body = {"ban_seconds": ban_seconds, "ban": ban} if ban_seconds is not None else None
         return _Call("POST", f"/websocket/connections/{_seg(conn_id)}/disconnect",
-                     _model(Disconnected))
+                     _model(Disconnected), json=body)
+
+    @staticmethod
+    def revoke_user(user_id: str) -> _Call[Revoked]:
+        return _Call("POST", f"/websocket/users/{_seg(user_id)}/revoke", _model(Revoked))
 
     @staticmethod
     def rooms(type: str | None, member_id: str | None) -> _Call[list[Room]]:
@@ -287,9 +293,18 @@ class RoomcastAPI:
     def connection(self, conn_id: str) -> Connection:
         return self._run(_Calls.connection(conn_id))
 
-    def disconnect(self, conn_id: str) -> Disconnected:
-        """Close a connection with code 3500 (its client does not reconnect by itself)."""
-        return self._run(_Calls.disconnect(conn_id))
+    def disconnect(self, conn_id: str, *, ban_seconds: float | None = None,
+                   ban: str = "token") -> Disconnected:
+        """Close a connection with code 3500 (its client does not reconnect by itself).
+
+        With ``ban_seconds`` its token (``ban="token"``) or its user (``ban="user"``) is
+        refused at the handshake that long: the kick sticks.
+        """
+        return self._run(_Calls.disconnect(conn_id, ban_seconds, ban))
+
+    def revoke_user(self, user_id: str) -> Revoked:
+        """Log a user out everywhere: close every connection (3403), refuse older tokens."""
+        return self._run(_Calls.revoke_user(user_id))
 
     def rooms(self, *, type: str | None = None, member_id: str | None = None) -> list[Room]:
         return self._run(_Calls.rooms(type, member_id))
@@ -360,8 +375,12 @@ class AsyncRoomcastAPI:
     async def connection(self, conn_id: str) -> Connection:
         return await self._run(_Calls.connection(conn_id))
 
-    async def disconnect(self, conn_id: str) -> Disconnected:
-        return await self._run(_Calls.disconnect(conn_id))
+    async def disconnect(self, conn_id: str, *, ban_seconds: float | None = None,
+                         ban: str = "token") -> Disconnected:
+        return await self._run(_Calls.disconnect(conn_id, ban_seconds, ban))
+
+    async def revoke_user(self, user_id: str) -> Revoked:
+        return await self._run(_Calls.revoke_user(user_id))
 
     async def rooms(self, *, type: str | None = None,
                     member_id: str | None = None) -> list[Room]:

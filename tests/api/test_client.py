@@ -104,6 +104,22 @@ async def test_async_client_end_to_end(admin_gw: GatewayProcess) -> None:
     await peer.ws.wait_closed()
 
 
+async def test_sticky_kick_and_revocation_from_python(admin_gw: GatewayProcess) -> None:
+    user = uid("revoked")
+    token = make_token(admin_gw.secret, user)
+    peer = await connect_peer(admin_gw, user, token=token)
+    async with AsyncRoomcastAPI(admin_gw.base_url, api_key=API_KEY) as api:
+        kicked = await api.disconnect(peer.conn_id, ban_seconds=60)
+        assert (kicked.ban, kicked.user_id) == ("token", user) and kicked.banned_until
+        await peer.ws.wait_closed()
+        assert peer.ws.close_code == 3500
+        peer = await connect_peer(admin_gw, user, ttl=7200)  # another token gets in
+        revoked = await api.revoke_user(user)
+        assert (revoked.user_id, revoked.success) == (user, True) and revoked.revoked_at
+    await peer.ws.wait_closed()
+    assert peer.ws.close_code == 3403
+
+
 def test_admin_token_instead_of_api_key(admin_gw: GatewayProcess) -> None:
     user, group = uid("tok"), uid("grp")
     token = make_token(admin_gw.secret, "an-admin", scopes=ADMIN_SCOPE)
