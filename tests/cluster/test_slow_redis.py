@@ -12,7 +12,8 @@ the publisher has answered, and ends by an explicit command or signal.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -22,7 +23,6 @@ from websockets.exceptions import InvalidStatus
 from tests.cluster.support import (
     MESSAGES,
     ROOMS,
-    Cluster,
     api_client,
     barrier,
     close_all,
@@ -34,6 +34,8 @@ from tests.cluster.support import (
     uid,
     with_text,
 )
+from tests.helpers.fixtures_redis import ClusterFactory
+from tests.helpers.gateway import GatewayProcess
 from tests.helpers.problems import problem
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.ws import Peer, connect_peer
@@ -56,12 +58,33 @@ return 1
 RECOVERY = 60.0
 
 
+@dataclass
+class Stage:
+    """Two instances, a member of one room on each, and a plain Redis client."""
+
+    gateways: list[GatewayProcess]
+    raw: aioredis.Redis
+    room: str
+    near: Peer  # on the first instance
+    far: Peer  # on the second
+
+
 @pytest.fixture
-def pair(redis_server: RedisServer) -> Iterator[Cluster]:
-    c = Cluster(redis_server, 2).start()
-    yield c
-    print(c.logs())  # shown by pytest only when the test failed
-    c.close()
+async def stage(redis_cluster: ClusterFactory,
+                redis_server: RedisServer) -> AsyncIterator[Stage]:
+    a, b = redis_cluster().gateways
+    raw = aioredis.Redis.from_url(redis_server.url)
+    group = uid("g")
+    room = f"group:{group}"
+    near, far = await join(a, uid("near"), [group]), await join(b, uid("far"), [group])
+    try:
+        async with api_client(a) as api:
+            await registered(api, far.conn_id, room)
+        await barrier(raw, near, far)
+        yield Stage([a, b], raw, room, near, far)
+    finally:
+        await raw.aclose()
+        await close_all(near, far)
 
 
 async def copies(raw: aioredis.Redis, peer: Peer, text: str) -> int:
@@ -73,17 +96,6 @@ async def copies(raw: aioredis.Redis, peer: Peer, text: str) -> int:
     first = await peer.expect(lambda m: with_text([m], text) != [])
     (before,) = await barrier(raw, peer)
     return len(with_text([first, *before], text))
-
-
-async def room_setup(pair: Cluster, raw: aioredis.Redis) -> tuple[str, Peer, Peer]:
-    a, b = pair.gateways
-    group = uid("g")
-    room = f"group:{group}"
-    near, far = await join(a, uid("near"), [group]), await join(b, uid("far"), [group])
-    async with api_client(a) as api:
-        await registered(api, far.conn_id, room)
-    await barrier(raw, near, far)
-    return room, near, far
 
 
 async def stall_after_publish_arrives(raw: aioredis.Redis) -> None:
@@ -107,112 +119,95 @@ async def stall_after_publish_arrives(raw: aioredis.Redis) -> None:
 
 
 async def test_an_api_publish_outliving_the_timeout_reaches_the_other_instance_once(
-    pair: Cluster, redis_server: RedisServer
+    stage: Stage,
 ) -> None:
     """To a connection on the other instance: the API's lookups are reads, which the
     pause lets through, so the stall hits the PUBLISH."""
-    raw = aioredis.Redis.from_url(redis_server.url)
-    _, near, far = await room_setup(pair, raw)
+    raw, far = stage.raw, stage.far
     url = f"/websocket/connections/{far.conn_id}/message"
-    try:
-        async with api_client(pair.gateways[0]) as api:
-            for trial in range(TRIALS):
-                text = uid(f"stalled{trial}")
-                await raw.client_pause(PAUSE_MS, all=False)  # WRITE
-                try:
-                    post = asyncio.create_task(api.post(
-                        url, json={"type": "notification", "data": {"text": text}}))
-                    await stall_after_publish_arrives(raw)
-                    r = await post
-                finally:
-                    await raw.client_unpause()
-                assert await copies(raw, far, text) == 1, f"trial {trial}"
-                # Honest: neither "sent" nor "unavailable, retry": it may have arrived.
-                body = problem(r, 504, "delivery_unknown")
-                assert "may or may not" in body["detail"], body
-                assert "Retry-After" not in r.headers
-            # And the publish path works normally afterwards.
-            text = uid("after")
-            r = await api.post(url, json={"type": "notification", "data": {"text": text}})
-            assert r.status_code == 200, r.text
-            assert await copies(raw, far, text) == 1
-    finally:
-        await raw.aclose()
-        await close_all(near, far)
+    async with api_client(stage.gateways[0]) as api:
+        for trial in range(TRIALS):
+            text = uid(f"stalled{trial}")
+            await raw.client_pause(PAUSE_MS, all=False)  # WRITE
+            try:
+                post = asyncio.create_task(api.post(
+                    url, json={"type": "notification", "data": {"text": text}}))
+                await stall_after_publish_arrives(raw)
+                r = await post
+            finally:
+                await raw.client_unpause()
+            assert await copies(raw, far, text) == 1, f"trial {trial}"
+            # Honest: neither "sent" nor "unavailable, retry": it may have arrived.
+            body = problem(r, 504, "delivery_unknown")
+            assert "may or may not" in body["detail"], body
+            assert "Retry-After" not in r.headers
+        # And the publish path works normally afterwards.
+        text = uid("after")
+        r = await api.post(url, json={"type": "notification", "data": {"text": text}})
+        assert r.status_code == 200, r.text
+        assert await copies(raw, far, text) == 1
 
 
 async def test_a_client_publish_while_redis_is_stopped_reaches_each_instance_once(
-    pair: Cluster, redis_server: RedisServer
+    stage: Stage, redis_server: RedisServer
 ) -> None:
     """Redis stalled whole (SIGSTOP): even a new connection would be accepted and hang."""
-    raw = aioredis.Redis.from_url(redis_server.url)
-    room, near, far = await room_setup(pair, raw)
-    try:
-        for trial in range(TRIALS):
-            # A publish first, so the instance holds an open connection to Redis: a new
-            # one would stall in its handshake, before the PUBLISH is sent (then the
-            # error says "only on this instance", which is true).
-            warm = uid("warm")
-            ack = await near.request({"id": uid("w"), "type": "message", "room": room,
-                                      "data": {"text": warm}})
-            assert ack["type"] == "system", ack
-            assert await copies(raw, far, warm) == 1
-            text, mid = uid(f"frozen{trial}"), uid("m")
-            redis_server.pause()
-            try:
-                reply = await near.request({"id": mid, "type": "message", "room": room,
-                                            "data": {"text": text}})
-            finally:
-                redis_server.resume()
-            assert await copies(raw, far, text) == 1, f"trial {trial}"
-            assert reply["type"] == "error", reply
-            assert reply["data"]["code"] == "unavailable", reply
-            assert "may or may not" in reply["data"]["message"], reply
-    finally:
-        await raw.aclose()
-        await close_all(near, far)
+    raw, room, near, far = stage.raw, stage.room, stage.near, stage.far
+    for trial in range(TRIALS):
+        # A publish first, so the instance holds an open connection to Redis: a new
+        # one would stall in its handshake, before the PUBLISH is sent (then the
+        # error says "only on this instance", which is true).
+        warm = uid("warm")
+        ack = await near.request({"id": uid("w"), "type": "message", "room": room,
+                                  "data": {"text": warm}})
+        assert ack["type"] == "system", ack
+        assert await copies(raw, far, warm) == 1
+        text, mid = uid(f"frozen{trial}"), uid("m")
+        redis_server.pause()
+        try:
+            reply = await near.request({"id": mid, "type": "message", "room": room,
+                                        "data": {"text": text}})
+        finally:
+            redis_server.resume()
+        assert await copies(raw, far, text) == 1, f"trial {trial}"
+        assert reply["type"] == "error", reply
+        assert reply["data"]["code"] == "unavailable", reply
+        assert "may or may not" in reply["data"]["message"], reply
 
 
-async def test_a_publication_received_twice_is_delivered_once(
-    pair: Cluster, redis_server: RedisServer
-) -> None:
+async def test_a_publication_received_twice_is_delivered_once(stage: Stage) -> None:
     """Another publisher re-sends a PUBLISH (its reply was lost): receivers drop it."""
-    raw = aioredis.Redis.from_url(redis_server.url)
-    room, near, far = await room_setup(pair, raw)
-    try:
-        twice = go_message("notification", room=room)
-        other = go_message("notification", room=room)  # same text, another id: not a copy
-        other["data"] = twice["data"]
-        for payload in (go_payload(twice), go_payload(twice), go_payload(other)):
-            await raw.publish(ROOMS, payload)
-        # The same id from another publisher is another publication, too.
-        await raw.publish(ROOMS, go_payload(twice, server_id=str(uid("go"))))
-        text = twice["data"]["text"]
-        for peer in (near, far):
-            (got,) = await barrier(raw, peer)
-            assert len(with_text(got, text)) == 3, got
-            assert [m["id"] for m in with_text(got, text)] == [
-                twice["id"], other["id"], twice["id"]]
-        for gw in pair.gateways:
-            async with httpx.AsyncClient(base_url=gw.base_url) as http:
-                metrics = (await http.get("/metrics")).text
-            assert "roomcast_broker_duplicates_dropped_total 1.0" in metrics, metrics
-        # Direct messages are deduplicated the same way.
-        direct = go_message("notification", to=far.conn_id)
-        await raw.publish(MESSAGES, go_payload(direct))
-        await raw.publish(MESSAGES, go_payload(direct))
-        (got,) = await barrier(raw, far)
-        assert [m["id"] for m in got] == [direct["id"]], got
-    finally:
-        await raw.aclose()
-        await close_all(near, far)
+    raw, room, near, far = stage.raw, stage.room, stage.near, stage.far
+    twice = go_message("notification", room=room)
+    other = go_message("notification", room=room)  # same text, another id: not a copy
+    other["data"] = twice["data"]
+    for payload in (go_payload(twice), go_payload(twice), go_payload(other)):
+        await raw.publish(ROOMS, payload)
+    # The same id from another publisher is another publication, too.
+    await raw.publish(ROOMS, go_payload(twice, server_id=str(uid("go"))))
+    text = twice["data"]["text"]
+    for peer in (near, far):
+        (got,) = await barrier(raw, peer)
+        assert len(with_text(got, text)) == 3, got
+        assert [m["id"] for m in with_text(got, text)] == [
+            twice["id"], other["id"], twice["id"]]
+    for gw in stage.gateways:
+        async with httpx.AsyncClient(base_url=gw.base_url) as http:
+            metrics = (await http.get("/metrics")).text
+        assert "roomcast_broker_duplicates_dropped_total 1.0" in metrics, metrics
+    # Direct messages are deduplicated the same way.
+    direct = go_message("notification", to=far.conn_id)
+    await raw.publish(MESSAGES, go_payload(direct))
+    await raw.publish(MESSAGES, go_payload(direct))
+    (got,) = await barrier(raw, far)
+    assert [m["id"] for m in got] == [direct["id"]], got
 
 
 async def test_a_gateway_started_while_redis_is_down_serves_once_redis_starts(
-    redis_server: RedisServer,
+    redis_cluster: ClusterFactory, redis_server: RedisServer,
 ) -> None:
     redis_server.stop()
-    cluster = Cluster(redis_server, 1).start()  # comes up all the same
+    cluster = redis_cluster(1)  # comes up all the same
     raw: aioredis.Redis | None = None
     peers: list[Peer] = []
     try:
@@ -250,5 +245,3 @@ async def test_a_gateway_started_while_redis_is_down_serves_once_redis_starts(
         if raw is not None:
             await raw.aclose()
         await close_all(*peers)
-        print(cluster.logs())
-        cluster.close()

@@ -8,12 +8,16 @@ fail instead under CI (``CI`` set).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cluster.support import Cluster
 from tests.helpers.redis_server import RedisServer, redis_server_binary
+
+#: ``redis_cluster(n=2, **env)``: started gateways sharing the test's own Redis.
+ClusterFactory = Callable[..., Cluster]
 
 _NO_BINARY = "no redis-server binary on PATH (install the redis-server package)"
 
@@ -42,3 +46,19 @@ def redis_server_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
     """A server shared by the module's tests; they must not stop it, and should use
     distinct keys (e.g. a per-test prefix)."""
     yield from _server(tmp_path_factory.mktemp("redis"))
+
+
+@pytest.fixture
+def redis_cluster(redis_server: RedisServer) -> Iterator[ClusterFactory]:
+    """Gateways on this test's own Redis (which the test may stall, stop and start);
+    their logs are printed at the end, shown by pytest when the test failed."""
+    made: list[Cluster] = []
+
+    def make(n: int = 2, **env: str) -> Cluster:
+        made.append(Cluster(redis_server, n, **env).start())
+        return made[-1]
+
+    yield make
+    for cluster in made:
+        print(cluster.logs())
+        cluster.close()
