@@ -36,6 +36,19 @@ _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
               b"Connection: close\r\nContent-Length: 0\r\n\r\n")
 
 
+def half_close(transport: asyncio.Transport, code: int, reason: str) -> None:
+    """Send a close frame and stop reading, without waiting for the client's answer.
+
+    Closing a socket with unread input would reset it and lose the close frame: it is
+    half-closed instead, and cut ``LINGER`` seconds later.
+    """
+    transport.write(close_frame(code, reason))
+    transport.pause_reading()
+    if transport.can_write_eof():
+        transport.write_eof()
+    asyncio.get_running_loop().call_later(LINGER, transport.abort)
+
+
 class ConnectionGuard:
     """Deadline, header-size cap and count of the connections still in their handshake."""
 
@@ -177,12 +190,7 @@ class _Guarded(asyncio.Protocol):
         self.frames = None
         code = CloseCode.PROTOCOL_ERROR if problem == UNMASKED else CloseCode.POLICY_VIOLATION
         self._guard._cut_one(problem.replace(" ", "_"), transport.get_extra_info("peername"))
-        # Half-close after the close frame (a reset would lose it), cut a little later.
-        transport.write(close_frame(code, problem))
-        transport.pause_reading()
-        if transport.can_write_eof():
-            transport.write_eof()
-        asyncio.get_running_loop().call_later(LINGER, transport.abort)
+        half_close(transport, code, problem)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:

@@ -22,10 +22,10 @@ from roomcast.membership.base import Group
 from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode, ErrorCode
 from roomcast.protocol.envelope import parse_client_message
-from roomcast.protocol.frames import PING_FRAME, close_frame
+from roomcast.protocol.frames import PING_FRAME
 from roomcast.protocol.lenient import recover_id
 from roomcast.server.admin.problems import problem_response
-from roomcast.server.guard import LINGER
+from roomcast.server.guard import half_close
 from roomcast.server.proxy import client_ip
 from roomcast.server.recover_frame import read_recover, wants_recovery
 from roomcast.server.state import Gateway, gateway
@@ -370,19 +370,12 @@ class _Closer:
         if code == CloseCode.POLICY_VIOLATION:
             # A flooder's unread frames would all be read and parsed while waiting for its
             # close reply: send ours and stop reading instead.
-            # (Closing a socket with unread input would reset it, losing the close frame:
-            # half-close instead, and cut it a little later.)
-            self._transport.write(close_frame(code, reason))
-            self._transport.pause_reading()
-            if self._transport.can_write_eof():
-                self._transport.write_eof()
-            asyncio.get_running_loop().call_later(LINGER, self._transport.abort)
+            half_close(self._transport, code, reason)
             return
-        else:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self._ws.close(code=code, message=reason.encode(), drain=False), 3.0
-                )
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self._ws.close(code=code, message=reason.encode(), drain=False), 3.0
+            )
         # The transport now closes gracefully, sending what it holds (the close frame
         # last); a peer that never reads must not pin that buffer forever.
         asyncio.get_running_loop().call_later(self._grace, self._abort_if_stuck)

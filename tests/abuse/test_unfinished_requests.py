@@ -43,6 +43,18 @@ async def cut_by_gateway(reader: asyncio.StreamReader) -> bytes:
             got += chunk
 
 
+async def served(gw: GatewayProcess, who: str) -> None:
+    """A new user connects and gets a pong: the attack did not lock anyone out."""
+    peer = await connect_peer(gw, uid(who))
+    await ping(peer)
+    await peer.close()
+
+
+def abort_all(conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]) -> None:
+    for _, writer in conns:
+        writer.transport.abort()
+
+
 def refused(gw: GatewayProcess, reason: str) -> int:
     text = httpx.get(f"{gw.base_url}/metrics", timeout=DEADLINE).text
     match = re.search(
@@ -70,12 +82,9 @@ async def test_a_head_that_never_ends_is_cut_at_the_header_cap(
         assert all(a.startswith(b"HTTP/1.1 431") or a == b"" for a in answers), answers
         assert refused(gw, "head_too_large") == 20
         # Everyone else is served.
-        peer = await connect_peer(gw, uid("bystander"))
-        await ping(peer)
-        await peer.close()
+        await served(gw, "bystander")
     finally:
-        for _, writer in conns:
-            writer.transport.abort()
+        abort_all(conns)
 
 
 async def test_silent_connections_are_cut_at_the_deadline(
@@ -94,12 +103,9 @@ async def test_silent_connections_are_cut_at_the_deadline(
         lines = log_events(gw, "connection_cut")
         assert 1 <= len(lines) < 10, lines
         assert lines[0]["reason"] == "head_timeout"
-        peer = await connect_peer(gw, uid("bystander"))
-        await ping(peer)
-        await peer.close()
+        await served(gw, "bystander")
     finally:
-        for _, writer in conns:
-            writer.transport.abort()
+        abort_all(conns)
 
 
 async def test_unfinished_handshakes_are_capped_oldest_first(
@@ -116,12 +122,9 @@ async def test_unfinished_handshakes_are_capped_oldest_first(
         assert len(ports & gateway_peers(gw)) <= 10
         assert refused(gw, "pending_cap") >= 30
         # A real client finishes its handshake within milliseconds: it gets through.
-        peer = await connect_peer(gw, uid("user"))
-        await ping(peer)
-        await peer.close()
+        await served(gw, "user")
     finally:
-        for _, writer in conns:
-            writer.transport.abort()
+        abort_all(conns)
 
 
 async def test_running_out_of_descriptors_is_logged_and_survived(
@@ -144,13 +147,10 @@ async def test_running_out_of_descriptors_is_logged_and_survived(
         # The silent connections are cut at the deadline, freeing the descriptors.
         for reader, _ in conns:
             await cut_by_gateway(reader)
-        peer = await connect_peer(gw, uid("user"))
-        await ping(peer)
-        await peer.close()
+        await served(gw, "user")
         assert len(log_events(gw, "descriptors_exhausted")) <= 3
     finally:
-        for _, writer in conns:
-            writer.transport.abort()
+        abort_all(conns)
 
 
 def test_the_soft_descriptor_limit_is_raised_at_start(gateway_factory: GatewayFactory) -> None:
