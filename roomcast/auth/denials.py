@@ -9,16 +9,20 @@
   this way).
 
 With Redis every instance, and a restarted one, reads the same entries; without it
-they live in the memory of the one instance.
+they are kept in the SQLite file of the membership store (a restarted instance honours
+them), else in the memory of the one instance.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import aiosqlite
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -169,3 +173,83 @@ def _number(raw: object) -> float | None:
         return float(raw) if isinstance(raw, str) else None
     except ValueError:
         return None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS denials (
+    key   TEXT PRIMARY KEY,
+    value REAL NOT NULL,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class SqliteDenials:
+    """Denials in a SQLite file (the membership store's), for one instance without Redis.
+
+    Rows are keyed as in Redis (``revoked:{user_id}``, ``banned:{scope}:{key}``) and
+    carry the time they stop counting; expired rows are deleted as they are written.
+    """
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        try:
+            await asyncio.to_thread(lambda: sqlite3.connect(self.path).close())
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the denial store {self.path!r}: {exc}") from exc
+        try:
+            await db.execute("PRAGMA busy_timeout = 5000")
+            await db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"cannot open the denial store {self.path!r}: {exc}") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
+
+    async def _put(self, key: str, value: float, until: float) -> None:
+        if self._db is None:
+            raise StoreError("denial store is not open")
+        async with self._lock:
+            try:
+                await self._db.execute("DELETE FROM denials WHERE until <= ?", (self._clock(),))
+                await self._db.execute(
+                    "INSERT INTO denials (key, value, until) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                    "until = excluded.until",
+                    (key, value, until),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot store the denial: {exc}") from exc
+
+    async def revoke(self, user_id: str, at: float, ttl: float) -> None:
+        await self._put(f"revoked:{user_id}", at, self._clock() + ttl)
+
+    async def ban(self, scope: BanScope, key: str, until: float) -> None:
+        await self._put(f"banned:{scope}:{key}", until, until)
+
+    async def check(self, claims: Claims) -> Denied | None:
+        if self._db is None:
+            raise StoreError("denial store is not open")
+        now = self._clock()
+        keys = (f"revoked:{claims.user_id}", f"banned:user:{claims.user_id}",
+                f"banned:token:{claims.token_id}")
+        try:
+            async with self._db.execute(
+                "SELECT key, value FROM denials WHERE key IN (?, ?, ?) AND until > ?",
+                (*keys, now),
+            ) as cursor:
+                found = {str(key): float(value) for key, value in await cursor.fetchall()}
+        except sqlite3.Error as exc:
+            raise StoreError(f"denial store unavailable: {exc}") from exc
+        bans = [found[k] for k in keys[1:] if k in found]
+        return judge(claims, found.get(keys[0]), max(bans, default=None), now)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from roomcast.auth.denials import Denials, MemoryDenials, RedisDenials
+from roomcast.auth.denials import Denials, MemoryDenials, RedisDenials, SqliteDenials
 from roomcast.auth.providers import build_verifier
 from roomcast.broker.base import Broker
 from roomcast.broker.memory import MemoryBroker
@@ -91,13 +91,20 @@ def presence_store(settings: Settings) -> PresenceStore:
 
 
 def denial_store(settings: Settings) -> Denials:
-    """Revocations and kicks: in Redis when there is one (shared, survives restarts)."""
+    """Revocations and kicks: in Redis when there is one (shared, survives restarts),
+    else in the SQLite file of the membership store, else in memory."""
     url = settings.redis_url
     if url is None and (settings.membership_url or "").startswith(("redis://", "rediss://")):
         url = settings.membership_url
-    if url is None:
-        return MemoryDenials()
-    return RedisDenials(url)
+    if url is not None:
+        return RedisDenials(url)
+    store = settings.membership_url or settings.database_url or settings.sqlite_path
+    scheme, sep, rest = store.partition("://")
+    if not sep:
+        return SqliteDenials(store)
+    if scheme.lower() == "sqlite" and rest:
+        return SqliteDenials(rest)
+    return MemoryDenials()
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -165,7 +165,7 @@ async def test_a_fresh_cookie_refreshes_a_connection_on_another_instance(pair: C
     await peer.close()
 
 
-async def test_without_redis_a_revocation_holds_on_the_instance(
+async def test_without_redis_a_revocation_is_kept_in_the_sqlite_file(
     gateway_factory: GatewayFactory,
 ) -> None:
     gw = gateway_factory({"ROOMCAST_API_KEY": API_KEY})
@@ -177,4 +177,17 @@ async def test_without_redis_a_revocation_holds_on_the_instance(
     assert r.status_code == 200 and r.json()["connections"] == 1, r.text
     assert await closed_code(peer) == 3403
     assert await verdict(gw, old) == (401, "revoked")
+    assert await verdict(gw, later_token(gw.secret, user)) == ACCEPTED
+    # A kick's token ban too; both outlive a restart of the instance.
+    banned_user = unique("banned")
+    banned = make_token(gw.secret, banned_user)
+    kicked = await connect_peer(gw, banned_user, token=banned)
+    async with api(gw) as http:
+        r = await http.post(f"/websocket/connections/{kicked.conn_id}/disconnect",
+                            json={"ban_seconds": 600})
+    assert r.status_code == 200, r.text
+    assert await closed_code(kicked) == 3500
+    gw.restart()
+    assert await verdict(gw, old) == (401, "revoked")
+    assert await verdict(gw, banned) == (403, "kicked")
     assert await verdict(gw, later_token(gw.secret, user)) == ACCEPTED
