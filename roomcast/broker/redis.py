@@ -16,17 +16,18 @@ from typing import Final, Literal
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomcast import metrics
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import BrokerHandler, ControlCommand, Target, ToRoom
 from roomcast.broker.dedupe import RecentWindow
-from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError, DeliveryUnknown
+from roomcast.broker.redis_once import describe, exchange_once
+from roomcast.exceptions import BrokerError, ConfigError
 from roomcast.logs import log_event
 from roomcast.supervisor import supervise
 
@@ -34,9 +35,6 @@ _log = logging.getLogger("roomcast.broker.redis")
 
 Mode = Literal["compat", "sharded"]
 _MODES: Final = ("compat", "sharded")
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
 class RedisBroker:
     """A :class:`~roomcast.broker.base.Broker` over Redis pub/sub.
 
@@ -230,26 +228,12 @@ class RedisBroker:
 
     async def _publish(self, channel: str, data: bytes) -> None:
         """Send one PUBLISH, once: what fails after it was sent is never retried."""
-        pool = self._client.connection_pool
-        try:
-            # Connects, or replaces a connection found dead: nothing is sent yet.
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        except _UNREACHABLE as exc:
-            raise BrokerUnavailable(f"Redis unreachable: {_describe(exc)}") from exc
-        except RedisError as exc:
-            raise BrokerError(f"Redis publish failed: {_describe(exc)}") from exc
-        try:
+
+        async def publish(conn: AbstractConnection) -> None:
             await conn.send_command("PUBLISH", channel, data)
             await conn.read_response()
-        except _UNREACHABLE as exc:
-            # redis-py has dropped the connection, so a late reply cannot be read
-            # as the answer to another command; the PUBLISH may have run.
-            raise DeliveryUnknown(
-                f"Redis did not confirm the publish: {_describe(exc)}") from exc
-        except RedisError as exc:
-            raise BrokerError(f"Redis publish failed: {_describe(exc)}") from exc
-        finally:
-            await pool.release(conn)
+
+        await exchange_once(self._client.connection_pool, publish, what="publish")
 
     def _require_handler(self) -> BrokerHandler:
         if self._handler is None:
@@ -284,7 +268,7 @@ class RedisBroker:
         except (RedisError, OSError) as exc:
             # The listener sees the same failure and resubscribes from self._rooms.
             log_event(_log, "broker_room_subscription_failed", logging.WARNING,
-                      action=action, room=room, error=_describe(exc))
+                      action=action, room=room, error=describe(exc))
 
     # -- listening --------------------------------------------------------------
 
@@ -303,11 +287,11 @@ class RedisBroker:
                 delay = 0.0
                 await self._receive(pubsub)
             except (RedisError, OSError) as exc:
-                self._set_health(False, f"Redis subscription lost: {_describe(exc)}")
+                self._set_health(False, f"Redis subscription lost: {describe(exc)}")
             except Exception as exc:
                 # Not Redis's fault, but delivery has stopped all the same: start over.
-                log_event(_log, "broker_listener_failed", logging.ERROR, error=_describe(exc))
-                self._set_health(False, f"listener failed: {_describe(exc)}")
+                log_event(_log, "broker_listener_failed", logging.ERROR, error=describe(exc))
+                self._set_health(False, f"listener failed: {describe(exc)}")
             finally:
                 self._pubsub = None
                 with contextlib.suppress(RedisError, OSError):
@@ -382,9 +366,4 @@ class RedisBroker:
         except Exception as exc:
             # A handler bug must not stop delivery of everything after it.
             log_event(_log, "broker_handler_failed", logging.ERROR, channel=channel,
-                      error=_describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text[:200]
+                      error=describe(exc))
