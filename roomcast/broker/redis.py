@@ -135,8 +135,10 @@ class RedisBroker:
         #: Publications received a second time and dropped.
         self.duplicates = 0
         self._recent = RecentWindow()
-        #: Replies read by the listener (messages, PONGs): its liveness.
+        #: Replies read by the listener (messages, PONGs), and whether it is waiting
+        #: for the next one (not busy handling the last): its liveness.
         self._heard = 0
+        self._waiting = False
 
     # -- health -----------------------------------------------------------------
 
@@ -307,7 +309,9 @@ class RedisBroker:
         The reader blocks on the socket with no timeout (a timeout per read costs a
         timer armed and cancelled for every message, a tenth of a busy receiver's
         time); this watchdog wakes once per interval instead: after an interval in
-        which nothing arrived it sends a PING, and after two it gives up.
+        which the reader waited and nothing arrived it sends a PING, and after two it
+        gives up. A reader busy handling what it read is not silence: it reads the
+        PONG when it is done.
         """
         reader = asyncio.create_task(self._read(pubsub))
         try:
@@ -317,7 +321,7 @@ class RedisBroker:
                 done, _ = await asyncio.wait({reader}, timeout=self._ping_interval)
                 if done:
                     return reader.result()
-                if self._heard != heard:
+                if self._heard != heard or not self._waiting:
                     quiet = 0
                     continue
                 quiet += 1
@@ -332,7 +336,9 @@ class RedisBroker:
 
     async def _read(self, pubsub: PubSub) -> None:
         while not self._closing:
+            self._waiting = True
             message = await pubsub.get_message(timeout=None)
+            self._waiting = False
             self._heard += 1
             if message is not None and message["type"] == "message":
                 await self._dispatch(message["channel"].decode(), message["data"])

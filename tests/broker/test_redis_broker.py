@@ -498,6 +498,36 @@ async def test_a_quiet_subscription_is_pinged_and_stays_up(redis_server: RedisSe
         await broker.close()
 
 
+class SlowControls(RecordingHandler):
+    """Takes its time over each control command, as a node moving many rooms does."""
+
+    async def handle_control(self, command: ControlCommand) -> None:
+        await asyncio.sleep(0.5)  # the slow work itself, not a wait for something
+        await super().handle_control(command)
+
+
+async def test_a_listener_busy_handling_is_not_taken_for_a_dead_redis(
+    redis_server: RedisServer,
+) -> None:
+    # Ten times the ping interval inside one handler: the watchdog must not count it
+    # as silence (a reconnection would lose what is published meanwhile).
+    broker = RedisBroker(redis_server.url, str(uuid.uuid4()), ping_interval=0.05)
+    handler = SlowControls()
+    await broker.start(handler)
+    other = RedisBroker(redis_server.url, str(uuid.uuid4()))
+    await other.start(RecordingHandler())
+    try:
+        for n in range(3):
+            await other.publish_control(Disconnect(conn_id=ConnId(f"c{n}")))
+        for n in range(3):
+            assert await handler.next_control() == Disconnect(conn_id=ConnId(f"c{n}"))
+        assert broker.healthy and broker.reconnects == 0
+        await barrier(other, handler)
+    finally:
+        await other.close()
+        await broker.close()
+
+
 async def test_a_redis_that_stops_answering_is_noticed_and_rejoined(
     redis_server: RedisServer,
 ) -> None:
