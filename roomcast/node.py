@@ -336,8 +336,9 @@ class Node:
         if self.ordering is not None and state.top is not None:
             self.ordering.seed(room, state.top)
         # From here to the last frame sent, no await: live delivery resumes right after.
-        frames = handover.finish(conn.id, room, state.replay, state.after) \
-            if retention is not None else []
+        delivered = None if self.ordering is None else self.ordering.delivered(room)
+        frames = handover.finish(conn.id, room, state.replay, state.after,
+                                 delivered=delivered) if retention is not None else []
         if self.hub.connections.get(conn.id) is not conn:
             return True  # closed meanwhile: its member_left is out, a member_joined would lie
         kind = "personal" if room == personal_room(conn.user_id) else "group"
@@ -388,6 +389,7 @@ class Node:
     async def _unsubscribe(self, rooms: list[RoomId]) -> None:
         for room in rooms:
             if room not in self.hub.rooms:
+                self.history.handover.forget(room)
                 if self.ordering is not None:
                     self.ordering.forget(room)
                 await self.broker.unsubscribe_room(room)

@@ -20,10 +20,13 @@ class Handover:
 
     def __init__(self) -> None:
         self._pending: dict[RoomId, dict[ConnId, list[bytes]]] = {}
+        #: Connections that joined at an offset the instance's live delivery has not
+        #: reached yet (publications lag on pub/sub): they must not get those twice.
+        self._floors: dict[RoomId, dict[ConnId, int]] = {}
 
     @property
     def active(self) -> bool:
-        return bool(self._pending)
+        return bool(self._pending or self._floors)
 
     def begin(self, conn: ConnId, room: RoomId) -> None:
         """Buffer ``room``'s live publications for ``conn`` from now on."""
@@ -38,15 +41,30 @@ class Handover:
             room, exclude = personal_room(target.user_id), None
         else:
             return set()
+        taken: set[ConnId] = set()
+        floors = self._floors.get(room)
+        if floors:
+            position = position_of(payload)
+            if position is not None:
+                # Delivery is in offset order: past a floor, the floor is done with.
+                for conn, floor in list(floors.items()):
+                    if position.offset <= floor:
+                        taken.add(conn)
+                    else:
+                        del floors[conn]
+                if not floors:
+                    del self._floors[room]
         joining = self._pending.get(room)
-        if not joining:
-            return set()
-        taken = set()
-        for conn, buffer in joining.items():
-            if conn != exclude:
-                buffer.append(payload)
-                taken.add(conn)
+        if joining:
+            for conn, buffer in joining.items():
+                if conn != exclude:
+                    buffer.append(payload)
+                    taken.add(conn)
         return taken
+
+    def forget(self, room: RoomId) -> None:
+        """The room has no local member left."""
+        self._floors.pop(room, None)
 
     def cancel(self, conn: ConnId, room: RoomId) -> list[bytes]:
         """Stop buffering; returns what was buffered."""
@@ -59,13 +77,21 @@ class Handover:
         return buffered
 
     def finish(
-        self, conn: ConnId, room: RoomId, replay: list[Publication], after: int | None
+        self, conn: ConnId, room: RoomId, replay: list[Publication], after: int | None,
+        *, delivered: int | None = None,
     ) -> list[bytes]:
         """Stop buffering; the payloads to send now: ``replay``, then the buffered ones
-        above offset ``after`` (None: all of them, the room's stream was not read)."""
+        above offset ``after`` (None: all of them, the room's stream was not read).
+
+        ``delivered`` is how far this instance's live delivery of the room has come
+        (None: it is never behind the stream). Publications up to ``after`` arriving
+        later are not delivered to this connection again.
+        """
         frames = [p.payload for p in replay]
         for payload in self.cancel(conn, room):
             position = position_of(payload)
             if after is None or position is None or position.offset > after:
                 frames.append(payload)
+        if after is not None and delivered is not None and delivered < after:
+            self._floors.setdefault(room, {})[conn] = after
         return frames

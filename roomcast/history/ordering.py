@@ -92,6 +92,11 @@ class Ordering:
         if state is None or (state.epoch != top.epoch and not state.held):
             self._remember(room, _Room(top.epoch, top.offset))
 
+    def delivered(self, room: RoomId) -> int:
+        """The last offset of ``room`` delivered here (-1: none known)."""
+        state = self._rooms.get(room)
+        return -1 if state is None else state.last
+
     def forget(self, room: RoomId) -> None:
         """The room has no local member left: its next publication starts afresh."""
         state = self._rooms.get(room)

@@ -15,12 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
-from roomcast.client import Client, ConnectionState, Message, Reason, Recovery
+from roomcast.client import Client, ConnectionState, Reason
 from tests.admin.support import API_KEY, admin_env
 from tests.client.support import FAST, until_state
 from tests.conftest import GatewayFactory
 from tests.helpers.cutter import CuttableProxy
 from tests.helpers.gateway import GatewayProcess
+from tests.helpers.received import Received
 from tests.helpers.tokens import make_token
 
 ROOM = "group:ops"
@@ -34,38 +35,6 @@ async def proxied(gateway_factory: GatewayFactory) -> AsyncIterator[tuple[Gatewa
     proxy = await CuttableProxy(gw.port).start()
     yield gw, proxy
     await proxy.close()
-
-
-class Received:
-    """What the app saw: room messages' ``n`` in order, and recovery outcomes."""
-
-    def __init__(self, client: Client, room: str) -> None:
-        self.numbers: list[int] = []
-        self.outcomes: list[Recovery] = []
-        self._changed = asyncio.Condition()
-        client.on_room(room, self._message)
-        client.on_recovery(self._recovery, room=room)
-
-    async def _message(self, message: Message) -> None:
-        if message.type == "message":
-            async with self._changed:
-                self.numbers.append(message.data["n"])
-                self._changed.notify_all()
-
-    async def _recovery(self, outcome: Recovery) -> None:
-        async with self._changed:
-            self.outcomes.append(outcome)
-            self._changed.notify_all()
-
-    async def until(self, numbers: int = 0, outcomes: int = 0) -> None:
-        async with self._changed:
-            try:
-                await asyncio.wait_for(self._changed.wait_for(
-                    lambda: len(self.numbers) >= numbers and len(self.outcomes) >= outcomes
-                ), WAIT)
-            except TimeoutError:
-                raise AssertionError(f"waited for {numbers} messages and {outcomes} outcomes; "
-                                     f"got {self.numbers}, {self.outcomes}") from None
 
 
 async def publish(api: httpx.AsyncClient, path: str, n: int) -> dict[str, Any]:

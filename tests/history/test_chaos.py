@@ -12,10 +12,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from roomcast.client import Client, Message, Recovery
+from roomcast.client import Client
 from tests.client.support import FAST
 from tests.cluster.support import API_KEY, Cluster
 from tests.helpers.cutter import CuttableProxy
+from tests.helpers.received import Received
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.tokens import make_token
 
@@ -33,31 +34,13 @@ def pair(redis_server: RedisServer) -> Iterator[Cluster]:
     cluster.close()
 
 
-class App:
-    """One client and what its application saw."""
+class App(Received):
+    """One client, its proxy, and what its application saw."""
 
     def __init__(self, client: Client, proxy: CuttableProxy) -> None:
+        super().__init__(client, ROOM, wait=WAIT)
         self.client = client
         self.proxy = proxy
-        self.numbers: list[int] = []
-        self.outcomes: list[Recovery] = []
-        self.changed = asyncio.Condition()
-        client.on_room(ROOM, self._message)
-        client.on_recovery(self._outcome, room=ROOM)
-
-    async def _message(self, message: Message) -> None:
-        if message.type == "message":
-            async with self.changed:
-                self.numbers.append(message.data["n"])
-                self.changed.notify_all()
-
-    async def _outcome(self, outcome: Recovery) -> None:
-        self.outcomes.append(outcome)
-
-    async def until(self, count: int) -> None:
-        async with self.changed:
-            await asyncio.wait_for(
-                self.changed.wait_for(lambda: len(self.numbers) >= count), WAIT)
 
 
 async def test_every_client_gets_every_publication_once_in_order(pair: Cluster) -> None:
@@ -76,11 +59,14 @@ async def test_every_client_gets_every_publication_once_in_order(pair: Cluster) 
             await app.client.room(ROOM).wait_joined()
         async with httpx.AsyncClient(timeout=WAIT, headers={"X-API-Key": API_KEY}) as http:
 
+            posting = asyncio.Lock()  # held during each API call
+
             async def publisher() -> None:
                 for n in range(1, MESSAGES + 1):
-                    gw = b if b_alive and n % 2 else a
-                    r = await http.post(f"{gw.base_url}/websocket/rooms/{ROOM}/message",
-                                        json={"type": "message", "data": {"n": n}})
+                    async with posting:
+                        gw = b if b_alive and n % 2 else a
+                        r = await http.post(f"{gw.base_url}/websocket/rooms/{ROOM}/message",
+                                            json={"type": "message", "data": {"n": n}})
                     assert r.status_code in (200, 202), r.text
                     await asyncio.sleep(0.005)  # a steady rate, not a test wait
 
@@ -104,12 +90,14 @@ async def test_every_client_gets_every_publication_once_in_order(pair: Cluster) 
                 await asyncio.gather(drop(victims[0]), drop(victims[1]), kick(victims[2]))
                 if round_ == 5:
                     b_alive = False
+                    async with posting:
+                        pass  # no call to B is under way: none is cut without an answer
                     await asyncio.to_thread(b.kill)
                     await asyncio.to_thread(b.start)
                     b_alive = True
             await asyncio.wait_for(task, WAIT)
         for app in apps:
-            await app.until(MESSAGES)
+            await app.until(numbers=MESSAGES)
         for i, app in enumerate(apps):
             assert app.numbers == list(range(1, MESSAGES + 1)), f"client {i}"
             assert all(o.recovered for o in app.outcomes), (i, app.outcomes)

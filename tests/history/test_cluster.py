@@ -11,10 +11,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from roomcast.client import Client, ConnectionState, Message, Recovery
+from roomcast.client import Client, ConnectionState
 from tests.client.support import FAST, until_state
 from tests.cluster.support import API_KEY, Cluster
 from tests.helpers.cutter import CuttableProxy
+from tests.helpers.received import Received
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.tokens import make_token
 
@@ -34,35 +35,6 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
-
-
-class Seen:
-    def __init__(self, client: Client) -> None:
-        self.numbers: list[int] = []
-        self.outcomes: list[Recovery] = []
-        self.changed = asyncio.Condition()
-        client.on_room(ROOM, self._message)
-        client.on_recovery(self._outcome, room=ROOM)
-
-    async def _message(self, message: Message) -> None:
-        if message.type == "message":
-            async with self.changed:
-                self.numbers.append(message.data["n"])
-                self.changed.notify_all()
-
-    async def _outcome(self, outcome: Recovery) -> None:
-        async with self.changed:
-            self.outcomes.append(outcome)
-            self.changed.notify_all()
-
-    async def until(self, count: int, outcomes: int = 0) -> None:
-        async with self.changed:
-            try:
-                await asyncio.wait_for(self.changed.wait_for(
-                    lambda: len(self.numbers) >= count and len(self.outcomes) >= outcomes), WAIT)
-            except TimeoutError:
-                raise AssertionError(f"wanted {count}, got {self.numbers} {self.outcomes}") \
-                    from None
 
 
 def api(gw_url: str) -> httpx.AsyncClient:
@@ -90,7 +62,7 @@ async def test_recovers_on_another_instance_what_was_published_through_both(
     try:
         async with api(a.base_url) as via_a, api(b.base_url) as via_b, \
                 Client(proxy.url(), token=token, backoff=FAST) as client:
-            seen = Seen(client)
+            seen = Received(client, ROOM, wait=WAIT)
             await client.room(ROOM).wait_joined()
             await publish(via_a, 1)
             await publish(via_b, 2)
@@ -103,7 +75,7 @@ async def test_recovers_on_another_instance_what_was_published_through_both(
             # The client comes back on the other instance.
             proxy.target_port = b.port
             proxy.restore()
-            await seen.until(8, outcomes=1)
+            await seen.until(8, 1)
             await publish(via_a, 9)
             await seen.until(9)
             assert seen.numbers == list(range(1, 10))
@@ -122,7 +94,7 @@ async def test_pubsub_loss_is_repaired_from_the_stream_and_counted(
     token = make_token(pair.secret, "ivan", groups=["hist"])
     async with api(a.base_url) as via_a, api(b.base_url) as via_b, \
             Client(b.ws_url, token=token, backoff=FAST) as client:
-        seen = Seen(client)
+        seen = Received(client, ROOM, wait=WAIT)
         await client.room(ROOM).wait_joined()
         connection = client.connection_id
         before = await metric(via_b, "roomcast_history_gaps_repaired_total")
@@ -162,7 +134,7 @@ async def test_an_outage_longer_than_retention_is_told_not_recovered(
     try:
         async with api(gw.base_url) as http, \
                 Client(proxy.url(), token=token, backoff=FAST) as client:
-            seen = Seen(client)
+            seen = Received(client, ROOM, wait=WAIT)
             await client.room(ROOM).wait_joined()
             await publish(http, 1)
             await seen.until(1)
@@ -173,7 +145,7 @@ async def test_an_outage_longer_than_retention_is_told_not_recovered(
             await watcher.expire_data(ROOM)  # the stream's TTL passed
             assert await raw.exists(keys(ROOM)[0])  # its epoch and top offset did not
             proxy.restore()
-            await seen.until(1, outcomes=1)
+            await seen.until(1, 1)
             await publish(http, 3)
             await seen.until(2)
             assert seen.numbers == [1, 3]
