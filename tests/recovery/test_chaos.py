@@ -168,6 +168,8 @@ async def test_every_client_gets_every_message_once_in_order_through_chaos(
             assert w.seqs == list(range(N_MESSAGES)), w.describe(N_MESSAGES)
             failed = [r for r in w.recoveries if not r.recovered]
             assert failed == [], w.describe(N_MESSAGES)
+            # Nor did the server send one twice (replay and live handed over exactly).
+            assert w.client.duplicates_dropped == 0, w.describe(N_MESSAGES)
         # The disruptions did happen, and were recovered by replay.
         assert any(r.replayed > 0 for r in watchers[outage].recoveries), \
             watchers[outage].describe(N_MESSAGES)
