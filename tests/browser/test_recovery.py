@@ -160,6 +160,8 @@ def test_client_js_recovers_what_it_missed_across_a_server_restart(browser: Brow
 
         app = page.evaluate("window.__app")
         assert app["seqs"] == list(range(9)), app
+        # Nor did the server send one twice (client.js would have hidden it from the app).
+        assert page.evaluate("window.__client._positions.stats.duplicates") == 0
         outcome = [r for r in app["recoveries"] if r["room"] == room]
         assert outcome == [{"room": room, "recovered": True, "reason": "recovered",
                             "replayed": 5}], app
