@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from roomcast.auth.claims import Claims
 from roomcast.exceptions import StoreError
+from roomcast.membership.sqlite import open_sqlite
 
 BanScope = Literal["user", "token"]
 
@@ -198,18 +199,7 @@ class SqliteDenials:
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        try:
-            await asyncio.to_thread(lambda: sqlite3.connect(self.path).close())
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the denial store {self.path!r}: {exc}") from exc
-        try:
-            await db.execute("PRAGMA busy_timeout = 5000")
-            await db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            await db.close()
-            raise StoreError(f"cannot open the denial store {self.path!r}: {exc}") from exc
-        self._db = db
+        self._db = await open_sqlite(self.path, _SCHEMA, what="the denial store")
 
     async def close(self) -> None:
         db, self._db = self._db, None

@@ -36,6 +36,31 @@ def _check_openable(path: str) -> None:
     sqlite3.connect(path).close()
 
 
+async def open_sqlite(path: str, schema: str, *, what: str) -> aiosqlite.Connection:
+    """A connection to a SQLite file in WAL mode, with ``schema`` created if needed.
+
+    Raises:
+        StoreError: the file cannot be opened or the schema not created (``what`` names
+            the store in the message).
+    """
+    try:
+        # aiosqlite leaves its worker thread behind when connect() fails,
+        # and that thread later trips over a closed loop: find out first.
+        await asyncio.to_thread(_check_openable, path)
+        db = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {what} {path!r}: {exc}") from exc
+    try:
+        await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        await db.executescript(schema)
+    except sqlite3.Error as exc:
+        await db.close()
+        raise StoreError(f"cannot open {what} {path!r}: {exc}") from exc
+    return db
+
+
 class SqliteMembershipStore:
     """A :class:`~roomcast.membership.base.MembershipStore` in one SQLite file.
 
@@ -55,22 +80,7 @@ class SqliteMembershipStore:
         """Open the file (creating it) and create the schema if needed."""
         if self._db is not None:
             return
-        try:
-            # aiosqlite leaves its worker thread behind when connect() fails,
-            # and that thread later trips over a closed loop: find out first.
-            await asyncio.to_thread(_check_openable, self.path)
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
-        try:
-            await db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            await db.execute("PRAGMA journal_mode = WAL")
-            await db.execute("PRAGMA foreign_keys = ON")
-            await db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            await db.close()
-            raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
-        self._db = db
+        self._db = await open_sqlite(self.path, _SCHEMA, what="SQLite store")
 
     async def close(self) -> None:
         """Close the file; the store may be opened again."""
