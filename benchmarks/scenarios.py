@@ -183,6 +183,19 @@ async def start_roomcast(procs: ProcessGroup, opts: Options) -> ServerSet:
     return servers
 
 
+#: History off for both room kinds (it is on by default): the cost of history is the
+#: difference between "roomcast" and this row.
+NO_HISTORY = {"ROOMCAST_HISTORY_USER_SIZE": "0", "ROOMCAST_HISTORY_GROUP_SIZE": "0"}
+
+
+async def start_roomcast_nohistory(procs: ProcessGroup, opts: Options) -> ServerSet:
+    env = {**roomcast_env(procs, opts), **NO_HISTORY}
+    port, pid = await _start_roomcast(procs, opts, "roomcast", env)
+    servers = ServerSet("roomcast", [f"ws://127.0.0.1:{port}/websocket/connect"], [pid])
+    await _trigger_for(port, opts, servers)
+    return servers
+
+
 async def start_redis(procs: ProcessGroup) -> tuple[int, int]:
     """redis-server on a free port (never wrapped: only the servers are measured)."""
     exe = shutil.which("redis-server")
@@ -212,6 +225,7 @@ async def start_roomcast_redis(procs: ProcessGroup, opts: Options) -> ServerSet:
 SCENARIOS: dict[str, Starter] = {
     "bare": start_bare,
     "roomcast": start_roomcast,
+    "roomcast-nohistory": start_roomcast_nohistory,
     "roomcast-redis": start_roomcast_redis,
     "socketio": start_socketio,
     "aiohttp-send": start_bare_send,
@@ -219,7 +233,8 @@ SCENARIOS: dict[str, Starter] = {
 
 DESCRIPTIONS = {
     "bare": "aiohttp 3.14, frame built once, same bytes written to every transport",
-    "roomcast": "roomcast serve, one instance, in-memory broker",
+    "roomcast": "roomcast serve, one instance, in-memory broker (history on, the default)",
+    "roomcast-nohistory": "the same with history off (ROOMCAST_HISTORY_*_SIZE=0)",
     "roomcast-redis": "roomcast serve x2 + redis-server, clients split, publishes on one",
     "socketio": "python-socketio AsyncServer emit(room=) on uvicorn (websockets-sansio)",
     "aiohttp-send": "aiohttp send_str per connection (for calibrating against other measurements)",
