@@ -377,6 +377,11 @@ class Settings:
         "ROOMCAST_RECOVER_WAIT", _positive_float,
         "seconds a ?recover=1 connection waits for its recover message", 2.0,
     )
+    permessage_deflate: bool = _opt(
+        "ROOMCAST_PERMESSAGE_DEFLATE", _on_off,
+        "compress messages for clients that offer permessage-deflate (once per message "
+        "for every such recipient, no context takeover)", False,
+    )
     workers: int = _opt(
         "ROOMCAST_WORKERS", _positive_int,
         "worker processes sharing the port (SO_REUSEPORT; more than 1 needs REDIS_URL)", 1,

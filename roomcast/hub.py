@@ -16,7 +16,7 @@ from roomcast import metrics
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
 from roomcast.logs import Throttled
 from roomcast.membership.base import Group
-from roomcast.protocol.frames import text_frame
+from roomcast.protocol.frames import deflated_text_frame, text_frame
 from roomcast.types import ConnId, GroupId, RoomId, UserId
 from roomcast.writer import ConnectionWriter, fan_out
 
@@ -56,6 +56,8 @@ class LocalConnection:
     token_id: str = ""
     #: Closes the socket (code, reason); set by the transport layer.
     closer: Closer | None = None
+    #: The permessage-deflate window bits it negotiated (0: it gets plain frames).
+    deflate: int = 0
 
     def close(self, code: int, reason: str) -> None:
         """Ask the transport to close this connection (idempotent there)."""
@@ -77,15 +79,19 @@ class Hub:
         self.users: dict[UserId, dict[ConnId, LocalConnection]] = {}
         self.rooms: dict[RoomId, dict[ConnId, LocalConnection]] = {}
         self.room_names: dict[RoomId, str] = {}
+        #: Connections here that negotiated permessage-deflate (0: the plain fast path).
+        self.deflating = 0
 
     def add(self, conn: LocalConnection) -> None:
         self.connections[conn.id] = conn
         self.users.setdefault(conn.user_id, {})[conn.id] = conn
+        self.deflating += bool(conn.deflate)
 
     def remove(self, conn: LocalConnection) -> list[RoomId]:
         """Forget a connection; returns the rooms it was in."""
         if self.connections.pop(conn.id, None) is None:
             return []
+        self.deflating -= bool(conn.deflate)
         user_conns = self.users.get(conn.user_id)
         if user_conns is not None:
             user_conns.pop(conn.id, None)
@@ -153,6 +159,8 @@ class Hub:
             _oversize(time.monotonic(), size=len(frame), limit=self.max_frame_bytes,
                       target=type(target).__name__)
             return 0
+        if self.deflating:
+            return self._deliver_mixed(target, payload, frame, skip)
         if skip:
             return fan_out([c for c in self.recipients(target) if c.id not in skip], frame)
         if isinstance(target, ToRoom) and target.exclude is None:
@@ -160,3 +168,22 @@ class Hub:
             members = self.rooms.get(target.room)
             return fan_out(members.values(), frame) if members else 0
         return fan_out(list(self.recipients(target)), frame)
+
+    def _deliver_mixed(
+        self, target: Target, payload: bytes, frame: bytes, skip: Collection[ConnId]
+    ) -> int:
+        """Some connections here take compressed frames: each variant is built once."""
+        compressed: dict[int, bytes] = {}
+        count = 0
+        for conn in self.recipients(target):
+            if conn.id in skip:
+                continue
+            bits = conn.deflate
+            if bits:
+                data = compressed.get(bits)
+                if data is None:
+                    data = compressed[bits] = deflated_text_frame(payload, bits)
+            else:
+                data = frame
+            count += conn.writer.write(data)
+        return count

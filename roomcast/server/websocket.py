@@ -135,7 +135,10 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
             ws = web.WebSocketResponse(
                 autoping=False,
                 heartbeat=None,
-                compress=False,
+                # permessage-deflate when enabled and offered; aiohttp negotiates it and
+                # decompresses what clients send, and our writer sends compressed frames
+                # made once per message (hub.py). aiohttp itself sends only control frames.
+                compress=gw.settings.permessage_deflate,
                 # Our own size check answers with an error and keeps the socket; aiohttp's
                 # hard limit (twice ours) closes with 1009 before a huge frame is buffered.
                 max_msg_size=2 * gw.settings.max_message_size,
@@ -256,6 +259,7 @@ def _connection(
         issued_at=claims.issued_at,
         token_id=claims.token_id,
         last_seen=asyncio.get_running_loop().time(),
+        deflate=int(ws.compress or 0),
     )
     closer = _Closer(ws, conn, transport, grace=gw.settings.ping_timeout)
     conn.closer = closer
