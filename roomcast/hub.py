@@ -173,17 +173,11 @@ class Hub:
         self, target: Target, payload: bytes, frame: bytes, skip: Collection[ConnId]
     ) -> int:
         """Some connections here take compressed frames: each variant is built once."""
-        compressed: dict[int, bytes] = {}
-        count = 0
+        by_bits: dict[int, list[LocalConnection]] = {}
         for conn in self.recipients(target):
-            if conn.id in skip:
-                continue
-            bits = conn.deflate
-            if bits:
-                data = compressed.get(bits)
-                if data is None:
-                    data = compressed[bits] = deflated_text_frame(payload, bits)
-            else:
-                data = frame
-            count += conn.writer.write(data)
-        return count
+            if conn.id not in skip:
+                by_bits.setdefault(conn.deflate, []).append(conn)
+        return sum(
+            fan_out(conns, deflated_text_frame(payload, bits) if bits else frame)
+            for bits, conns in by_bits.items()
+        )
