@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -29,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import Target, ToRoom
+from roomcast.broker.redis_once import exchange_once
 from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError, DeliveryUnknown
 from roomcast.history.base import (
     Appended,
@@ -162,15 +164,7 @@ class RedisHistory:
         raise AssertionError("unreachable")
 
     async def _send_append(self, keys_and_args: list[str | int | bytes]) -> Any:
-        pool = self._redis.connection_pool
-        try:
-            # Connects, or replaces a connection found dead: nothing is sent yet.
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        except _UNREACHABLE as exc:
-            raise BrokerUnavailable(f"Redis unreachable: {str(exc)[:200]}") from exc
-        except RedisError as exc:
-            raise BrokerError(f"Redis history failed: {str(exc)[:200]}") from exc
-        try:
+        async def exchange(conn: AbstractConnection) -> Any:
             try:
                 await conn.send_command("EVALSHA", self._append.sha, 3, *keys_and_args)
                 return await conn.read_response()
@@ -178,13 +172,8 @@ class RedisHistory:
                 # Redis lost its scripts (a restart): nothing ran, so send it whole.
                 await conn.send_command("EVAL", _APPEND, 3, *keys_and_args)
                 return await conn.read_response()
-        except _UNREACHABLE as exc:
-            raise DeliveryUnknown(
-                f"Redis did not confirm the append: {str(exc)[:200]}") from exc
-        except RedisError as exc:
-            raise BrokerError(f"Redis history failed: {str(exc)[:200]}") from exc
-        finally:
-            await pool.release(conn)
+
+        return await exchange_once(self._redis.connection_pool, exchange, what="append")
 
     async def read(
         self, room: RoomId, retention: Retention, *, since: int = 0, limit: int,
