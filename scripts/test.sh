@@ -51,7 +51,7 @@ echo "== installing Python dependencies (pinned in constraints.txt)"
 echo "== ruff"
 "$py" -m ruff check roomcast tests benchmarks
 echo "== mypy"
-"$py" -m mypy
+"$py" -m mypy roomcast tests
 if [ -f tests/js/package-lock.json ]; then
     # Test-only packages (React for the react.js browser test), pinned by the lock file.
     echo "== npm ci (tests/js)"

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-Handler = Callable[[T], Awaitable[None] | None]
+Handler = Callable[[T], object]
 """A sync or async callable taking one argument; its return value is ignored."""
 
 logger = logging.getLogger("roomcast.client")

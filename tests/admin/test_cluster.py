@@ -44,7 +44,7 @@ async def test_api_on_one_instance_reaches_the_other(
     async with api_client(a) as api:
         async def listed() -> bool:
             r = await api.get("/websocket/connections", params={"user_id": user})
-            return r.json()["total"] == 1
+            return bool(r.json()["total"] == 1)
         await eventually(listed)
         conn = (await api.get(f"/websocket/connections/{peer.conn_id}")).json()["connection"]
         status_b = (await api.get(f"{b.base_url}/websocket/status")).json()

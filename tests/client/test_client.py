@@ -28,7 +28,8 @@ def uid() -> str:
 async def test_connect_announces_ids_and_rooms(gateway: GatewayProcess) -> None:
     user, group = f"u-{uid()}", f"g-{uid()}"
     async with client_for(gateway, user, [group]) as client:
-        assert client.state is ConnectionState.CONNECTED
+        connected = client.state  # a copy: mypy would keep client.state narrowed past the block
+        assert connected is ConnectionState.CONNECTED
         assert client.user_id == user
         assert client.connection_id
         await joined(client, f"user:{user}", f"group:{group}")

@@ -68,7 +68,7 @@ async def test_status_shape_and_counts(fresh_gateway: GatewayProcess) -> None:
     await bob.ws.wait_closed()
 
     async def both_gone() -> bool:
-        return (await status(gw))["stats"]["active_connections"] == 0
+        return bool((await status(gw))["stats"]["active_connections"] == 0)
 
     await eventually(both_gone, "the closed connections to leave the counts")
     # Go's total_connections counts every connection since start.

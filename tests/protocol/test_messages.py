@@ -155,7 +155,7 @@ def test_ping_frame() -> None:
 def test_close_code_reconnect_table() -> None:
     assert CloseCode.GOING_AWAY.reconnect and CloseCode.SLOW_CONSUMER.reconnect
     assert CloseCode.STALE.reconnect and CloseCode.MESSAGE_TOO_BIG.reconnect
-    assert CloseCode.INSUFFICIENT_STATE == 3010 and CloseCode.INSUFFICIENT_STATE.reconnect
+    assert int(CloseCode.INSUFFICIENT_STATE) == 3010 and CloseCode.INSUFFICIENT_STATE.reconnect
     assert not CloseCode.POLICY_VIOLATION.reconnect and not CloseCode.KICKED.reconnect
     assert (CloseCode.GOING_AWAY, CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG) == (
         1001, 1008, 1009)

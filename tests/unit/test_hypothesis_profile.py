@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 def test_no_deadline_and_no_speed_health_check_in_every_profile() -> None:
     for profile in (settings.default, settings.get_profile("dev"), settings.get_profile("ci")):
-        assert profile.deadline is None
+        assert profile is not None and profile.deadline is None
         assert HealthCheck.too_slow in profile.suppress_health_check
 
 
