@@ -94,7 +94,7 @@ async def test_publish_and_token_use_the_gateway_secret(
             in_dir, project, "publish", "--url", gw.base_url, "--user", "bob",
             "--data", '{"text": "hi"}')
         assert code == 0, err
-        assert out.startswith("sent ") and out.endswith(" to 1 connection(s)\n")
+        assert out.startswith("sent ") and out.endswith(" to 1 connection(s), stored in user:bob\n")
         async with asyncio.timeout(15):
             message = await anext(messages)
         assert message.data["text"] == "hi"
