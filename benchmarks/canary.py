@@ -70,8 +70,10 @@ async def canary_pings(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> l
         sent = time.perf_counter()
         await ws.send_str(json.dumps({"type": "system", "id": mid, "data": {"action": "ping"}}))
         while True:
-            msg = json.loads((await ws.receive(timeout=30)).data)
-            if msg.get("id") == mid:
+            frame = await ws.receive(timeout=30)
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                raise RuntimeError(f"the canary's connection ended: {frame}")
+            if json.loads(frame.data).get("id") == mid:
                 break
         out.append((time.perf_counter() - sent) * 1000)
         await asyncio.sleep(0.01)
@@ -96,8 +98,14 @@ async def hostile(session: aiohttp.ClientSession, url: str, tok: str, frame: str
 
         reader = asyncio.create_task(drain())
         with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+            sent = 0
             while not ws.closed:
                 await ws.send_str(frame)
+                sent += 1
+                if sent % 100 == 0:
+                    # send_str only yields when the socket is full: let the reader (and
+                    # SIGINT) run, or a closed socket is written to forever.
+                    await asyncio.sleep(0)
         await reader
         closes[f"closed {ws.close_code}"] += 1
 
@@ -121,7 +129,7 @@ async def main(args: argparse.Namespace) -> None:
             crowd = [await session.ws_connect(
                 url, headers={"Authorization": f"Bearer {token(secret, f'm{i}', [group])}"})
                 for i in range(200 if args.kind == "members" else 0)]
-            print(summary("alone", await canary_pings(canary, args.seconds / 3)))
+            print(summary("alone", await canary_pings(canary, args.seconds / 3)), flush=True)
             frame = FRAMES[args.kind].replace("%s", f"group:{group}")
             # The flood comes from another process, as it would from another machine: in
             # this process it would starve the canary's own measurements.
@@ -136,9 +144,9 @@ async def main(args: argparse.Namespace) -> None:
             rtts = await canary_pings(canary, args.seconds)
             cpu = gateway.cpu_percent()
             print(summary(f"{args.kind} flood x{args.connections}", rtts)
-                  + f"  gateway CPU {cpu:.0f}%")
+                  + f"  gateway CPU {cpu:.0f}%", flush=True)
             flooder.send_signal(signal.SIGINT)
-            out, _ = await flooder.communicate()
+            out, _ = await asyncio.wait_for(flooder.communicate(), 30)
             print(f"hostile connections ended: {out.decode().strip()}")
             for ws in (canary, *crowd):
                 await ws.close()
