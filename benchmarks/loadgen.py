@@ -70,6 +70,8 @@ class Config:
     server_pids: list[int] = field(default_factory=list)
     aux_pids: list[int] = field(default_factory=list)  # e.g. redis: reported apart
     stall_s: float = 10.0
+    #: The socket.io server writes JSON without spaces (Node's JSON.stringify).
+    compact_json: bool = False
     join_deadline_s: float = 180.0
 
 
@@ -236,12 +238,14 @@ def pad_for(target: int, overhead: int) -> str:
     return "x" * max(0, target - overhead - len(message_data(100, "")))
 
 
-def static_overhead(protocol: str) -> int:
+def static_overhead(protocol: str, compact_json: bool = False) -> int:
     """Bytes a server adds around ``data`` (bare: the sent envelope; socket.io: event)."""
     data = message_data(100, "")
-    if protocol == "socketio":  # 42["msg",{...}] with json.dumps' spaces
+    if protocol == "socketio":  # 42["msg",{...}] with json.dumps' spaces, or none
         obj = json.loads(data)
-        return len(b'42["msg",' + json.dumps(obj).encode() + b"]") - len(data)
+        separators = (",", ":") if compact_json else None
+        redumped = json.dumps(obj, separators=separators).encode()
+        return len(b'42["msg",' + redumped + b"]") - len(data)
     return len(b'{"type":"message","room":"' + ROOM_BYTES + b'","data":}')
 
 
@@ -256,8 +260,8 @@ class Generator:
         self.trigger_listener: TriggerListener | None = None
         self.warm: list[WSTransport] = []
         self.session: aiohttp.ClientSession | None = None
-        self.pad = pad_for(TARGET_MESSAGE_BYTES, static_overhead(cfg.protocol))
-        self.overhead = static_overhead(cfg.protocol)
+        self.overhead = static_overhead(cfg.protocol, cfg.compact_json)
+        self.pad = pad_for(TARGET_MESSAGE_BYTES, self.overhead)
         self.http_errors = 0
         self.http_error_sample = ""
 

@@ -45,6 +45,20 @@ def _run(argv: list[str]) -> str:
         return ""
 
 
+def node_versions() -> dict[str, str]:
+    """Node.js and the Node peers' packages as locked (``benchmarks/servers/node``)."""
+    out = {"node": _run(["node", "--version"]).lstrip("v") or "-"}
+    try:
+        lock = json.loads((HERE / "servers" / "node" / "package-lock.json").read_text())
+    except (OSError, ValueError):
+        return out
+    for pkg in ("ws", "socket.io", "engine.io", "socket.io-adapter"):
+        out[f"{pkg} (npm)"] = lock.get("packages", {}).get(f"node_modules/{pkg}", {}).get(
+            "version", "-"
+        )
+    return out
+
+
 def machine_info() -> dict[str, Any]:
     model = ""
     for line in _run(["lscpu"]).splitlines():
@@ -62,6 +76,7 @@ def machine_info() -> dict[str, Any]:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
             versions[pkg] = "-"
+    versions.update(node_versions())
     root = HERE.parent
     commit = _run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"])
     dirty = _run(["git", "-C", str(root), "status", "--porcelain", "--", "roomcast"])
@@ -206,6 +221,36 @@ def connect_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+NODE_PEERS = ("node-ws", "node-socketio")
+
+
+def node_table(rows: list[dict[str, Any]]) -> list[str]:
+    """roomcast's ratios to the Node.js peers at the same N, in the same run."""
+    figures = (
+        ("deliveries/s", "rate"),
+        ("server us/dlv", "us"),
+        ("burst p99", "p99"),
+        ("paced p99", "paced_p99"),
+        ("RSS/conn", "rss_kib"),
+        ("connect s", "connect_s"),
+    )
+    head = "| stack | N |" + "".join(
+        f" {label} x {peer} |" for label, _ in figures for peer in NODE_PEERS
+    )
+    out = [head, "|---|---|" + "---|" * (len(figures) * len(NODE_PEERS))]
+    for row in rows:
+        if not row["scenario"].startswith("roomcast") or not row.get("runs"):
+            continue
+        peers = [_find(rows, peer, row["n"]) or {} for peer in NODE_PEERS]
+        if not any(peers):
+            continue
+        cells = [
+            _ratio(row.get(key), peer.get(key)) for _, key in figures for peer in peers
+        ]
+        out.append(f"| {row['scenario']} | {row['n']} | " + " | ".join(cells) + " |")
+    return out if len(out) > 2 else []
+
+
 def targets(rows: list[dict[str, Any]]) -> list[str]:
     """The performance targets, checked against the same run."""
     out = ["| target | N | measured | limit | met? |", "|---|---|---|---|---|"]
@@ -334,12 +379,24 @@ def write_report(
         "## Connect storm and idle memory",
         "",
         "Time from the first handshake until every client has its `room_joined` (roomcast: "
-        "handshake + JWT + rooms; bare: handshake + registration; socketio: Engine.IO open + "
+        "handshake + JWT + rooms; bare, node-ws: handshake + registration; socketio, "
+        "node-socketio: Engine.IO open + "
         "namespace connect + room), and the idle RSS per connection.",
         "",
         *connect_table(rows),
         "",
     ]
+    node = node_table(rows)
+    if node:
+        lines += [
+            "## Against the Node.js peers",
+            "",
+            "roomcast's figure divided by the Node.js peer's at the same N in this run "
+            "(deliveries/s: above 1 is faster; the others: below 1 is better).",
+            "",
+            *node,
+            "",
+        ]
     tgt = targets(rows)
     if tgt:
         lines += ["## Targets, this run", "", *tgt, ""]

@@ -28,7 +28,7 @@ from benchmarks.report import machine_info, write_report
 from benchmarks.scenarios import DESCRIPTIONS, SCENARIOS, Options, ServerSet, start_generator
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SCENARIOS = ("bare", "roomcast", "roomcast-redis", "socketio")
+DEFAULT_SCENARIOS = ("bare", "roomcast", "roomcast-redis", "socketio", "node-ws", "node-socketio")
 #: M per N; python-socketio gets a smaller M so a run stays short.
 DEFAULT_M = {1000: 200, 5000: 200, 10000: 100}
 SOCKETIO_M = {1000: 200, 5000: 40, 10000: 20}

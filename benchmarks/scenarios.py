@@ -45,6 +45,8 @@ class ServerSet:
     api_key: str = ""
     jwt_secret: str = JWT_SECRET
     notes: list[str] = field(default_factory=list)
+    #: More ``loadgen.Config`` fields this stack needs.
+    gen: dict[str, Any] = field(default_factory=dict)
 
 
 Starter = Callable[[ProcessGroup, Options], Awaitable[ServerSet]]
@@ -65,6 +67,7 @@ async def start_generator(
         "api_key": servers.api_key,
         "server_pids": servers.pids,
         "aux_pids": servers.aux_pids,
+        **servers.gen,
         **config,
     }
     proc = await procs.spawn(
@@ -106,6 +109,43 @@ async def start_socketio(procs: ProcessGroup, opts: Options) -> ServerSet:
     pid = await _server(procs, opts, "socketio", argv, port)
     url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
     return ServerSet("socketio", [url], [pid])
+
+
+NODE_DIR = Path(__file__).resolve().parent / "servers" / "node"
+
+
+async def node_setup() -> str:
+    """``node`` on the PATH, the Node peers' packages installed (``npm ci`` once)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise RuntimeError("node/npm not found (Node.js 20 or later)")
+    if not (NODE_DIR / "node_modules").is_dir():
+        proc = await asyncio.create_subprocess_exec(
+            npm, "ci", "--no-audit", "--no-fund", cwd=NODE_DIR,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"npm ci failed in {NODE_DIR}:\n{out.decode()[-2000:]}")
+    return node
+
+
+async def start_node_ws(procs: ProcessGroup, opts: Options) -> ServerSet:
+    node = await node_setup()
+    port = free_port()
+    argv = [node, str(NODE_DIR / "ws.js"), "--port", str(port)]
+    pid = await _server(procs, opts, "node-ws", argv, port)
+    return ServerSet("bare", [f"ws://127.0.0.1:{port}/ws"], [pid])
+
+
+async def start_node_socketio(procs: ProcessGroup, opts: Options) -> ServerSet:
+    node = await node_setup()
+    port = free_port()
+    argv = [node, str(NODE_DIR / "socketio.js"), "--port", str(port)]
+    pid = await _server(procs, opts, "node-socketio", argv, port)
+    url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+    # JSON.stringify writes no spaces: the padding is computed for that.
+    return ServerSet("socketio", [url], [pid], gen={"compact_json": True})
 
 
 def roomcast_env(
@@ -229,6 +269,8 @@ SCENARIOS: dict[str, Starter] = {
     "roomcast-redis": start_roomcast_redis,
     "socketio": start_socketio,
     "aiohttp-send": start_bare_send,
+    "node-ws": start_node_ws,
+    "node-socketio": start_node_socketio,
 }
 
 DESCRIPTIONS = {
@@ -238,4 +280,6 @@ DESCRIPTIONS = {
     "roomcast-redis": "roomcast serve x2 + redis-server, clients split, publishes on one",
     "socketio": "python-socketio AsyncServer emit(room=) on uvicorn (websockets-sansio)",
     "aiohttp-send": "aiohttp send_str per connection (for calibrating against other measurements)",
+    "node-ws": "Node.js ws, frame built once (Sender.frame), the same buffers sent to every socket",
+    "node-socketio": "Node.js Socket.IO, socket.to(room).emit() (one pre-built frame per emit)",
 }
