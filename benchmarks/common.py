@@ -132,3 +132,19 @@ def cpu_seconds(pid: int) -> float:
         except (OSError, ValueError, IndexError):
             continue  # the thread ended meanwhile
     return total / 1e9
+
+
+def bytes_written(pid: int) -> float:
+    """Bytes ``pid`` has passed to write/send system calls (``/proc/<pid>/io`` wchar).
+
+    Sockets included, so over a burst it is the server's bytes on the wire (TCP
+    payload) plus whatever else it wrote (HTTP answers to the trigger, logs).
+    """
+    try:
+        with open(f"/proc/{pid}/io") as fh:
+            for line in fh:
+                if line.startswith("wchar:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return math.nan

@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ from benchmarks.common import (
     BENCH_GROUP,
     BENCH_ROOM,
     TARGET_MESSAGE_BYTES,
+    bytes_written,
     cpu_seconds,
     mint_token,
     parse_ts,
@@ -72,6 +74,8 @@ class Config:
     stall_s: float = 10.0
     #: The socket.io server writes JSON without spaces (Node's JSON.stringify).
     compact_json: bool = False
+    #: Receivers offer permessage-deflate and inflate compressed frames.
+    deflate: bool = False
     join_deadline_s: float = 180.0
 
 
@@ -85,6 +89,9 @@ class Stats:
         self.target = 1 << 62
         self.stale = 0
         self.nbytes = 0
+        self.wire = 0  # compressed deliveries: frame header + payload as received
+        self.compressed = 0
+        self.negotiated = 0
         self.frames = 0
         self.other = 0
         self.joined = 0
@@ -100,6 +107,8 @@ class Stats:
         self.last_rx = 0
         self.stale = 0
         self.nbytes = 0
+        self.wire = 0
+        self.compressed = 0
         self.other = 0
         self.target = target
         self.done.clear()
@@ -195,6 +204,61 @@ class SocketioListener(Listener):
             self.stats.other += 1
 
 
+#: What a browser offers (RFC 7692); the server answers with what it accepted.
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+#: RFC 7692 7.2.2: the receiver appends the empty block the sender stripped.
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
+
+
+class DeflateRoomcastListener(RoomcastListener):
+    """A roomcast client that negotiated permessage-deflate: RSV1 frames are inflated.
+
+    One inflater per connection, as a browser keeps: it works whether or not the
+    server keeps its context between messages. Counts the compressed frames and
+    their size as received (header + payload); otherwise the base listener's path.
+    """
+
+    def __init__(self, stats: Stats) -> None:
+        super().__init__(stats)
+        self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        ext = transport.response.headers.get("Sec-WebSocket-Extensions", "")
+        if "permessage-deflate" in ext:
+            self.stats.negotiated += 1
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = time_ns()
+        st = self.stats
+        st.frames += 1
+        if frame.msg_type is not TEXT:
+            return
+        payload = frame.get_payload_as_bytes()
+        wire = 0
+        if frame.rsv1:
+            n = len(payload)
+            wire = n + (2 if n < 126 else 4 if n < 65536 else 10)
+            payload = self.inflater.decompress(payload + DEFLATE_TAIL)
+        ts = parse_ts(payload)
+        if ts > 0:
+            if ts < st.phase_start:
+                st.stale += 1
+                return
+            lat = st.lat
+            lat.append(now - ts)
+            st.last_rx = now
+            st.nbytes += len(payload)
+            if wire:
+                st.wire += wire
+                st.compressed += 1
+            self.count += 1
+            if len(lat) >= st.target:
+                st.done.set()
+            return
+        self.on_control(transport, payload)
+
+
 LISTENERS: dict[str, type[Listener]] = {
     "roomcast": RoomcastListener,
     "bare": BareListener,
@@ -278,15 +342,20 @@ class Generator:
         urls = self.cfg.urls
         return urls[i % len(urls)]
 
-    def headers(self, i: int) -> dict[str, str]:
+    def headers(self, i: int, receiver: bool = False) -> dict[str, str]:
         if self.cfg.protocol != "roomcast":
             return {}
-        return {"Authorization": "Bearer " + mint_token(self.cfg.jwt_secret, i, self.cfg.groups)}
+        out = {"Authorization": "Bearer " + mint_token(self.cfg.jwt_secret, i, self.cfg.groups)}
+        if receiver and self.cfg.deflate:
+            out["Sec-WebSocket-Extensions"] = DEFLATE_OFFER
+        return out
 
     # ---------------------------------------------------------------- samples
     def cpu_sample(self) -> dict[str, Any]:
         def cpu(pids: list[int]) -> float:
             return sum(cpu_seconds(pid) for pid in pids)
+
+        written = sum(bytes_written(pid) for pid in self.cfg.server_pids)
 
         per_cpu = psutil.cpu_times(percpu=True)
         return {
@@ -294,6 +363,7 @@ class Generator:
             "server": cpu(self.cfg.server_pids),
             "aux": cpu(self.cfg.aux_pids),
             "gen": time.process_time(),
+            "written": written,
             "cores": [(sum(c) - c.idle - c.iowait, sum(c)) for c in per_cpu],
         }
 
@@ -308,6 +378,7 @@ class Generator:
             "server_cpu_s": b["server"] - a["server"],
             "server_cpu_pct": 100 * (b["server"] - a["server"]) / wall,
             "aux_cpu_s": b["aux"] - a["aux"],
+            "server_written_bytes": b["written"] - a["written"],
             "gen_cpu_pct": 100 * (b["gen"] - a["gen"]) / wall,
             "core_busy_pct": [round(100 * c, 1) for c in cores],
         }
@@ -373,8 +444,9 @@ class Generator:
         st = self.stats
         st.join_target = cfg.n
         st.all_joined.clear()
-        factory_cls = LISTENERS[cfg.protocol]
-        headers = [self.headers(i) for i in range(cfg.n)]  # minted before the clock starts
+        factory_cls = DeflateRoomcastListener if cfg.deflate else LISTENERS[cfg.protocol]
+        # minted before the clock starts
+        headers = [self.headers(i, receiver=True) for i in range(cfg.n)]
         sem = asyncio.Semaphore(cfg.connect_concurrency)
         failures: list[str] = []
 
@@ -415,6 +487,7 @@ class Generator:
             "connect_s": joined_s,
             "errors": st.errors,
             "error_sample": st.error_sample,
+            "deflate_negotiated": st.negotiated,
         }
 
     async def settle(
@@ -533,6 +606,8 @@ class Generator:
             "publish_s": sent_s,
             "deliveries_per_s": delivered / window_s if delivered else 0.0,
             "avg_frame_bytes": st.nbytes / delivered if delivered else math.nan,
+            "compressed_pct": 100.0 * st.compressed / delivered if delivered else math.nan,
+            "compressed_wire_bytes": st.wire / st.compressed if st.compressed else math.nan,
             "stale": st.stale,
             "other_frames": st.other,
             "errors": st.errors - errors0,
@@ -545,6 +620,8 @@ class Generator:
         srv = out["server_cpu_s"]
         out["server_us_per_delivery"] = 1e6 * srv / delivered if delivered else math.nan
         out["aux_us_per_delivery"] = 1e6 * out["aux_cpu_s"] / delivered if delivered else math.nan
+        written = out["server_written_bytes"]
+        out["server_bytes_per_delivery"] = written / delivered if delivered else math.nan
         # Whole server core, kernel work (softirq of the loopback) included.
         core0 = out["core_busy_pct"][0] / 100 * out["cpu_window_s"]
         out["core0_us_per_delivery"] = 1e6 * core0 / delivered if delivered else math.nan

@@ -221,6 +221,30 @@ def connect_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def wire_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Bytes on the wire per delivery for every stack; permessage-deflate against off."""
+    out = [
+        "| stack | N | payload B | server wrote B/dlv | x roomcast | compressed deliveries "
+        "| compressed frame B (received) | server us/dlv | x roomcast | CPU0 us/dlv "
+        "| x roomcast | deliveries/s | paced server us/dlv |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if not row.get("runs"):
+            continue
+        base = _find(rows, "roomcast", row["n"]) or {}
+        out.append(
+            f"| {row['scenario']} | {row['n']} | {_f(row['frame'], '{:.0f}')} "
+            f"| {_f(row.get('wire'), '{:.0f}')} | {_ratio(row.get('wire'), base.get('wire'))} "
+            f"| {_f(row.get('compressed'), '{:.0f}%')} "
+            f"| {_f(row.get('compressed_frame'), '{:.0f}')} "
+            f"| {_f(row['us'], '{:.2f}')} | {_ratio(row['us'], base.get('us'))} "
+            f"| {_f(row['core0_us'], '{:.2f}')} | {_ratio(row['core0_us'], base.get('core0_us'))} "
+            f"| {_f(row['rate'])} | {_f(row.get('paced_us'), '{:.2f}')} |"
+        )
+    return out if len(out) > 2 else []
+
+
 NODE_PEERS = ("node-ws", "node-socketio")
 
 
@@ -386,6 +410,24 @@ def write_report(
         *connect_table(rows),
         "",
     ]
+    wire = wire_table(rows)
+    if wire:
+        lines += [
+            "## Bytes on the wire and permessage-deflate",
+            "",
+            "server wrote B/dlv = bytes the server process(es) passed to write/send system "
+            "calls during the burst (`/proc/<pid>/io` wchar) per delivery: frames with their "
+            "headers, plus the few HTTP answers to the trigger. payload B = the text each "
+            "client got (inflated); compressed deliveries = share that came with RSV1 set; "
+            "compressed frame B = header + compressed payload as the generator received it. "
+            "The message's padding is one repeated letter, which deflate all but removes: "
+            "what remains is the envelope, ids and timestamps, so the saving shown is about "
+            "the most a ~200-byte message of this shape gets. `x roomcast`: against the "
+            "`roomcast` row (deflate off) at the same N.",
+            "",
+            *wire,
+            "",
+        ]
     node = node_table(rows)
     if node:
         lines += [

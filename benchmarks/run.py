@@ -28,7 +28,15 @@ from benchmarks.report import machine_info, write_report
 from benchmarks.scenarios import DESCRIPTIONS, SCENARIOS, Options, ServerSet, start_generator
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SCENARIOS = ("bare", "roomcast", "roomcast-redis", "socketio", "node-ws", "node-socketio")
+DEFAULT_SCENARIOS = (
+    "bare",
+    "roomcast",
+    "roomcast-deflate",
+    "roomcast-redis",
+    "socketio",
+    "node-ws",
+    "node-socketio",
+)
 #: M per N; python-socketio gets a smaller M so a run stays short.
 DEFAULT_M = {1000: 200, 5000: 200, 10000: 100}
 SOCKETIO_M = {1000: 200, 5000: 40, 10000: 20}
@@ -200,6 +208,9 @@ BURST_FIELDS = {
     "delivered": "delivered_pct",
     "frame": "avg_frame_bytes",
     "other_frames": "other_frames",
+    "wire": "server_bytes_per_delivery",
+    "compressed": "compressed_pct",
+    "compressed_frame": "compressed_wire_bytes",
 }
 PACED_FIELDS = {
     "paced_p50": "p50_ms",

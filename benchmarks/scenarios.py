@@ -236,6 +236,16 @@ async def start_roomcast_nohistory(procs: ProcessGroup, opts: Options) -> Server
     return servers
 
 
+async def start_roomcast_deflate(procs: ProcessGroup, opts: Options) -> ServerSet:
+    env = {**roomcast_env(procs, opts), "ROOMCAST_PERMESSAGE_DEFLATE": "on"}
+    port, pid = await _start_roomcast(procs, opts, "roomcast", env)
+    url = f"ws://127.0.0.1:{port}/websocket/connect"
+    servers = ServerSet("roomcast", [url], [pid], gen={"deflate": True})
+    await _trigger_for(port, opts, servers)
+    servers.notes.append("receivers offer permessage-deflate; the trigger connection does not")
+    return servers
+
+
 async def start_redis(procs: ProcessGroup) -> tuple[int, int]:
     """redis-server on a free port (never wrapped: only the servers are measured)."""
     exe = shutil.which("redis-server")
@@ -267,6 +277,7 @@ SCENARIOS: dict[str, Starter] = {
     "roomcast": start_roomcast,
     "roomcast-nohistory": start_roomcast_nohistory,
     "roomcast-redis": start_roomcast_redis,
+    "roomcast-deflate": start_roomcast_deflate,
     "socketio": start_socketio,
     "aiohttp-send": start_bare_send,
     "node-ws": start_node_ws,
@@ -277,6 +288,7 @@ DESCRIPTIONS = {
     "bare": "aiohttp 3.14, frame built once, same bytes written to every transport",
     "roomcast": "roomcast serve, one instance, in-memory broker (history on, the default)",
     "roomcast-nohistory": "the same with history off (ROOMCAST_HISTORY_*_SIZE=0)",
+    "roomcast-deflate": "roomcast with ROOMCAST_PERMESSAGE_DEFLATE=on, every receiver offering it",
     "roomcast-redis": "roomcast serve x2 + redis-server, clients split, publishes on one",
     "socketio": "python-socketio AsyncServer emit(room=) on uvicorn (websockets-sansio)",
     "aiohttp-send": "aiohttp send_str per connection (for calibrating against other measurements)",
