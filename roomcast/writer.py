@@ -10,9 +10,12 @@ burst costs at most two system calls per connection, not one per message.
 
 A connection whose bytes in flight (our queue plus the transport's buffer) would
 exceed the limit is a slow consumer: it is closed off the broadcast path, once.
-Direct writes spend a byte budget (the limit minus the transport's buffer when it
-was last measured, minus what was written since), so the transport is asked for
-its buffer size only when that budget runs out, not on every write.
+The transport is asked for its buffer size only now and then: each writer has a
+limit on :attr:`Flusher.sent`, a count of the bytes fanned out to many connections
+at once, up to which it takes direct writes without asking (the byte limit minus
+its buffer when last measured, less what it took since through its own writes).
+A large fan-out with no pass pending (one message to a room) is then a bare loop:
+compare, write; the count moves once per message, not once per recipient.
 """
 
 from __future__ import annotations
@@ -27,8 +30,13 @@ from roomcast.logs import log_event
 
 _log = logging.getLogger("roomcast.writer")
 
-#: The budget of a closed writer: never enough for the fast path.
+#: The limit of a closed writer: never enough for a direct write.
 _CLOSED = -(1 << 62)
+#: Fan-outs to at least this many connections with no pass pending take the bare loop
+#: and count their bytes once, on the flusher; smaller ones (a user's few connections)
+#: count them per writer, so heavy traffic to small rooms does not make every writer
+#: measure its transport more often.
+FAST_MIN = 16
 
 
 class _Transport(Protocol):
@@ -49,14 +57,20 @@ class Flusher:
 
     ``tick`` counts its passes: a writer that wrote or queued during the current
     tick queues what follows until the next pass, which is scheduled by then.
+    ``sent`` counts the bytes of the large fan-outs (every recipient's writer is
+    charged them through its limit, recipient or not: an overestimate, never less).
     """
 
-    __slots__ = ("_dirty", "scheduled", "tick")
+    __slots__ = ("_dirty", "_fanned", "scheduled", "sent", "tick")
 
     def __init__(self) -> None:
         self._dirty: list[ConnectionWriter] = []
+        #: Large fan-outs written directly in this tick: their writers are busy until
+        #: the pass, but their ticks are only set if something else comes (:meth:`settle`).
+        self._fanned: list[Collection[_HasWriter]] = []
         self.scheduled = False
         self.tick = 0
+        self.sent = 0
 
     def schedule(self) -> None:
         """Make sure a pass (ending the current tick) runs soon."""
@@ -68,8 +82,20 @@ class Flusher:
         self._dirty.append(writer)
         self.schedule()
 
+    def settle(self) -> None:
+        """Mark the writers of this tick's large fan-outs as having written in it.
+
+        A burst pays this once per tick; one message at a time never does.
+        """
+        fanned, self._fanned = self._fanned, []
+        tick = self.tick
+        for conns in fanned:
+            for conn in conns:
+                conn.writer._tick = tick
+
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
+        self._fanned = []
         self.scheduled = False
         self.tick += 1
         for writer in dirty:
@@ -84,17 +110,21 @@ class Flusher:
 def fan_out(conns: Collection[_HasWriter], frame: bytes) -> int:
     """:meth:`ConnectionWriter.write` the same frame to every connection; how many took it.
 
-    The idle case is inlined: this loop is the whole cost of one message to a room.
+    The connections' writers share one flusher (the gateway's). The idle cases are
+    inlined: this loop is the whole cost of one message to a room.
     """
-    size = len(frame)
     sent = len(conns)
-    for conn in conns:
-        writer = conn.writer
-        flusher = writer._flusher
-        tick = flusher.tick
-        if writer._tick != tick:
-            budget = writer._budget - size
-            if budget >= 0:
+    if not sent:
+        return 0
+    size = len(frame)
+    flusher = next(iter(conns)).writer._flusher
+    if sent >= FAST_MIN and not flusher.scheduled:
+        # Nothing was written or queued since the last pass: every writer is idle,
+        # and only its limit needs checking.
+        end = flusher.sent + size
+        for conn in conns:
+            writer = conn.writer
+            if writer._limit >= end:
                 transport = writer._transport
                 if not transport.is_closing():
                     try:
@@ -102,12 +132,38 @@ def fan_out(conns: Collection[_HasWriter], frame: bytes) -> int:
                     except Exception:
                         writer.fail()
                         sent -= 1
-                        continue
-                writer._budget = budget
-                writer._tick = tick
-                if not flusher.scheduled:
-                    flusher.schedule()
-                continue
+            elif not writer._write_measured(frame, end):
+                sent -= 1
+        flusher.sent = end
+        flusher._fanned.append(conns)
+        flusher.schedule()
+        return sent
+    if flusher._fanned:
+        flusher.settle()
+    for conn in conns:
+        writer = conn.writer
+        flusher = writer._flusher
+        tick = flusher.tick
+        if writer._tick == tick:
+            # The rest of a burst: queued behind what this tick wrote.
+            if not writer.enqueue(frame):
+                sent -= 1
+            continue
+        limit = writer._limit - size
+        if limit >= flusher.sent:
+            transport = writer._transport
+            if not transport.is_closing():
+                try:
+                    transport.write(frame)
+                except Exception:
+                    writer.fail()
+                    sent -= 1
+                    continue
+            writer._limit = limit
+            writer._tick = tick
+            if not flusher.scheduled:
+                flusher.schedule()
+            continue
         if not writer.write(frame):
             sent -= 1
     return sent
@@ -117,8 +173,8 @@ class ConnectionWriter:
     """The outgoing queue of one connection."""
 
     __slots__ = (
-        "_budget",
         "_flusher",
+        "_limit",
         "_tick",
         "_transport",
         "closed",
@@ -149,28 +205,41 @@ class ConnectionWriter:
         #: The flusher tick in which this writer last wrote or queued (so a dirty
         #: writer's is always the current one, and nothing overtakes its queue).
         self._tick = -1
-        #: Bytes that may still be written before the transport's buffer is measured.
-        self._budget = 0
+        #: Direct writes need no measure while ``flusher.sent`` plus their size stays
+        #: within this (0: measure the first).
+        self._limit = 0
 
     def write(self, frame: bytes) -> bool:
         """Write now if idle since the last pass, else queue; False if closed or overflowed."""
         flusher = self._flusher
+        if flusher._fanned:
+            flusher.settle()
         if self._tick == flusher.tick or self.closed:
             return self.enqueue(frame)
-        transport = self._transport
-        if not transport.is_closing():
-            in_flight = transport.get_write_buffer_size() + len(frame)
-            if in_flight > self.max_bytes:
-                self._overflow()
-                return False
-            try:
-                transport.write(frame)
-            except Exception:
-                self.fail()
-                return False
-            self._budget = self.max_bytes - in_flight
+        if not self._write_measured(frame, flusher.sent):
+            return False
         self._tick = flusher.tick
         flusher.schedule()
+        return True
+
+    def _write_measured(self, frame: bytes, end: int) -> bool:
+        """Write to an idle writer after measuring its transport's buffer (``end``:
+        ``flusher.sent`` with this frame counted); False if closed or overflowed."""
+        if self.closed:
+            return False
+        transport = self._transport
+        if transport.is_closing():
+            return True
+        in_flight = transport.get_write_buffer_size() + len(frame)
+        if in_flight > self.max_bytes:
+            self._overflow()
+            return False
+        try:
+            transport.write(frame)
+        except Exception:
+            self.fail()
+            return False
+        self._limit = end + self.max_bytes - in_flight
         return True
 
     def enqueue(self, frame: bytes) -> bool:
@@ -207,7 +276,7 @@ class ConnectionWriter:
         self.pending = []
         self.pending_bytes = 0
         transport.write(data)
-        self._budget = self.max_bytes - in_flight
+        self._limit = self._flusher.sent + self.max_bytes - in_flight
 
     def close(self, *, flush: bool) -> None:
         """Stop accepting frames; write what is queued first if ``flush``."""
@@ -216,7 +285,7 @@ class ConnectionWriter:
         if flush:
             self.flush()
         self.closed = True
-        self._budget = _CLOSED
+        self._limit = _CLOSED
         self.pending = []
         self.pending_bytes = 0
 
@@ -228,7 +297,7 @@ class ConnectionWriter:
 
     def _overflow(self) -> None:
         self.closed = True
-        self._budget = _CLOSED
+        self._limit = _CLOSED
         self.pending = []
         self.pending_bytes = 0
         if self.on_overflow is not None:

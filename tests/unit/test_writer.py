@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from roomcast.writer import ConnectionWriter, Flusher, fan_out
+from roomcast.writer import FAST_MIN, ConnectionWriter, Flusher, fan_out
 from tests.unit.fakes import FakeTransport, Overflows, make_writer
 
 
@@ -213,3 +213,82 @@ async def test_a_transport_that_raises_fails_its_writer_and_nobody_else() -> Non
     assert broken.closed and overflows.calls == 1
     await one_iteration()
     assert fan_out([Member(broken), Member(healthy)], b"next") == 1
+
+
+# -- fan_out to a room: the bare loop while no pass is pending ----------------------
+
+
+def room(n: int = FAST_MIN, max_bytes: int = 1000) -> tuple[list[Member], list[FakeTransport]]:
+    flusher = Flusher()
+    transports = [FakeTransport() for _ in range(n)]
+    members = [Member(ConnectionWriter(t, flusher, max_bytes=max_bytes)) for t in transports]
+    return members, transports
+
+
+async def test_a_room_gets_one_write_per_message_one_at_a_time() -> None:
+    members, transports = room()
+    frames = [f"frame-{i}".encode() for i in range(5)]
+    for frame in frames:
+        assert fan_out(members, frame) == len(members)
+        assert all(t.writes[-1] is frame for t in transports)  # during the call
+        await one_iteration()
+    assert all(len(t.writes) == 5 for t in transports)
+
+
+async def test_a_burst_to_a_room_costs_two_writes_per_connection_in_order() -> None:
+    members, transports = room()
+    frames = [f"{i};".encode() for i in range(30)]
+    for frame in frames:
+        assert fan_out(members, frame) == len(members)
+    await one_iteration()
+    for t in transports:
+        assert t.writes == [frames[0], b"".join(frames[1:])]
+
+
+async def test_a_room_fan_out_then_a_single_write_in_the_same_iteration_is_queued() -> None:
+    members, transports = room()
+    assert fan_out(members, b"room;") == len(members)
+    assert fan_out(members[:1], b"direct;") == 1
+    assert members[0].writer.write(b"again;")
+    assert transports[0].writes == [b"room;"]
+    await one_iteration()
+    assert transports[0].writes == [b"room;", b"direct;again;"]
+    assert all(t.writes == [b"room;"] for t in transports[1:])
+
+
+async def test_a_queued_frame_is_never_overtaken_by_a_room_fan_out() -> None:
+    members, transports = room()
+    assert members[3].writer.enqueue(b"reply;")
+    assert fan_out(members, b"room;") == len(members)
+    assert transports[3].writes == []
+    await one_iteration()
+    assert transports[3].writes == [b"reply;room;"]
+    assert transports[0].writes == [b"room;"]
+
+
+async def test_a_room_fan_out_stops_at_the_byte_limit_of_a_consumer_that_reads_nothing() -> None:
+    flusher, overflows = Flusher(), Overflows()
+    stuck = StuckTransport()
+    others = [FakeTransport() for _ in range(FAST_MIN)]
+    members = [Member(ConnectionWriter(stuck, flusher, max_bytes=1000, on_overflow=overflows))]
+    members += [Member(ConnectionWriter(t, flusher, max_bytes=1000)) for t in others]
+    results = []
+    for _ in range(25):
+        results.append(fan_out(members, b"x" * 100))
+        await one_iteration()
+    assert results == [len(members)] * 10 + [len(members) - 1] * 15
+    assert stuck.buffered == 1000  # never above the limit
+    assert overflows.calls == 1 and members[0].writer.closed
+    assert all(len(t.writes) == 25 for t in others)
+
+
+async def test_a_room_fan_out_skips_closed_writers_and_survives_a_broken_transport() -> None:
+    members, transports = room()
+    members[0].writer.close(flush=False)
+    broken = ConnectionWriter(BrokenTransport(), members[1].writer._flusher, max_bytes=1000)
+    members[1] = Member(broken)
+    assert fan_out(members, b"frame") == len(members) - 2
+    assert transports[0].writes == [] and broken.closed
+    assert all(t.writes == [b"frame"] for t in transports[2:])
+    await one_iteration()
+    assert fan_out(members, b"next") == len(members) - 2
