@@ -325,10 +325,12 @@ class Settings:
     server_id: str = _opt("ROOMCAST_SERVER_ID", str, "this instance's id (default: a UUID)", "")
     broker_mode: str = _opt(
         "ROOMCAST_BROKER_MODE",
-        _choice("compat", "sharded"),
-        "Redis channels: compat or sharded",
+        _choice("compat", "sharded", "cluster"),
+        "Redis channels: compat, sharded, or cluster (REDIS_URL is a node of a Redis "
+        "Cluster: sharded channels, rooms spread over its masters)",
         "compat",
     )
+
     instance_ttl: float = _opt(
         "ROOMCAST_INSTANCE_TTL",
         _positive_float,
@@ -405,6 +407,11 @@ class Settings:
     )
     #: True when the secret was generated at start-up (development mode).
     generated_secret: bool = False
+
+    @property
+    def redis_cluster(self) -> bool:
+        """REDIS_URL names a node of a Redis Cluster."""
+        return self.broker_mode == "cluster" and self.redis_url is not None
 
     @property
     def dev_login_enabled(self) -> bool:

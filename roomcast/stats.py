@@ -22,6 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.logs import log_event
 from roomcast.supervisor import supervise
 
@@ -64,6 +65,7 @@ class StatsSampler:
         redis_url: str | None = None,
         interval: float = INTERVAL,
         window: int = WINDOW,
+        cluster: bool = False,
     ) -> None:
         self.server_id = server_id
         self._read = read
@@ -71,11 +73,15 @@ class StatsSampler:
         self._window = window
         self._series: deque[Sample] = deque(maxlen=window)
         self._last: tuple[float, Counters] | None = None
-        self._redis: aioredis.Redis | None = (
-            aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
-            if redis_url
-            else None
-        )
+        self._redis: aioredis.Redis | None = None
+        # On a Redis Cluster the keys carry one hash tag (one slot, one master).
+        self._tag = CONTROL_TAG if cluster else ""
+        if redis_url and cluster:
+            self._redis = aioredis.Redis.from_pool(pinned_pool(
+                redis_url, socket_timeout=2.0, socket_connect_timeout=2.0))
+        elif redis_url:
+            self._redis = aioredis.Redis.from_url(
+                redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._task: asyncio.Task[None] | None = None
         self._ticked = asyncio.Event()
 
@@ -89,7 +95,7 @@ class StatsSampler:
                 await self._task
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
-                await self._redis.zrem(INSTANCES, self.server_id)
+                await self._redis.zrem(self._tag + INSTANCES, self.server_id)
             await self._redis.aclose()
 
     async def wait_tick(self) -> None:
@@ -125,20 +131,20 @@ class StatsSampler:
 
     async def _share(self, sample: Sample) -> None:
         assert self._redis is not None
-        key = KEY_PREFIX + self.server_id
+        key = self._tag + KEY_PREFIX + self.server_id
         pipe = self._redis.pipeline(transaction=False)
         pipe.rpush(key, orjson.dumps(sample))
         pipe.ltrim(key, -self._window, -1)
         pipe.expire(key, int(self._window * self.interval) + 60)
-        pipe.zadd(INSTANCES, {self.server_id: sample[0]})
+        pipe.zadd(self._tag + INSTANCES, {self.server_id: sample[0]})
         await pipe.execute()
 
     async def _live_instances(self) -> list[str]:
         """Instances that sampled within the last few intervals (a dead one drops out)."""
         assert self._redis is not None
         since = time.time() - max(5.0, 5 * self.interval)
-        await self._redis.zremrangebyscore(INSTANCES, "-inf", since - 3600)
-        found = await self._redis.zrangebyscore(INSTANCES, since, "+inf")
+        await self._redis.zremrangebyscore(self._tag + INSTANCES, "-inf", since - 3600)
+        found = await self._redis.zrangebyscore(self._tag + INSTANCES, since, "+inf")
         names = {x.decode() if isinstance(x, bytes) else str(x) for x in found}
         return sorted(names | {self.server_id})
 
@@ -150,7 +156,7 @@ class StatsSampler:
             servers = await self._live_instances()
             pipe = self._redis.pipeline(transaction=False)
             for server in servers:
-                pipe.lrange(KEY_PREFIX + server, 0, -1)
+                pipe.lrange(self._tag + KEY_PREFIX + server, 0, -1)
             lists = await pipe.execute()
         except (RedisError, OSError):
             return {self.server_id: list(self._series)}
@@ -170,7 +176,7 @@ class StatsSampler:
             servers = [s for s in await self._live_instances() if s != self.server_id]
             pipe = self._redis.pipeline(transaction=False)
             for server in servers:
-                pipe.lindex(KEY_PREFIX + server, -1)
+                pipe.lindex(self._tag + KEY_PREFIX + server, -1)
             raws = await pipe.execute()
         except (RedisError, OSError):
             return own

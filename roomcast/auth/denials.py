@@ -20,13 +20,14 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiosqlite
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from roomcast.auth.claims import Claims
+from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import StoreError
 from roomcast.membership.sqlite import open_sqlite
 
@@ -118,20 +119,25 @@ class RedisDenials:
 
     Keys (``prefix`` defaults to ``roomcast:``): ``revoked:{user_id}`` (the revocation
     time), ``banned:user:{user_id}`` and ``banned:token:{token_id}`` (the ban's end),
-    all Unix seconds as strings. A handshake reads the three with one ``MGET``.
+    all Unix seconds as strings. A handshake reads the three with one ``MGET``. On a
+    Redis Cluster (``cluster``) the keys carry one hash tag, so that ``MGET`` is legal.
     """
 
     def __init__(self, url: str, prefix: str = "roomcast:",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, cluster: bool = False) -> None:
         self.url = url
-        self.prefix = prefix
+        self.prefix = CONTROL_TAG + prefix if cluster else prefix
+        self._cluster = cluster
         self._clock = clock
         self._redis: aioredis.Redis | None = None
 
     async def open(self) -> None:
-        self._redis = aioredis.Redis.from_url(
-            self.url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=2.0
-        )
+        options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0,
+                                   "socket_connect_timeout": 2.0}
+        if self._cluster:
+            self._redis = aioredis.Redis.from_pool(pinned_pool(self.url, **options))
+        else:
+            self._redis = aioredis.Redis.from_url(self.url, **options)
 
     async def close(self) -> None:
         client, self._redis = self._redis, None

@@ -78,6 +78,29 @@ class Incoming:
     message_id: str | None = None
 
 
+#: Hash tag of the channels that are not a room's, on a Redis Cluster.
+SHARD_GLOBAL: Final = "{roomcast-bus}:"
+_SHARD_ROOM: Final = ("roomcast:{", "}:room")
+
+
+def shard_channel(channel: str) -> str:
+    """The sharded channel carrying ``channel`` on a Redis Cluster."""
+    if channel.startswith(ROOM_PREFIX):
+        head, tail = _SHARD_ROOM
+        return head + channel.removeprefix(ROOM_PREFIX) + tail
+    return SHARD_GLOBAL + channel
+
+
+def unshard_channel(shard: str) -> str:
+    """The channel that :func:`shard_channel` renamed to ``shard`` (parsed as usual)."""
+    if shard.startswith(SHARD_GLOBAL):
+        return shard.removeprefix(SHARD_GLOBAL)
+    head, tail = _SHARD_ROOM
+    if shard.startswith(head) and shard.endswith(tail) and len(shard) > len(head + tail):
+        return ROOM_PREFIX + shard[len(head):-len(tail)]
+    return shard
+
+
 def room_channel(room: str) -> str:
     """The per-room channel of sharded mode."""
     return ROOM_PREFIX + room

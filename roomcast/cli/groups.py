@@ -113,7 +113,8 @@ def _reason(resp: httpx.Response) -> str:
 async def _via_store(args: argparse.Namespace) -> int:
     settings = config.load(None, dev_secret_ok=False)
     url = args.store or settings.membership_url or settings.redis_url or settings.database_url
-    store = open_store(url or settings.sqlite_path)
+    store = open_store(url or settings.sqlite_path,
+                       cluster=settings.redis_cluster and url == settings.redis_url)
     await store.open()
     try:
         user = UserId(args.user_id)

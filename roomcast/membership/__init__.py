@@ -9,12 +9,12 @@ __all__ = ["Group", "MembershipStore", "open_store"]
 
 
 def open_store(url_or_path: str, *, cache_ttl: float = 30.0, timeout: float = 2.0,
-               authorization: str | None = None) -> MembershipStore:
+               authorization: str | None = None, cluster: bool = False) -> MembershipStore:
     """The store for a URL or path (not yet opened: call ``await store.open()``).
 
     - ``sqlite://PATH`` or a plain path: a SQLite file (``sqlite:///var/lib/r.db``
       is absolute, ``sqlite://r.db`` relative; ``:memory:`` works too);
-    - ``redis://`` or ``rediss://``: Redis;
+    - ``redis://`` or ``rediss://``: Redis (a node of a Redis Cluster with ``cluster``);
     - ``postgres://`` or ``postgresql://``: PostgreSQL;
     - ``http://`` or ``https://``: the application, a URL template with ``{user_id}``
       (read-only; ``cache_ttl``, ``timeout`` and ``authorization`` apply to it).
@@ -36,7 +36,7 @@ def open_store(url_or_path: str, *, cache_ttl: float = 30.0, timeout: float = 2.
     if scheme in ("redis", "rediss"):
         from roomcast.membership.redis import RedisMembershipStore
 
-        return RedisMembershipStore(value)
+        return RedisMembershipStore(value, cluster=cluster)
     if scheme in ("http", "https"):
         from roomcast.membership.http import HttpMembershipProvider
 

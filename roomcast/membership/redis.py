@@ -7,8 +7,8 @@ Keys (``prefix`` defaults to ``roomcast:``):
 - ``{prefix}group_members:{group_id}``: set of user ids;
 - ``{prefix}group_names``: hash group_id -> name, the one name of each group.
 
-The scripts touch keys they derive from the prefix, so the store needs a single
-Redis server (not Redis Cluster).
+The scripts touch keys they derive from the prefix: on a Redis Cluster the prefix starts
+with a hash tag, so every key is in one slot.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import StoreError
 from roomcast.logs import log_event
 from roomcast.membership.base import Group
@@ -72,9 +73,12 @@ class RedisMembershipStore:
         prefix: prepended to every key.
     """
 
-    def __init__(self, url: str, prefix: str = "roomcast:") -> None:
+    def __init__(self, url: str, prefix: str = "roomcast:", *, cluster: bool = False) -> None:
         self.url = url
-        self.prefix = prefix
+        # On a Redis Cluster every key carries one hash tag: the scripts write other
+        # members' keys, which must share the slot.
+        self.prefix = CONTROL_TAG + prefix if cluster else prefix
+        self._cluster = cluster
         self._redis: aioredis.Redis | None = None
         self._add: Any = None
         self._remove: Any = None
@@ -95,15 +99,13 @@ class RedisMembershipStore:
         try:
             # A blocking pool makes a burst of calls wait for a connection
             # instead of failing with "Too many connections".
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=_MAX_CONNECTIONS,
-                timeout=_SOCKET_TIMEOUT,
-                decode_responses=True,
-                socket_timeout=_SOCKET_TIMEOUT,
-                socket_connect_timeout=_CONNECT_TIMEOUT,
-                retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1),
-            )
+            options: dict[str, Any] = {
+                "max_connections": _MAX_CONNECTIONS, "timeout": _SOCKET_TIMEOUT,
+                "decode_responses": True, "socket_timeout": _SOCKET_TIMEOUT,
+                "socket_connect_timeout": _CONNECT_TIMEOUT,
+                "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1)}
+            pool = pinned_pool(self.url, **options) if self._cluster \
+                else aioredis.BlockingConnectionPool.from_url(self.url, **options)
         except ValueError as exc:
             raise StoreError(f"invalid Redis URL: {exc}") from exc
         client = aioredis.Redis.from_pool(pool)

@@ -23,6 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
 from roomcast.presence.base import Change, Entry, PresenceStats, UserPresence, aggregate, now_ms
 from roomcast.types import ConnId, UserId
@@ -40,7 +41,7 @@ SWEEP_BATCH = 500
 _KEYS = [EXPIRY, LEAVING, USERS, SEQ]
 
 # KEYS: expiry zset, leaving set, users set, seq. Per-user keys are derived from a
-# prefix (like the registry's compat keys, this store assumes a single Redis node).
+# prefix (on a Redis Cluster all carry one hash tag: one slot).
 _PRELUDE = """
 local Z, LEAVING, USERS, SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 -- Split a user's hash into live entries (flat conn, value list) and expired conn ids.
@@ -188,12 +189,19 @@ class RedisPresenceStore:
     """A :class:`~roomcast.presence.base.PresenceStore` shared by every instance."""
 
     def __init__(
-        self, url: str, *, ttl: float, chunk: int = 500, clock: Callable[[], int] = now_ms
+        self, url: str, *, ttl: float, chunk: int = 500, clock: Callable[[], int] = now_ms,
+        cluster: bool = False,
     ) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=8, timeout=2.0, socket_timeout=2.0, socket_connect_timeout=2.0
-        )
+        options: dict[str, Any] = {"max_connections": 8, "timeout": 2.0,
+                                   "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        pool = pinned_pool(url, **options) if cluster \
+            else aioredis.BlockingConnectionPool.from_url(url, **options)
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        # On a Redis Cluster every key carries one hash tag: the scripts touch a user's
+        # keys besides the declared ones, which must all be in one slot.
+        tag = CONTROL_TAG if cluster else ""
+        self._keys = [tag + key for key in _KEYS]
+        self._prefixes = (tag + USER_PREFIX, tag + SEEN_PREFIX)
         self._ttl_ms = int(ttl * 1000)
         self._chunk = chunk
         #: Unix ms; the scripts take the time from here, never from Redis (tests move it).
@@ -208,11 +216,11 @@ class RedisPresenceStore:
         await self._redis.aclose()
 
     def _argv(self, *args: Any) -> list[Any]:
-        return [USER_PREFIX, SEEN_TTL_MS, SEEN_PREFIX, *args]
+        return [self._prefixes[0], SEEN_TTL_MS, self._prefixes[1], *args]
 
     async def _run(self, script: Any, *args: Any) -> Any:
         try:
-            return await script(keys=_KEYS, args=self._argv(*args))
+            return await script(keys=self._keys, args=self._argv(*args))
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"presence store unavailable: {exc}") from None
 
@@ -256,8 +264,8 @@ class RedisPresenceStore:
     async def presence_stats(self) -> PresenceStats:
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.scard(USERS)
-            pipe.zcount(EXPIRY, f"({self._clock()}", "+inf")
+            pipe.scard(self._keys[2])
+            pipe.zcount(self._keys[0], f"({self._clock()}", "+inf")
             users, conns = await pipe.execute()
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"presence store unavailable: {exc}") from None

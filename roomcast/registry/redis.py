@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -29,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
+from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
 from roomcast.hub import Hub, LocalConnection
 from roomcast.logs import log_event
@@ -62,21 +64,65 @@ ALIVE_CACHE = 1.0
 WRITE_WINDOW = 0.005
 
 
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """The key names, behind one hash tag on a Redis Cluster (one slot: the scripts'
+    and multi-key commands' keys must share it)."""
+
+    tag: str
+
+    @property
+    def conn(self) -> str:
+        return self.tag + CONN_KEY
+
+    @property
+    def user(self) -> str:
+        return self.tag + USER_KEY
+
+    @property
+    def room(self) -> str:
+        return self.tag + ROOM_KEY
+
+    @property
+    def server(self) -> str:
+        return self.tag + SERVER_KEY
+
+    @property
+    def server_rooms(self) -> str:
+        return self.tag + SERVER_ROOMS_KEY
+
+    @property
+    def servers(self) -> str:
+        return self.tag + SERVERS_KEY
+
+    @property
+    def room_name(self) -> str:
+        return self.tag + ROOM_NAME_KEY
+
+    @property
+    def legacy(self) -> str:
+        return self.tag + LEGACY_ROOM_NAMES
+
+
 class RedisRegistry:
     """Registers this instance's connections in Redis and reads the cluster's."""
 
-    def __init__(self, url: str, hub: Hub, server_id: str, *, instance_ttl: float = 15.0) -> None:
+    def __init__(self, url: str, hub: Hub, server_id: str, *, instance_ttl: float = 15.0,
+                 cluster: bool = False) -> None:
         # Bounded: a connect storm must queue for connections, not open thousands.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=16, timeout=2.0, socket_timeout=2.0, socket_connect_timeout=2.0
-        )
+        options: dict[str, Any] = {"max_connections": 16, "timeout": 2.0, "socket_timeout": 2.0,
+                   "socket_connect_timeout": 2.0}
+        pool = pinned_pool(url, **options) if cluster \
+            else aioredis.BlockingConnectionPool.from_url(url, **options)
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        self._k = _Keys(CONTROL_TAG if cluster else "")
+        self._cluster = cluster
         self._announced = False
         self._alive_until: dict[str, float] = {}
         self._hub = hub
         self._server_id = server_id
         self._instance_ttl = instance_ttl
-        self._rooms_key = SERVER_ROOMS_KEY + server_id
+        self._rooms_key = self._k.server_rooms + server_id
         #: Connections whose state must be written (None: closed, delete it).
         self._dirty: dict[ConnId, LocalConnection | None] = {}
         #: What Redis holds for our connections: their user and rooms as last written.
@@ -103,8 +149,8 @@ class RedisRegistry:
             self._dirty[conn_id] = None
         with contextlib.suppress(RedisError, OSError):
             await self._flush()
-            await self._redis.delete(SERVER_KEY + self._server_id, self._rooms_key)
-            await self._redis.zrem(SERVERS_KEY, self._server_id)
+            await self._redis.delete(self._k.server + self._server_id, self._rooms_key)
+            await self._redis.zrem(self._k.servers, self._server_id)
         await self._redis.aclose()
 
     # -- write side -----------------------------------------------------------
@@ -151,7 +197,7 @@ class RedisRegistry:
                 pipe.sadd(self._rooms_key, *new_rooms)
                 pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
                 for room in new_rooms:
-                    pipe.set(ROOM_NAME_KEY + room, self._hub.room_names.get(room, room),
+                    pipe.set(self._k.room_name + room, self._hub.room_names.get(room, room),
                              ex=ROOM_TTL)
             announce = not self._announced
             at = len(pipe)
@@ -171,11 +217,11 @@ class RedisRegistry:
     ) -> None:
         user, old_rooms = self._written.pop(conn_id, ("", set()))
         if conn is None:
-            pipe.delete(CONN_KEY + conn_id)
+            pipe.delete(self._k.conn + conn_id)
             if user:
-                pipe.srem(USER_KEY + user, conn_id)
+                pipe.srem(self._k.user + user, conn_id)
             for room in old_rooms:
-                pipe.srem(ROOM_KEY + room, conn_id)
+                pipe.srem(self._k.room + room, conn_id)
             self._forget_rooms(pipe, old_rooms)
             return
         rooms = set(conn.rooms)
@@ -187,15 +233,15 @@ class RedisRegistry:
             # connection goes unlisted instead of every later write failing behind it.
             log_event(_log, "registry_entry_unencodable", logging.ERROR, conn=conn_id)
             return
-        pipe.set(CONN_KEY + conn_id, entry, ex=CONN_TTL)
-        pipe.sadd(USER_KEY + conn.user_id, conn_id)
-        pipe.expire(USER_KEY + conn.user_id, CONN_TTL)
+        pipe.set(self._k.conn + conn_id, entry, ex=CONN_TTL)
+        pipe.sadd(self._k.user + conn.user_id, conn_id)
+        pipe.expire(self._k.user + conn.user_id, CONN_TTL)
         for room in rooms - old_rooms:
-            pipe.sadd(ROOM_KEY + room, conn_id)
-            pipe.expire(ROOM_KEY + room, ROOM_TTL)
+            pipe.sadd(self._k.room + room, conn_id)
+            pipe.expire(self._k.room + room, ROOM_TTL)
         new_rooms.update(rooms - old_rooms)
         for room in old_rooms - rooms:
-            pipe.srem(ROOM_KEY + room, conn_id)
+            pipe.srem(self._k.room + room, conn_id)
         self._forget_rooms(pipe, old_rooms - rooms)
         self._written[conn_id] = (conn.user_id, rooms)
 
@@ -211,7 +257,7 @@ class RedisRegistry:
         last_compat = loop.time()
         # Older versions' unbounded name hash (names are per room now); off the start path.
         with contextlib.suppress(RedisError, OSError):
-            await self._redis.unlink(LEGACY_ROOM_NAMES)
+            await self._redis.unlink(self._k.legacy)
         while True:
             await asyncio.sleep(self._instance_ttl / 3)
             try:
@@ -233,8 +279,8 @@ class RedisRegistry:
         Also lists the instance, with its expiry, in ``roomcast:servers`` (read by totals).
         """
         ttl = max(1, int(self._instance_ttl))
-        pipe.set(SERVER_KEY + self._server_id, len(self._hub.connections), ex=ttl, get=True)
-        pipe.zadd(SERVERS_KEY, {self._server_id: time.time() + ttl})
+        pipe.set(self._k.server + self._server_id, len(self._hub.connections), ex=ttl, get=True)
+        pipe.zadd(self._k.servers, {self._server_id: time.time() + ttl})
 
     def _checked(self, commands: list[Any], results: list[Any]) -> list[Any]:
         """Pipeline results with WRONGTYPE errors skipped (logged once per key);
@@ -275,17 +321,17 @@ class RedisRegistry:
         for at in range(0, len(written), 2000):
             pipe = self._redis.pipeline(transaction=False)
             for conn_id, (user, rooms) in written[at : at + 2000]:
-                pipe.expire(CONN_KEY + conn_id, CONN_TTL)
-                pipe.expire(USER_KEY + user, CONN_TTL)
+                pipe.expire(self._k.conn + conn_id, CONN_TTL)
+                pipe.expire(self._k.user + user, CONN_TTL)
                 for room in rooms:
-                    pipe.expire(ROOM_KEY + room, ROOM_TTL)
+                    pipe.expire(self._k.room + room, ROOM_TTL)
             await pipe.execute()
         # Names of the rooms with members here live as long as the rooms.
         live_rooms = list(self._hub.rooms)
         for at in range(0, len(live_rooms), 2000):
             pipe = self._redis.pipeline(transaction=False)
             for room in live_rooms[at : at + 2000]:
-                pipe.expire(ROOM_NAME_KEY + room, ROOM_TTL)
+                pipe.expire(self._k.room_name + room, ROOM_TTL)
             await pipe.execute()
 
     # -- read side --------------------------------------------------------------
@@ -301,14 +347,21 @@ class RedisRegistry:
         if not conn_ids:
             return []
         return await self._alive(
-            await self._call(self._redis.mget([CONN_KEY + c for c in conn_ids]))
+            await self._call(self._redis.mget([self._k.conn + c for c in conn_ids]))
         )
 
     async def _live_in(self, set_key: str) -> list[ConnectionInfo]:
         """The live connections of a user or room set, in one round trip (SORT ... GET)."""
         try:
-            raws = cast(list[bytes | None],
-                        await self._redis.sort(set_key, by="nosort", get=[CONN_KEY + "*"]))
+            if self._cluster:
+                # SORT ... GET is refused by a Cluster, even within one slot.
+                members = await self._redis.smembers(set_key)
+                ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+                raws = cast(list[bytes | None], await self._redis.mget(
+                    [self._k.conn + i for i in ids])) if ids else []
+            else:
+                raws = cast(list[bytes | None], await self._redis.sort(
+                    set_key, by="nosort", get=[self._k.conn + "*"]))
         except ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
@@ -346,7 +399,7 @@ class RedisRegistry:
             s for s in servers if s != self._server_id and self._alive_until.get(s, 0.0) < now
         )
         if unknown:
-            values = await self._call(self._redis.mget([SERVER_KEY + s for s in unknown]))
+            values = await self._call(self._redis.mget([self._k.server + s for s in unknown]))
             for server, value in zip(unknown, values, strict=True):
                 if value is None:
                     self._alive_until.pop(server, None)
@@ -368,11 +421,11 @@ class RedisRegistry:
         room_id: str | None = None,
     ) -> list[ConnectionInfo]:
         if user_id is not None:
-            found = await self._live_in(USER_KEY + user_id)
+            found = await self._live_in(self._k.user + user_id)
         elif room_id is not None:
-            found = await self._live_in(ROOM_KEY + room_id)
+            found = await self._live_in(self._k.room + room_id)
         else:
-            found = await self._live(await self._call(self._scan(CONN_KEY)))
+            found = await self._live(await self._call(self._scan(self._k.conn)))
         # This instance's own connections come from the hub, as in count(): Redis lags
         # our writes by a round trip, and every instance must give the same answer.
         local = [connection_info(c, self._server_id) for c in self._hub.connections.values()]
@@ -396,10 +449,10 @@ class RedisRegistry:
         self, *, type: str | None = None, member_id: str | None = None
     ) -> list[RoomInfo]:
         out = []
-        for room in sorted(await self._call(self._scan(ROOM_KEY))):
+        for room in sorted(await self._call(self._scan(self._k.room))):
             if type is not None and str(room_type(room)) != type:
                 continue
-            members = await self._live_in(ROOM_KEY + room)
+            members = await self._live_in(self._k.room + room)
             if not members:
                 continue
             if member_id is not None and not any(
@@ -410,7 +463,7 @@ class RedisRegistry:
         return out
 
     async def room(self, room_id: str) -> RoomInfo | None:
-        members = await self._live_in(ROOM_KEY + room_id)
+        members = await self._live_in(self._k.room + room_id)
         if not members:
             return None
         return await self._room_info(room_id, len(members))
@@ -419,7 +472,7 @@ class RedisRegistry:
         name = self._hub.room_names.get(RoomId(room))
         if name is None:
             with contextlib.suppress(ResponseError):  # a wrong type: the room id will do
-                name = await self._call(self._redis.get(ROOM_NAME_KEY + room))
+                name = await self._call(self._redis.get(self._k.room_name + room))
         kind = room_type(room)
         return RoomInfo(
             id=room,
@@ -434,17 +487,17 @@ class RedisRegistry:
             if local > EXACT_COUNT_LIMIT:
                 # Big rooms (join storms): one O(1) SCARD instead of reading every member.
                 try:
-                    approx = await self._call(self._redis.scard(ROOM_KEY + target.room))
+                    approx = await self._call(self._redis.scard(self._k.room + target.room))
                 except ResponseError:  # another type under the compat name: ours only
-                    self._wrong_type(ROOM_KEY + target.room)
+                    self._wrong_type(self._k.room + target.room)
                     approx = 0
                 return max(int(approx), local) - (target.exclude is not None)
-            members = await self._live_in(ROOM_KEY + target.room)
+            members = await self._live_in(self._k.room + target.room)
             ids = self._others(members) | set(self._hub.rooms.get(target.room, {}))
             ids.discard(target.exclude or "")
             return len(ids)
         if isinstance(target, ToUser):
-            members = await self._live_in(USER_KEY + target.user_id)
+            members = await self._live_in(self._k.user + target.user_id)
             return len(self._others(members) | set(self._hub.users.get(target.user_id, {})))
         if isinstance(target, ToConnection):
             if target.conn_id in self._hub.connections:
@@ -462,12 +515,13 @@ class RedisRegistry:
         """Cluster-wide counts from the instance list: O(instances), no keyspace scan."""
         now = time.time()
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zremrangebyscore(SERVERS_KEY, "-inf", now)
-        pipe.zrange(SERVERS_KEY, 0, -1)
+        pipe.zremrangebyscore(self._k.servers, "-inf", now)
+        pipe.zrange(self._k.servers, 0, -1)
         members = (await self._call(pipe.execute()))[1]
         servers = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         counts = (
-            await self._call(self._redis.mget([SERVER_KEY + s for s in servers])) if servers else []
+            await self._call(self._redis.mget([self._k.server + s for s in servers]))
+            if servers else []
         )
         others = sum(
             int(c)
@@ -475,7 +529,7 @@ class RedisRegistry:
             if c is not None and s != self._server_id
         )
         alive = [s for s, c in zip(servers, counts, strict=True) if c is not None]
-        keys = [SERVER_ROOMS_KEY + s for s in alive if s != self._server_id]
+        keys = [self._k.server_rooms + s for s in alive if s != self._server_id]
         remote = await self._call(self._redis.sunion(keys)) if keys else set()
         rooms = {r.decode() if isinstance(r, bytes) else str(r) for r in remote}
         return others + len(self._hub.connections), len(rooms | set(self._hub.rooms))

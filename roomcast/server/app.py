@@ -47,7 +47,8 @@ def membership_store(settings: Settings) -> MembershipStore:
     url = settings.membership_url or settings.redis_url or settings.database_url
     return open_store(url or settings.sqlite_path, cache_ttl=settings.membership_cache,
                       timeout=settings.membership_timeout,
-                      authorization=settings.membership_authorization)
+                      authorization=settings.membership_authorization,
+                      cluster=settings.redis_cluster and url == settings.redis_url)
 
 
 def broker_and_registry(settings: Settings, hub: Hub) -> tuple[Broker, Registry]:
@@ -56,13 +57,20 @@ def broker_and_registry(settings: Settings, hub: Hub) -> tuple[Broker, Registry]
         return MemoryBroker(), LocalRegistry(hub, settings.server_id)
     from roomcast.broker.redis import RedisBroker
 
-    broker = RedisBroker(settings.redis_url, settings.server_id, mode=settings.broker_mode)
+    broker: RedisBroker
+    if settings.redis_cluster:
+        from roomcast.broker.cluster import ClusterBroker
+
+        broker = ClusterBroker(settings.redis_url, settings.server_id)
+    else:
+        broker = RedisBroker(settings.redis_url, settings.server_id, mode=settings.broker_mode)
     try:
         from roomcast.registry.redis import RedisRegistry
     except ImportError:
         return broker, LocalRegistry(hub, settings.server_id)
     return broker, RedisRegistry(
-        settings.redis_url, hub, settings.server_id, instance_ttl=settings.instance_ttl
+        settings.redis_url, hub, settings.server_id, instance_ttl=settings.instance_ttl,
+        cluster=settings.redis_cluster,
     )
 
 
@@ -75,8 +83,10 @@ def history(settings: Settings) -> History:
     from roomcast.history.redis import RedisHistory, redis_router
 
     return History(
-        RedisHistory(settings.redis_url), settings.history_policy,
-        redis_router(settings.server_id, sharded=settings.broker_mode == "sharded"),
+        RedisHistory(settings.redis_url, cluster=settings.redis_cluster),
+        settings.history_policy,
+        redis_router(settings.server_id, sharded=settings.broker_mode == "sharded",
+                     cluster=settings.redis_cluster),
         shared=True,
     )
 
@@ -87,7 +97,8 @@ def presence_store(settings: Settings) -> PresenceStore:
         return MemoryPresenceStore()
     from roomcast.presence.redis import RedisPresenceStore
 
-    return RedisPresenceStore(settings.redis_url, ttl=settings.instance_ttl)
+    return RedisPresenceStore(settings.redis_url, ttl=settings.instance_ttl,
+                              cluster=settings.redis_cluster)
 
 
 def denial_store(settings: Settings) -> Denials:
@@ -97,7 +108,7 @@ def denial_store(settings: Settings) -> Denials:
     if url is None and (settings.membership_url or "").startswith(("redis://", "rediss://")):
         url = settings.membership_url
     if url is not None:
-        return RedisDenials(url)
+        return RedisDenials(url, cluster=settings.redis_cluster and url == settings.redis_url)
     store = settings.membership_url or settings.database_url or settings.sqlite_path
     scheme, sep, rest = store.partition("://")
     if not sep:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.support import Cluster
+from tests.helpers.redis_cluster import RedisCluster, redis_cli_binary
 from tests.helpers.redis_server import RedisServer, redis_server_binary
 
 #: ``redis_cluster(n=2, **env)``: started gateways sharing the test's own Redis.
@@ -33,6 +34,32 @@ def _server(directory: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+def _redis_cluster(directory: Path) -> Iterator[RedisCluster]:
+    if redis_server_binary() is None or redis_cli_binary() is None:
+        why = "no redis-server or redis-cli binary on PATH (install the redis-server package)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    nodes = RedisCluster(directory)
+    try:
+        yield nodes.start()
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture
+def redis_cluster_nodes(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A Redis Cluster (3 masters, a replica each) for this test alone: it may kill one."""
+    yield from _redis_cluster(tmp_path / "redis-cluster")
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_nodes_module(tmp_path_factory: pytest.TempPathFactory
+                               ) -> Iterator[RedisCluster]:
+    """A Redis Cluster shared by the module's tests; they must not kill its nodes."""
+    yield from _redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
 
 
 @pytest.fixture

@@ -48,15 +48,18 @@ class RedisServer:
     Args:
         directory: where the server runs and writes its log.
         binary: the ``redis-server`` to run (found on PATH by default).
+        extra_args: more command-line options (a Cluster node's, say).
     """
 
-    def __init__(self, directory: Path, binary: str | None = None) -> None:
+    def __init__(self, directory: Path, binary: str | None = None,
+                 extra_args: list[str] | None = None) -> None:
         found = binary or redis_server_binary()
         if found is None:
             raise RuntimeError("no redis-server binary on PATH")
         self.binary = found
         self.directory = directory
         self.port = 0
+        self.extra_args = list(extra_args or [])
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,6 +101,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--logfile", str(log),
                 "--daemonize", "no",
+                *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

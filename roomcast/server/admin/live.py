@@ -231,7 +231,8 @@ async def _lifecycle(app: web.Application) -> Any:
     def read() -> Counters:
         return Counters(len(node.hub.connections), node.messages_published, node.deliveries)
 
-    live = LiveView(node, StatsSampler(node.server_id, read, redis_url=gw.settings.redis_url))
+    live = LiveView(node, StatsSampler(node.server_id, read, redis_url=gw.settings.redis_url,
+                                       cluster=gw.settings.redis_cluster))
     app[LIVE] = live
     await live.start()
     yield

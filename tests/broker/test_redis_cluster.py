@@ -1,0 +1,108 @@
+"""Cluster mode end to end: gateways on a real Redis Cluster (three masters, a replica each).
+
+Rooms whose slots are on different masters, users, broadcasts, listings, presence and
+history all work across instances; room channels are sharded channels in the slot of the
+room's history keys.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from redis.crc import key_slot
+
+from roomcast.broker import redis_wire as wire
+from roomcast.history.redis import keys
+from tests.conftest import GatewayFactory
+from tests.helpers.gateway import GatewayProcess
+from tests.helpers.redis_cluster import RedisCluster
+from tests.helpers.ws import connect_peer
+
+pytestmark = pytest.mark.redis
+
+API_KEY = "cluster-mode-key-0123456789abcdef"
+SECRET = "cluster-mode-secret-0123456789abcdefgh"
+
+
+def cluster_env(nodes: RedisCluster, **extra: str) -> dict[str, str]:
+    return {"REDIS_URL": nodes.url, "ROOMCAST_BROKER_MODE": "cluster",
+            "ROOMCAST_API_KEY": API_KEY, "JWT_SECRET": SECRET, **extra}
+
+
+def spread_groups(nodes: RedisCluster, n: int) -> list[str]:
+    """Group ids whose rooms live on ``n`` different masters."""
+    found: dict[int, str] = {}
+    for i in range(1000):
+        group = f"g{i}"
+        master = nodes.master_of(keys(f"group:{group}")[0]).port
+        found.setdefault(master, group)
+        if len(found) == n:
+            return list(found.values())
+    raise AssertionError("rooms do not spread over the masters")
+
+
+def api(gw: GatewayProcess) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=gw.base_url, headers={"X-API-Key": API_KEY},
+                             timeout=30.0)
+
+
+def test_a_room_channel_shares_the_slot_of_the_room_history() -> None:
+    # (A room id starting with "}" makes no hash tag: its channel is published apart.)
+    for room in ("group:blue", "user:42", "a{b}c", "{x}"):
+        channel = wire.shard_channel(wire.room_channel(room))
+        assert key_slot(channel.encode()) == key_slot(keys(room)[0].encode())
+        assert wire.unshard_channel(channel) == wire.room_channel(room)
+    for channel in wire.CHANNELS:
+        assert wire.unshard_channel(wire.shard_channel(channel)) == channel
+
+
+async def test_rooms_users_and_broadcasts_cross_instances_on_a_cluster(
+    redis_cluster_nodes_module: RedisCluster, gateway_factory: GatewayFactory
+) -> None:
+    nodes = redis_cluster_nodes_module
+    a = gateway_factory(env=cluster_env(nodes))
+    b = gateway_factory(env=cluster_env(nodes))
+    groups = spread_groups(nodes, 3)
+    alice = await connect_peer(a, "alice", groups=groups)
+    bob = await connect_peer(b, "bob", groups=groups)
+    try:
+        # A room on each master, both ways.
+        for n, group in enumerate(groups):
+            sender, receiver = (alice, bob) if n % 2 == 0 else (bob, alice)
+            reply = await sender.request({"type": "message", "id": f"m{n}",
+                                          "room": f"group:{group}", "data": {"n": n}})
+            assert reply["data"]["action"] == "ack", reply
+            got = await receiver.expect("message")
+            assert (got["room"], got["data"]) == (f"group:{group}", {"n": n})
+            assert got["offset"] >= 1 and got["epoch"]  # stored in the room's stream
+        async with api(a) as http:
+            # To a user connected elsewhere, and to everyone.
+            r = await http.post("/websocket/users/bob/message",
+                                json={"type": "notification", "data": {"to": "bob"}})
+            assert r.status_code == 200, r.text
+            got = await bob.expect(lambda m: (m.get("data") or {}).get("to") == "bob")
+            assert got["type"] == "notification"
+            r = await http.post("/websocket/broadcast",
+                                json={"type": "notification", "data": {"to": "all"}})
+            assert r.status_code == 200, r.text
+            for peer in (alice, bob):
+                await peer.expect(lambda m: m.get("data") == {"to": "all"})
+            # Listings come from the registry, all of it in one slot.
+            r = await http.get("/websocket/connections")
+            assert r.status_code == 200, r.text
+            users = {c["user_id"] for c in r.json()["connections"]}
+            assert {"alice", "bob"} <= users
+            r = await http.get(f"/websocket/rooms/group:{groups[0]}")
+            assert r.status_code == 200, r.text
+            assert r.json()["room"]["member_count"] == 2
+            r = await http.get(f"/websocket/rooms/group:{groups[1]}/history")
+            assert r.status_code == 200, r.text
+        async with httpx.AsyncClient() as plain:
+            status = (await plain.get(f"{b.base_url}/websocket/status")).json()
+        for group in groups:
+            assert wire.shard_channel(wire.room_channel(f"group:{group}")) \
+                in status["redis_channels"]
+        assert status["status"] == "healthy", status
+    finally:
+        await alice.close()
+        await bob.close()
