@@ -69,10 +69,15 @@ class Ordering:
         if position is None or room is None:
             return True  # not from a stream: live only
         state = self._rooms.get(room)
-        if state is None or state.epoch != position.epoch:
-            # A first publication, or a new stream: nothing to compare with.
+        if state is None or (state.epoch != position.epoch and position.offset <= 1):
+            # A first publication, or a new stream from its start: nothing to compare with.
             self._remember(room, _Room(position.epoch, position.offset))
             return True
+        if state.epoch != position.epoch:
+            # A new stream (Redis lost the room, or a Cluster failover) seen from further
+            # on: what came before in it was missed here, and is read from the stream.
+            state = _Room(position.epoch, 0)
+            self._remember(room, state)
         offset = position.offset
         if offset <= state.last or offset in state.held:
             metrics.HISTORY_DUPLICATES.inc()

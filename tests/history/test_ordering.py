@@ -23,14 +23,16 @@ class World:
 
     def __init__(self, stored: range) -> None:
         self.stored = stored
+        #: The stream's epoch (a test may start a new one).
+        self.epoch = "e"
         self.delivered: list[int] = []
         self.lost: list[Target] = []
         self.changed = asyncio.Event()
         self.ordering = Ordering(self.read, self.deliver, self.lost.append)
 
     async def read(self, room: RoomId, since: int, limit: int) -> Slice:
-        found = [Publication(o, pub(o)) for o in self.stored if o > since][:limit]
-        return Slice(Position("e", max(self.stored, default=0)), found)
+        found = [Publication(o, pub(o, self.epoch)) for o in self.stored if o > since][:limit]
+        return Slice(Position(self.epoch, max(self.stored, default=0)), found)
 
     def deliver(self, target: Target, payload: bytes) -> int:
         position = position_of(payload)
@@ -87,3 +89,15 @@ async def test_a_new_epoch_starts_over() -> None:
     world = World(range(1, 3))
     world.offer(1, 2)
     assert world.ordering.accept(TARGET, pub(1, "new"))
+
+
+async def test_a_new_epoch_first_seen_further_on_is_read_from_its_start() -> None:
+    # A Cluster failover started a new stream, and its first publications were published
+    # while this instance was resubscribing: they are read, not skipped.
+    world = World(range(1, 4))
+    world.offer(1, 2)
+    world.epoch = "new"
+    assert not world.ordering.accept(TARGET, pub(3, "new"))
+    await world.until(5)
+    assert world.delivered == [1, 2, 1, 2, 3]
+    assert world.lost == []
