@@ -162,7 +162,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="roomcast-soak-") as tmp:
         procs = ProcessGroup(Path(tmp))
         try:
-            opts = Options(trigger="http", roomcast_env=parse_env(args.server_env))
+            opts = Options(
+                trigger="http", roomcast_env=parse_env(args.server_env), start_timeout_s=120
+            )
             servers = await start_roomcast(procs, opts)
             pid = servers.pids[0]
             ws_url = servers.urls[0]

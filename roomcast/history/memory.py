@@ -25,8 +25,9 @@ from roomcast.history.base import (
 )
 from roomcast.types import RoomId
 
-#: Appends between two sweeps of streams whose metadata expired.
+#: Appends, or seconds with at least one append, between two sweeps of expired streams.
 _PRUNE_EVERY = 1024
+_PRUNE_INTERVAL = 60.0
 
 
 @dataclass(slots=True)
@@ -52,7 +53,12 @@ class MemoryHistory:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._streams: dict[RoomId, _Stream] = {}
+        #: Streams whose data expired: (epoch, top, meta_until) only. A room left by its
+        #: last user is rarely published to again; its meta must outlive it for a week,
+        #: and a tuple is a tenth of an empty _Stream (two deques and a dict).
+        self._idle: dict[RoomId, tuple[str, int, float]] = {}
         self._appends = 0
+        self._pruned_at = clock()
 
     async def append(
         self, room: RoomId, envelope: bytes, retention: Retention, *,
@@ -78,7 +84,7 @@ class MemoryHistory:
         stream.data_until = now + retention.ttl
         stream.meta_until = now + retention.meta_ttl
         self._appends += 1
-        if self._appends % _PRUNE_EVERY == 0:
+        if self._appends % _PRUNE_EVERY == 0 or now - self._pruned_at >= _PRUNE_INTERVAL:
             self._prune(now)
         return Appended(Position(stream.epoch, stream.top), payload)
 
@@ -97,11 +103,21 @@ class MemoryHistory:
 
     async def close(self) -> None:
         self._streams.clear()
+        self._idle.clear()
+
+    def stats(self) -> tuple[int, int, int]:
+        """Streams holding data, streams reduced to their meta, publications held."""
+        return (len(self._streams), len(self._idle),
+                sum(len(s.entries) for s in self._streams.values()))
 
     def export(self) -> list[dict[str, Any]]:
         """Every live stream as plain data, TTLs as seconds remaining (a snapshot)."""
         now = self._clock()
         out = []
+        for room, (epoch, top, meta_until) in self._idle.items():
+            if now < meta_until:
+                out.append({"room": room, "epoch": epoch, "top": top,
+                            "meta_ttl": meta_until - now, "data_ttl": 0.0, "entries": []})
         for room, s in self._streams.items():
             if now >= s.meta_until:
                 continue
@@ -132,12 +148,16 @@ class MemoryHistory:
                     stream.entry_ids.append(message_id)
                     if message_id is not None:
                         stream.ids[message_id] = int(offset)
+            self._idle.pop(RoomId(str(item["room"])), None)
             self._streams[RoomId(str(item["room"]))] = stream
 
     def _stream(self, room: RoomId, retention: Retention) -> _Stream:
         """The room's stream with expired data dropped; a new epoch once its meta expired."""
         now = self._clock()
         stream = self._streams.get(room)
+        if stream is None and room in self._idle:
+            epoch, top, meta_until = self._idle.pop(room)
+            stream = self._streams[room] = _Stream(epoch, meta_until, top=top)
         if stream is None or now >= stream.meta_until:
             stream = self._streams[room] = _Stream(new_epoch(), now + retention.meta_ttl)
         elif stream.entries and now >= stream.data_until:
@@ -147,5 +167,17 @@ class MemoryHistory:
         return stream
 
     def _prune(self, now: float) -> None:
-        for room in [r for r, s in self._streams.items() if now >= s.meta_until]:
-            del self._streams[room]
+        """Forget expired meta; reduce streams whose data expired to their meta.
+
+        Data is otherwise only dropped when its room is used again, and the room of a
+        user who left is not: its publications would stay for the meta's week.
+        """
+        self._pruned_at = now
+        for room in [r for r, m in self._idle.items() if now >= m[2]]:
+            del self._idle[room]
+        for room, s in list(self._streams.items()):
+            if now >= s.meta_until:
+                del self._streams[room]
+            elif now >= s.data_until:
+                del self._streams[room]
+                self._idle[room] = (s.epoch, s.top, s.meta_until)
