@@ -9,15 +9,29 @@ else it received before.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import Final
 
 from websockets.frames import Frame, Opcode
 
+_SHORT = struct.Struct("!BB").pack
+_MEDIUM = struct.Struct("!BBH").pack
+_LONG = struct.Struct("!BBQ").pack
+
 
 def text_frame(payload: bytes) -> bytes:
-    """An unmasked, final text frame carrying ``payload`` (UTF-8 JSON)."""
-    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+    """An unmasked, final text frame carrying ``payload`` (UTF-8 JSON).
+
+    The header is packed here (one per message, before every fan-out): building a
+    ``websockets`` ``Frame`` to serialize it cost several times more.
+    """
+    n = len(payload)
+    if n < 126:
+        return _SHORT(0x81, n) + payload
+    if n < 65536:
+        return _MEDIUM(0x81, 126, n) + payload
+    return _LONG(0x81, 127, n) + payload
 
 
 def deflated_text_frame(payload: bytes, window_bits: int = 15) -> bytes:
