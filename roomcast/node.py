@@ -52,6 +52,8 @@ _log = logging.getLogger("roomcast.node")
 UNSUBSCRIBE_DELAY = 5.0
 #: Closes counted in roomcast_token_closes (expiry is counted by lifetime.py).
 _TOKEN_CLOSES: dict[int, str] = {CloseCode.REVOKED: "revoked", CloseCode.KICKED: "kicked"}
+#: roomcast_messages_published's children by type (few: the protocol's types), looked up once.
+_SENT_BY_TYPE: dict[str, Any] = {}
 
 
 class Node:
@@ -218,7 +220,11 @@ class Node:
         Raises:
             BrokerError: other instances could not be reached (local delivery happened).
         """
-        metrics.MESSAGES_SENT.labels(envelope["type"]).inc()
+        kind = envelope["type"]
+        counter = _SENT_BY_TYPE.get(kind)
+        if counter is None:
+            counter = _SENT_BY_TYPE[kind] = metrics.MESSAGES_SENT.labels(kind)
+        counter.inc()
         self.messages_published += 1
         stream = self.history.stream_of(target) if stored else None
         try:
