@@ -103,6 +103,38 @@ class RedisCluster:
                     return next(node for node in self.nodes if node.port == port)
         raise RuntimeError(f"no master holds slot {slot}")
 
+    def node_id(self, node: RedisServer) -> str:
+        return _cli(node.port, "cluster", "myid").strip()
+
+    def masters(self) -> list[RedisServer]:
+        """The live masters."""
+        out: list[RedisServer] = []
+        for line in _cli(self.live()[0].port, "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" in fields[2] and "fail" not in fields[2]:
+                port = int(fields[1].split(":")[1].split("@")[0])
+                out.extend(node for node in self.nodes if node.port == port)
+        return out
+
+    def move_slot(self, key: str, to: RedisServer) -> None:
+        """Reshard ``key``'s slot to the master ``to``, its keys migrated as
+        ``redis-cli --cluster reshard`` does (IMPORTING, MIGRATING, MIGRATE, SETSLOT)."""
+        source = self.master_of(key)
+        slot = _cli(source.port, "cluster", "keyslot", key).strip()
+        source_id, target_id = self.node_id(source), self.node_id(to)
+        _cli(to.port, "cluster", "setslot", slot, "importing", source_id)
+        _cli(source.port, "cluster", "setslot", slot, "migrating", target_id)
+        while True:
+            found = _cli(source.port, "cluster", "getkeysinslot", slot, "100").split()
+            if not found:
+                break
+            out = _cli(source.port, "migrate", "127.0.0.1", str(to.port), "", "0", "5000",
+                       "replace", "keys", *found)
+            if "OK" not in out and "NOKEY" not in out:
+                raise RuntimeError(f"MIGRATE failed: {out}")
+        for node in self.masters():
+            _cli(node.port, "cluster", "setslot", slot, "node", target_id)
+
     def kill(self, node: RedisServer) -> None:
         """SIGKILL one node (a crash: what it did not replicate is gone)."""
         node.stop(kill=True)
