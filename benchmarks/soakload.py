@@ -47,7 +47,7 @@ class LoadConfig:
     alliance_rate: float = 0.2  # messages/s to a random large group room
     http_concurrency: int = 8
     connect_concurrency: int = 100
-    handshake_timeout_s: float = 30.0
+    handshake_timeout_s: float = 60.0
     seed: int = 1
 
 
@@ -74,6 +74,7 @@ class Counters:
         self.closed = 0  # by churn
         self.opened = 0  # by churn, joined
         self.connect_failures = 0
+        self.refilled = 0  # empty slots (failed connects) filled again by churn
         self.failure_sample = ""
         self.posts = 0
         self.post_errors = 0  # non-2xx (404/202 are not errors: see post())
@@ -146,6 +147,7 @@ class SoakLoad:
         self.http_sem = asyncio.Semaphore(cfg.http_concurrency)
         self.tasks: list[asyncio.Task[None]] = []
         self.pending: set[asyncio.Task[Any]] = set()
+        self.connecting: set[int] = set()
         self.seq = 0
 
     # ------------------------------------------------------------ connections
@@ -195,7 +197,19 @@ class SoakLoad:
 
     async def _replace(self, slot: int) -> None:
         client = self.slots[slot]
-        if client is None or client.closing:
+        if slot in self.connecting:
+            return
+        if client is None:
+            # A slot whose connect failed (counted then): churn fills it again.
+            self.connecting.add(slot)
+            try:
+                if await self.open(slot, self.next_user):
+                    self.next_user += 1
+                    self.c.refilled += 1
+            finally:
+                self.connecting.discard(slot)
+            return
+        if client.closing:
             return
         client.close()
         self.slots[slot] = None
@@ -205,8 +219,12 @@ class SoakLoad:
             self.next_user += 1
         else:
             user = client.user
-        if await self.open(slot, user):
-            self.c.opened += 1
+        self.connecting.add(slot)
+        try:
+            if await self.open(slot, user):
+                self.c.opened += 1
+        finally:
+            self.connecting.discard(slot)
 
     async def churn(self) -> None:
         """Replace ``churn_per_min`` x N connections a minute, one at a time, evenly."""
@@ -337,6 +355,7 @@ class SoakLoad:
             "opened": c.opened,
             "users_seen": self.next_user,
             "connect_failures": c.connect_failures,
+            "refilled": c.refilled,
             "unexpected_closes": c.unexpected_closes,
             "ws_errors": c.ws_errors,
             "posts": c.posts,

@@ -17,7 +17,7 @@ END = "<!-- soak:end -->"
 CSV_KEYS = (
     "t_s", "rss_mib", "fds", "server_conns", "server_rooms", "live", "p50_ms", "p99_ms",
     "max_ms", "interval_deliveries", "delivered", "closed", "opened", "users_seen",
-    "connect_failures", "unexpected_closes", "ws_errors", "posts", "post_errors",
+    "connect_failures", "refilled", "unexpected_closes", "ws_errors", "posts", "post_errors",
     "post_not_found", "posts_skipped", "other_frames", "server_cpu_pct", "other_cpu_pct",
     "load1",
 )  # fmt: skip
@@ -80,6 +80,7 @@ def summarize(record: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
         "opened": last["opened"],
         "churn_expected": round(args.churn * args.n * total_t / 60),
         "users_seen": last["users_seen"],
+        "refilled": last.get("refilled", 0),
         "delivered": last["delivered"],
         "posts": last["posts"],
         "p99_ms_median_minute": statistics.median(p99s) if p99s else math.nan,
@@ -178,7 +179,9 @@ def section(
         f"{args.alliances} large groups), {s['delivered']:,} deliveries; p99 latency "
         f"{s['p99_ms_median_minute']:.1f} ms (median minute), {s['p99_ms_worst_minute']:.1f} "
         "ms (worst minute).",
-        f"- **Errors**: {errs['connect_failures']} failed connects, {errs['unexpected_closes']} "
+        f"- **Errors**: {errs['connect_failures']} failed connects (after 3 attempts each; "
+        f"{s['refilled']} of their slots filled again by the churn), "
+        f"{errs['unexpected_closes']} "
         f"closes the client did not ask for, {errs['ws_errors']} error frames, "
         f"{errs['post_errors']} failed API calls; {errs['post_not_found']} publications to a "
         f"user who had just left (404), {errs['posts_skipped']} skipped (API busy).",
@@ -215,6 +218,10 @@ def update_results_md(path: Path, lines: list[str]) -> None:
     path.write_text(text)
 
 
+def _cell(v: Any) -> Any:
+    return round(v, 3) if isinstance(v, float) else v
+
+
 def write_outputs(record: dict[str, Any], args: argparse.Namespace) -> str:
     """Write every file; return the one-line verdict."""
     out: Path = args.out
@@ -227,7 +234,7 @@ def write_outputs(record: dict[str, Any], args: argparse.Namespace) -> str:
         w = csv.writer(fh)
         w.writerow(CSV_KEYS)
         for r in record["samples"]:
-            w.writerow([round(r[k], 3) if isinstance(r[k], float) else r[k] for k in CSV_KEYS])
+            w.writerow([_cell(r.get(k, "")) for k in CSV_KEYS])
     svg = f"{stem}.svg"
     (out / svg).write_text(plot(record, s, args))
     lines = section(record, s, args, svg)
@@ -244,3 +251,21 @@ def write_outputs(record: dict[str, Any], args: argparse.Namespace) -> str:
         f"close {s['fds_after_close']} (baseline {s['fds_baseline']}); churned {s['closed']}; "
         f"errors {s['errors']}"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite the files of a soak from its JSON (e.g. after changing this module)."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.soakreport")
+    p.add_argument("json", type=Path)
+    p.add_argument("--no-results-md", action="store_true")
+    a = p.parse_args(argv)
+    record = json.loads(a.json.read_text())
+    args = argparse.Namespace(**record["args"])
+    args.out = a.json.parent
+    args.no_results_md = a.no_results_md or args.no_results_md
+    print(write_outputs(record, args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
