@@ -119,7 +119,12 @@ async def node_setup() -> str:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         raise RuntimeError("node/npm not found (Node.js 20 or later)")
-    if not (NODE_DIR / "node_modules").is_dir():
+    # npm writes node_modules/.package-lock.json at the end of an install: when it is
+    # missing (none, or a broken one) or older than the lock file (the pins moved on),
+    # the packages are installed again.
+    installed = NODE_DIR / "node_modules" / ".package-lock.json"
+    lock = NODE_DIR / "package-lock.json"
+    if not installed.is_file() or installed.stat().st_mtime < lock.stat().st_mtime:
         proc = await asyncio.create_subprocess_exec(
             npm, "ci", "--no-audit", "--no-fund", cwd=NODE_DIR,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
