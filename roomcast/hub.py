@@ -79,6 +79,10 @@ class Hub:
         self.users: dict[UserId, dict[ConnId, LocalConnection]] = {}
         self.rooms: dict[RoomId, dict[ConnId, LocalConnection]] = {}
         self.room_names: dict[RoomId, str] = {}
+        #: Each room's writers as a list, built at its first message after a change of
+        #: members: the one-message-per-room loop then reads nothing per recipient but
+        #: the writer (a dict of connections cost two lookups more each).
+        self._writers: dict[RoomId, list[ConnectionWriter]] = {}
         #: Connections here that negotiated permessage-deflate (0: the plain fast path).
         self.deflating = 0
 
@@ -112,6 +116,7 @@ class Hub:
             return False
         conn.rooms.add(room)
         self.rooms.setdefault(room, {})[conn.id] = conn
+        self._writers.pop(room, None)
         self.room_names[room] = name
         return True
 
@@ -120,6 +125,7 @@ class Hub:
         if room not in conn.rooms:
             return False
         conn.rooms.discard(room)
+        self._writers.pop(room, None)
         members = self.rooms.get(room)
         if members is not None:
             members.pop(conn.id, None)
@@ -162,22 +168,29 @@ class Hub:
         if self.deflating:
             return self._deliver_mixed(target, payload, frame, skip)
         if skip:
-            return fan_out([c for c in self.recipients(target) if c.id not in skip], frame)
+            return fan_out(
+                [c.writer for c in self.recipients(target) if c.id not in skip], frame)
         if isinstance(target, ToRoom) and target.exclude is None:
             # The hot path: one room, everyone in it.
-            members = self.rooms.get(target.room)
-            return fan_out(members.values(), frame) if members else 0
-        return fan_out(list(self.recipients(target)), frame)
+            room = target.room
+            writers = self._writers.get(room)
+            if writers is None:
+                members = self.rooms.get(room)
+                if not members:
+                    return 0
+                writers = self._writers[room] = [c.writer for c in members.values()]
+            return fan_out(writers, frame)
+        return fan_out([c.writer for c in self.recipients(target)], frame)
 
     def _deliver_mixed(
         self, target: Target, payload: bytes, frame: bytes, skip: Collection[ConnId]
     ) -> int:
         """Some connections here take compressed frames: each variant is built once."""
-        by_bits: dict[int, list[LocalConnection]] = {}
+        by_bits: dict[int, list[ConnectionWriter]] = {}
         for conn in self.recipients(target):
             if conn.id not in skip:
-                by_bits.setdefault(conn.deflate, []).append(conn)
+                by_bits.setdefault(conn.deflate, []).append(conn.writer)
         return sum(
-            fan_out(conns, deflated_text_frame(payload, bits) if bits else frame)
-            for bits, conns in by_bits.items()
+            fan_out(writers, deflated_text_frame(payload, bits) if bits else frame)
+            for bits, writers in by_bits.items()
         )

@@ -47,11 +47,6 @@ class _Transport(Protocol):
     def is_closing(self) -> bool: ...
 
 
-class _HasWriter(Protocol):
-    @property
-    def writer(self) -> ConnectionWriter: ...
-
-
 class Flusher:
     """Flushes every writer that got frames, once per loop iteration.
 
@@ -67,7 +62,7 @@ class Flusher:
         self._dirty: list[ConnectionWriter] = []
         #: Large fan-outs written directly in this tick: their writers are busy until
         #: the pass, but their ticks are only set if something else comes (:meth:`settle`).
-        self._fanned: list[Collection[_HasWriter]] = []
+        self._fanned: list[Collection[ConnectionWriter]] = []
         self.scheduled = False
         self.tick = 0
         self.sent = 0
@@ -89,9 +84,9 @@ class Flusher:
         """
         fanned, self._fanned = self._fanned, []
         tick = self.tick
-        for conns in fanned:
-            for conn in conns:
-                conn.writer._tick = tick
+        for writers in fanned:
+            for writer in writers:
+                writer._tick = tick
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
@@ -107,23 +102,22 @@ class Flusher:
                 writer.fail()
 
 
-def fan_out(conns: Collection[_HasWriter], frame: bytes) -> int:
-    """:meth:`ConnectionWriter.write` the same frame to every connection; how many took it.
+def fan_out(writers: Collection[ConnectionWriter], frame: bytes) -> int:
+    """:meth:`ConnectionWriter.write` the same frame to every writer; how many took it.
 
-    The connections' writers share one flusher (the gateway's). The idle cases are
-    inlined: this loop is the whole cost of one message to a room.
+    The writers share one flusher (the gateway's). The idle cases are inlined: this
+    loop is the whole cost of one message to a room.
     """
-    sent = len(conns)
+    sent = len(writers)
     if not sent:
         return 0
     size = len(frame)
-    flusher = next(iter(conns)).writer._flusher
+    flusher = next(iter(writers))._flusher
     if sent >= FAST_MIN and not flusher.scheduled:
         # Nothing was written or queued since the last pass: every writer is idle,
         # and only its limit needs checking.
         end = flusher.sent + size
-        for conn in conns:
-            writer = conn.writer
+        for writer in writers:
             if writer._limit >= end:
                 transport = writer._transport
                 if not transport.is_closing():
@@ -135,13 +129,12 @@ def fan_out(conns: Collection[_HasWriter], frame: bytes) -> int:
             elif not writer._write_measured(frame, end):
                 sent -= 1
         flusher.sent = end
-        flusher._fanned.append(conns)
+        flusher._fanned.append(writers)
         flusher.schedule()
         return sent
     if flusher._fanned:
         flusher.settle()
-    for conn in conns:
-        writer = conn.writer
+    for writer in writers:
         flusher = writer._flusher
         tick = flusher.tick
         if writer._tick == tick:
@@ -302,3 +295,4 @@ class ConnectionWriter:
         self.pending_bytes = 0
         if self.on_overflow is not None:
             self.on_overflow()
+

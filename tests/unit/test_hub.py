@@ -155,3 +155,27 @@ async def test_connection_send_frames_one_envelope_for_itself() -> None:
     assert conn.send(b'{"type":"presence"}')
     await asyncio.sleep(0)
     assert transport.writes == [text_frame(b'{"type":"presence"}')]
+
+
+async def test_a_room_delivery_follows_every_join_and_leave() -> None:
+    """The room's list of writers is kept between messages: joins and leaves renew it."""
+    hub, flusher = Hub(), Flusher()
+    conns = [make_conn(f"c{n}", f"u{n}", flusher) for n in range(20)]
+    for conn, _ in conns:
+        hub.add(conn)
+    for conn, _ in conns[:18]:
+        hub.join(conn, RED, "Red")
+    payload = b'{"type":"message"}'
+    assert hub.deliver(ToRoom(RED), payload) == 18
+    await asyncio.sleep(0)
+    hub.join(conns[18][0], RED, "Red")
+    hub.leave(conns[0][0], RED)
+    assert hub.deliver(ToRoom(RED), payload) == 18
+    await asyncio.sleep(0)
+    hub.remove(conns[1][0])
+    assert hub.deliver(ToRoom(RED), payload) == 17
+    await asyncio.sleep(0)
+    frame = text_frame(payload)
+    writes = [len(transport.writes) for _, transport in conns]
+    assert writes == [1, 2] + [3] * 16 + [2, 0]
+    assert all(w == frame for _, t in conns for w in t.writes)

@@ -134,13 +134,6 @@ def test_without_an_overflow_callback_overflow_just_closes() -> None:
 # -- fan_out: the direct write to an idle connection -------------------------------
 
 
-class Member:
-    """What fan_out needs of a connection: its writer."""
-
-    def __init__(self, writer: ConnectionWriter) -> None:
-        self.writer = writer
-
-
 class StuckTransport(FakeTransport):
     """A client that reads nothing: every byte written stays in the buffer."""
 
@@ -156,7 +149,7 @@ class BrokenTransport(FakeTransport):
 
 async def test_an_idle_writer_writes_at_once_and_queues_the_rest_of_the_iteration() -> None:
     writer, transport, _ = make_writer()
-    member = Member(writer)
+    member = writer
     assert fan_out([member], b"1") == 1
     assert transport.writes == [b"1"]  # written during the call, before any loop pass
     assert fan_out([member], b"2") == 1
@@ -171,7 +164,7 @@ async def test_an_idle_writer_writes_at_once_and_queues_the_rest_of_the_iteratio
 async def test_one_message_at_a_time_is_one_write_of_the_same_bytes_each() -> None:
     flusher = Flusher()
     transports = [FakeTransport() for _ in range(3)]
-    members = [Member(ConnectionWriter(t, flusher, max_bytes=1000)) for t in transports]
+    members = [ConnectionWriter(t, flusher, max_bytes=1000) for t in transports]
     frames = [f"frame-{i}".encode() for i in range(5)]
     for frame in frames:
         assert fan_out(members, frame) == 3
@@ -184,7 +177,7 @@ async def test_one_message_at_a_time_is_one_write_of_the_same_bytes_each() -> No
 async def test_a_queued_frame_is_never_overtaken_by_a_direct_write() -> None:
     writer, transport, _ = make_writer()
     writer.enqueue(b"reply;")  # e.g. a command's reply, queued in this iteration
-    assert fan_out([Member(writer)], b"broadcast;") == 1
+    assert fan_out([writer], b"broadcast;") == 1
     assert transport.writes == []
     await one_iteration()
     assert transport.writes == [b"reply;broadcast;"]
@@ -193,7 +186,7 @@ async def test_a_queued_frame_is_never_overtaken_by_a_direct_write() -> None:
 async def test_direct_writes_stop_at_the_byte_limit_of_a_consumer_that_reads_nothing() -> None:
     transport, overflows = StuckTransport(), Overflows()
     writer = ConnectionWriter(transport, Flusher(), max_bytes=1000, on_overflow=overflows)
-    member = Member(writer)
+    member = writer
     results = []
     for _ in range(12):
         results.append(fan_out([member], b"x" * 100))
@@ -208,21 +201,21 @@ async def test_a_transport_that_raises_fails_its_writer_and_nobody_else() -> Non
     broken = ConnectionWriter(BrokenTransport(), flusher, max_bytes=1000, on_overflow=overflows)
     healthy_transport = FakeTransport()
     healthy = ConnectionWriter(healthy_transport, flusher, max_bytes=1000)
-    assert fan_out([Member(broken), Member(healthy)], b"frame") == 1
+    assert fan_out([broken, healthy], b"frame") == 1
     assert healthy_transport.writes == [b"frame"]
     assert broken.closed and overflows.calls == 1
     await one_iteration()
-    assert fan_out([Member(broken), Member(healthy)], b"next") == 1
+    assert fan_out([broken, healthy], b"next") == 1
 
 
 # -- fan_out to a room: the bare loop while no pass is pending ----------------------
 
 
-def room(n: int = FAST_MIN, max_bytes: int = 1000) -> tuple[list[Member], list[FakeTransport]]:
+def room(n: int = FAST_MIN,
+         max_bytes: int = 1000) -> tuple[list[ConnectionWriter], list[FakeTransport]]:
     flusher = Flusher()
     transports = [FakeTransport() for _ in range(n)]
-    members = [Member(ConnectionWriter(t, flusher, max_bytes=max_bytes)) for t in transports]
-    return members, transports
+    return [ConnectionWriter(t, flusher, max_bytes=max_bytes) for t in transports], transports
 
 
 async def test_a_room_gets_one_write_per_message_one_at_a_time() -> None:
@@ -249,7 +242,7 @@ async def test_a_room_fan_out_then_a_single_write_in_the_same_iteration_is_queue
     members, transports = room()
     assert fan_out(members, b"room;") == len(members)
     assert fan_out(members[:1], b"direct;") == 1
-    assert members[0].writer.write(b"again;")
+    assert members[0].write(b"again;")
     assert transports[0].writes == [b"room;"]
     await one_iteration()
     assert transports[0].writes == [b"room;", b"direct;again;"]
@@ -258,7 +251,7 @@ async def test_a_room_fan_out_then_a_single_write_in_the_same_iteration_is_queue
 
 async def test_a_queued_frame_is_never_overtaken_by_a_room_fan_out() -> None:
     members, transports = room()
-    assert members[3].writer.enqueue(b"reply;")
+    assert members[3].enqueue(b"reply;")
     assert fan_out(members, b"room;") == len(members)
     assert transports[3].writes == []
     await one_iteration()
@@ -270,23 +263,23 @@ async def test_a_room_fan_out_stops_at_the_byte_limit_of_a_consumer_that_reads_n
     flusher, overflows = Flusher(), Overflows()
     stuck = StuckTransport()
     others = [FakeTransport() for _ in range(FAST_MIN)]
-    members = [Member(ConnectionWriter(stuck, flusher, max_bytes=1000, on_overflow=overflows))]
-    members += [Member(ConnectionWriter(t, flusher, max_bytes=1000)) for t in others]
+    members = [ConnectionWriter(stuck, flusher, max_bytes=1000, on_overflow=overflows)]
+    members += [ConnectionWriter(t, flusher, max_bytes=1000) for t in others]
     results = []
     for _ in range(25):
         results.append(fan_out(members, b"x" * 100))
         await one_iteration()
     assert results == [len(members)] * 10 + [len(members) - 1] * 15
     assert stuck.buffered == 1000  # never above the limit
-    assert overflows.calls == 1 and members[0].writer.closed
+    assert overflows.calls == 1 and members[0].closed
     assert all(len(t.writes) == 25 for t in others)
 
 
 async def test_a_room_fan_out_skips_closed_writers_and_survives_a_broken_transport() -> None:
     members, transports = room()
-    members[0].writer.close(flush=False)
-    broken = ConnectionWriter(BrokenTransport(), members[1].writer._flusher, max_bytes=1000)
-    members[1] = Member(broken)
+    members[0].close(flush=False)
+    broken = ConnectionWriter(BrokenTransport(), members[1]._flusher, max_bytes=1000)
+    members[1] = broken
     assert fan_out(members, b"frame") == len(members) - 2
     assert transports[0].writes == [] and broken.closed
     assert all(t.writes == [b"frame"] for t in transports[2:])
