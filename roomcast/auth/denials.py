@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from roomcast.auth.claims import Claims
+from roomcast.batching import Batcher
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import StoreError
 from roomcast.membership.sqlite import open_sqlite
@@ -119,8 +120,9 @@ class RedisDenials:
 
     Keys (``prefix`` defaults to ``roomcast:``): ``revoked:{user_id}`` (the revocation
     time), ``banned:user:{user_id}`` and ``banned:token:{token_id}`` (the ban's end),
-    all Unix seconds as strings. A handshake reads the three with one ``MGET``. On a
-    Redis Cluster (``cluster``) the keys carry one hash tag, so that ``MGET`` is legal.
+    all Unix seconds as strings. A handshake reads the three with one ``MGET``, shared
+    with the handshakes that check meanwhile (one round trip per batch, never a cache).
+    On a Redis Cluster (``cluster``) the keys carry one hash tag, so that ``MGET`` is legal.
     """
 
     def __init__(self, url: str, prefix: str = "roomcast:",
@@ -130,6 +132,7 @@ class RedisDenials:
         self._cluster = cluster
         self._clock = clock
         self._redis: aioredis.Redis | None = None
+        self._batch: Batcher[Claims, Denied | None] = Batcher(self._check_many)
 
     async def open(self) -> None:
         options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5.0,
@@ -164,15 +167,25 @@ class RedisDenials:
             raise StoreError(f"cannot store the ban: {exc}") from exc
 
     async def check(self, claims: Claims) -> Denied | None:
+        return await self._batch.get(claims)
+
+    async def _check_many(self, many: list[Claims]) -> list[Denied | BaseException | None]:
         p = self.prefix
-        keys = [f"{p}revoked:{claims.user_id}", f"{p}banned:user:{claims.user_id}",
-                f"{p}banned:token:{claims.token_id}"]
+        keys = []
+        for claims in many:
+            keys += [f"{p}revoked:{claims.user_id}", f"{p}banned:user:{claims.user_id}",
+                     f"{p}banned:token:{claims.token_id}"]
         try:
-            revoked, user_ban, token_ban = await self._client().mget(keys)
+            values = await self._client().mget(keys)
         except (RedisError, OSError) as exc:
             raise StoreError(f"denial store unavailable: {exc}") from exc
-        bans = [b for b in (_number(user_ban), _number(token_ban)) if b is not None]
-        return judge(claims, _number(revoked), max(bans, default=None), self._clock())
+        now = self._clock()
+        out: list[Denied | BaseException | None] = []
+        for i, claims in enumerate(many):
+            revoked, user_ban, token_ban = values[3 * i : 3 * i + 3]
+            bans = [b for b in (_number(user_ban), _number(token_ban)) if b is not None]
+            out.append(judge(claims, _number(revoked), max(bans, default=None), now))
+        return out
 
 
 def _number(raw: object) -> float | None:
@@ -196,6 +209,7 @@ class SqliteDenials:
 
     Rows are keyed as in Redis (``revoked:{user_id}``, ``banned:{scope}:{key}``) and
     carry the time they stop counting; expired rows are deleted as they are written.
+    Concurrent checks share one query (one hop to the SQLite thread per batch).
     """
 
     def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
@@ -203,6 +217,8 @@ class SqliteDenials:
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        #: 3 keys a check, within SQLite's 999 parameters.
+        self._batch: Batcher[Claims, Denied | None] = Batcher(self._check_many, max_batch=300)
 
     async def open(self) -> None:
         self._db = await open_sqlite(self.path, _SCHEMA, what="the denial store")
@@ -234,18 +250,26 @@ class SqliteDenials:
         await self._put(f"banned:{scope}:{key}", until, until)
 
     async def check(self, claims: Claims) -> Denied | None:
+        return await self._batch.get(claims)
+
+    async def _check_many(self, many: list[Claims]) -> list[Denied | BaseException | None]:
         if self._db is None:
             raise StoreError("denial store is not open")
         now = self._clock()
-        keys = (f"revoked:{claims.user_id}", f"banned:user:{claims.user_id}",
-                f"banned:token:{claims.token_id}")
+        keyed = [(f"revoked:{c.user_id}", f"banned:user:{c.user_id}",
+                  f"banned:token:{c.token_id}") for c in many]
+        flat = [key for keys in keyed for key in keys]
+        marks = ", ".join("?" * len(flat))
         try:
             async with self._db.execute(
-                "SELECT key, value FROM denials WHERE key IN (?, ?, ?) AND until > ?",
-                (*keys, now),
+                f"SELECT key, value FROM denials WHERE key IN ({marks}) AND until > ?",
+                (*flat, now),
             ) as cursor:
                 found = {str(key): float(value) for key, value in await cursor.fetchall()}
         except sqlite3.Error as exc:
             raise StoreError(f"denial store unavailable: {exc}") from exc
-        bans = [found[k] for k in keys[1:] if k in found]
-        return judge(claims, found.get(keys[0]), max(bans, default=None), now)
+        out: list[Denied | BaseException | None] = []
+        for claims, keys in zip(many, keyed, strict=True):
+            bans = [found[k] for k in keys[1:] if k in found]
+            out.append(judge(claims, found.get(keys[0]), max(bans, default=None), now))
+        return out

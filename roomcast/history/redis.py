@@ -38,6 +38,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from roomcast.batching import pipelined, run_script
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import Target, ToRoom
 from roomcast.broker.redis_once import exchange_once
@@ -162,6 +163,8 @@ class RedisHistory:
         self._redis = aioredis.Redis.from_pool(pool)
         self._append = self._redis.register_script(_APPEND)
         self._read = self._redis.register_script(_READ)
+        #: Reads asked meanwhile (a connect storm's stream tops) go out as one pipeline.
+        self._reads = pipelined(self._redis)
 
     async def append(
         self, room: RoomId, envelope: bytes, retention: Retention, *,
@@ -241,7 +244,8 @@ class RedisHistory:
             found = await self._script(_READ, self._read.sha, [*keys(room), *args],
                                        what="history read")
         else:
-            found = await self._call(self._read(keys=keys(room), args=[*args, _NO_NODE]))
+            found = await self._call(run_script(self._reads, self._read, list(keys(room)),
+                                                [*args, _NO_NODE]))
         epoch, top, entries = found
         publications = [
             Publication(int(_text(entry_id).split("-", 1)[0]), bytes(fields[1]))

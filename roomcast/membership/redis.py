@@ -22,6 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from roomcast.batching import Batcher
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import StoreError
 from roomcast.logs import log_event
@@ -82,6 +83,7 @@ class RedisMembershipStore:
         self._redis: aioredis.Redis | None = None
         self._add: Any = None
         self._remove: Any = None
+        self._groups_batch: Batcher[UserId, list[Group]] = Batcher(self._groups_of_many)
 
     def _keys(self, user_id: str, group_id: str) -> list[str]:
         p = self.prefix
@@ -133,10 +135,20 @@ class RedisMembershipStore:
             raise StoreError(f"Redis membership store failed: {exc}") from exc
 
     async def groups_of(self, user_id: UserId) -> list[Group]:
-        """The user's groups, ordered by group id."""
-        key = f"{self.prefix}user_groups:{user_id}"
-        names: dict[str, str] = await self._call(lambda r: r.hgetall(key))  # type: ignore[arg-type,return-value]
-        return [Group(GroupId(gid), names[gid]) for gid in sorted(names)]
+        """The user's groups, ordered by group id (concurrent calls share one pipeline)."""
+        return await self._groups_batch.get(user_id)
+
+    async def _groups_of_many(self, users: list[UserId]) -> list[list[Group] | BaseException]:
+        async def read(r: aioredis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for user in users:
+                pipe.hgetall(f"{self.prefix}user_groups:{user}")
+            return await pipe.execute()
+
+        out: list[list[Group] | BaseException] = []
+        for names in await self._call(read):
+            out.append([Group(GroupId(gid), names[gid]) for gid in sorted(names)])
+        return out
 
     async def add(self, user_id: UserId, group_id: GroupId, name: str) -> bool:
         """Add a membership and set the group's name; True only if the membership is new."""

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import aiosqlite
 
+from roomcast.batching import Batcher
 from roomcast.exceptions import StoreError
 from roomcast.membership.base import Group
 from roomcast.types import GroupId, UserId
@@ -75,6 +76,8 @@ class SqliteMembershipStore:
         # One connection is shared by all coroutines: the lock keeps each
         # read-modify-write transaction whole.
         self._lock = asyncio.Lock()
+        self._groups_batch: Batcher[UserId, list[Group]] = Batcher(
+            self._groups_of_many, max_batch=500)
 
     async def open(self) -> None:
         """Open the file (creating it) and create the schema if needed."""
@@ -120,13 +123,21 @@ class SqliteMembershipStore:
                 raise StoreError(f"SQLite membership store failed: {exc}") from exc
 
     async def groups_of(self, user_id: UserId) -> list[Group]:
-        """The user's groups, ordered by group id."""
+        """The user's groups, ordered by group id (concurrent calls share one query)."""
+        return await self._groups_batch.get(user_id)
+
+    async def _groups_of_many(self, users: list[UserId]) -> list[list[Group] | BaseException]:
+        unique = list(dict.fromkeys(users))
+        marks = ", ".join("?" * len(unique))
         rows = await self._fetch(
-            "SELECT g.group_id, g.name FROM memberships m JOIN groups g USING (group_id)"
-            " WHERE m.user_id = ? ORDER BY g.group_id",
-            (user_id,),
+            "SELECT m.user_id, g.group_id, g.name FROM memberships m JOIN groups g"
+            f" USING (group_id) WHERE m.user_id IN ({marks}) ORDER BY g.group_id",
+            tuple(unique),
         )
-        return [Group(GroupId(gid), name) for gid, name in rows]
+        found: dict[str, list[Group]] = {}
+        for uid, gid, name in rows:
+            found.setdefault(uid, []).append(Group(GroupId(gid), name))
+        return [list(found.get(user, ())) for user in users]
 
     async def add(self, user_id: UserId, group_id: GroupId, name: str) -> bool:
         """Add a membership and set the group's name; True only if the membership is new."""

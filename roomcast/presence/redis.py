@@ -23,6 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from roomcast.batching import pipelined, run_script
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
 from roomcast.presence.base import Change, Entry, PresenceStats, UserPresence, aggregate, now_ms
@@ -211,6 +212,8 @@ class RedisPresenceStore:
         self._sweep = self._redis.register_script(_SWEEP)
         self._read = self._redis.register_script(_READ)
         self._refresh = self._redis.register_script(_REFRESH)
+        #: Adds asked meanwhile (a connect storm's) go out as one pipeline.
+        self._adds = pipelined(self._redis)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -220,6 +223,8 @@ class RedisPresenceStore:
 
     async def _run(self, script: Any, *args: Any) -> Any:
         try:
+            if script is self._add:
+                return await run_script(self._adds, script, self._keys, self._argv(*args))
             return await script(keys=self._keys, args=self._argv(*args))
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"presence store unavailable: {exc}") from None

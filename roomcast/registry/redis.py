@@ -29,6 +29,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from roomcast.batching import pipelined
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
@@ -117,6 +118,8 @@ class RedisRegistry:
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._k = _Keys(CONTROL_TAG if cluster else "")
         self._cluster = cluster
+        #: Set reads asked meanwhile (a connect storm's room counts) share one pipeline.
+        self._reads = pipelined(self._redis)
         self._announced = False
         self._alive_until: dict[str, float] = {}
         self._hub = hub
@@ -360,8 +363,8 @@ class RedisRegistry:
                 raws = cast(list[bytes | None], await self._redis.mget(
                     [self._k.conn + i for i in ids])) if ids else []
             else:
-                raws = cast(list[bytes | None], await self._redis.sort(
-                    set_key, by="nosort", get=[self._k.conn + "*"]))
+                raws = cast(list[bytes | None], await self._reads.get(
+                    lambda p: p.sort(set_key, by="nosort", get=[self._k.conn + "*"])))
         except ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
@@ -487,7 +490,8 @@ class RedisRegistry:
             if local > EXACT_COUNT_LIMIT:
                 # Big rooms (join storms): one O(1) SCARD instead of reading every member.
                 try:
-                    approx = await self._call(self._redis.scard(self._k.room + target.room))
+                    approx = await self._call(
+                        self._reads.get(lambda p: p.scard(self._k.room + target.room)))
                 except ResponseError:  # another type under the compat name: ours only
                     self._wrong_type(self._k.room + target.room)
                     approx = 0
