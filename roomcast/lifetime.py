@@ -5,12 +5,15 @@ A connection is told ``expires_in`` seconds ahead (``ROOMCAST_EXPIRY_WARNING``) 
 meanwhile, it is closed with 3401 once ``exp`` plus the leeway has passed. The client
 reconnects with a fresh token (the React client reconnects after any close).
 
-Timers live on the event loop (one pair per connection); nothing polls.
+One loop timer serves every connection (a heap of deadlines): a timer handle per
+connection cost ~1.2 KiB of each idle connection's memory; nothing polls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import math
 import time
@@ -41,43 +44,81 @@ class Lifetimes:
         self.warning = warning
         self.leeway = leeway
         self._clock = clock
-        self._timers: dict[ConnId, tuple[asyncio.TimerHandle | None, asyncio.TimerHandle]] = {}
+        #: (loop time, order, generation, is the warning, connection); entries of a
+        #: connection forgotten or tracked again since stay until popped (skipped).
+        self._heap: list[tuple[float, int, int, bool, LocalConnection]] = []
+        #: The generation of each tracked connection's current deadlines.
+        self._tracked: dict[ConnId, int] = {}
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
 
     def track(self, conn: LocalConnection) -> None:
-        """(Re)schedule ``conn`` for its current ``expires_at``; replaces earlier timers."""
+        """(Re)schedule ``conn`` for its current ``expires_at``; replaces earlier deadlines."""
         self.forget(conn)
         if not self.enabled or not math.isfinite(conn.expires_at):
             return
         loop = asyncio.get_running_loop()
+        now = loop.time()
         left = conn.expires_at - self._clock()
-        warn = None
+        generation = next(self._order)
+        self._tracked[conn.id] = generation
         if self.warning > 0:
             # A token shorter-lived than the warning lead is warned about at once.
-            warn = loop.call_later(max(0.0, left - self.warning), self._warn, conn)
-        close = loop.call_later(max(0.0, left + self.leeway), self._expire, conn)
-        self._timers[conn.id] = (warn, close)
+            self._push(now + max(0.0, left - self.warning), generation, True, conn)
+        self._push(now + max(0.0, left + self.leeway), generation, False, conn)
+        self._arm(loop)
 
     def forget(self, conn: LocalConnection) -> None:
-        """Cancel ``conn``'s timers (it closed, or a refresh reschedules it)."""
-        timers = self._timers.pop(conn.id, None)
-        if timers is not None:
-            for handle in timers:
-                if handle is not None:
-                    handle.cancel()
+        """Drop ``conn``'s deadlines (it closed, or a refresh reschedules it)."""
+        if self._tracked.pop(conn.id, None) is not None and \
+                len(self._heap) > 4 * len(self._tracked) + 1024:
+            # Churn leaves stale entries until their deadline (maybe hours): compact.
+            self._heap = [e for e in self._heap if self._tracked.get(e[4].id) == e[2]]
+            heapq.heapify(self._heap)
 
     def close(self) -> None:
-        for warn, close in self._timers.values():
-            if warn is not None:
-                warn.cancel()
-            close.cancel()
-        self._timers.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, math.inf
+        self._heap.clear()
+        self._tracked.clear()
+
+    def _push(self, when: float, generation: int, warn: bool, conn: LocalConnection) -> None:
+        heapq.heappush(self._heap, (when, next(self._order), generation, warn, conn))
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop timer at the earliest deadline."""
+        if not self._heap:
+            return
+        when = self._heap[0][0]
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer, self._timer_at = loop.call_at(when, self._fire), when
+
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, generation, warn, conn = heapq.heappop(heap)
+            if self._tracked.get(conn.id) != generation:
+                continue  # forgotten, or tracked again with a new expiry
+            if warn:
+                self._warn(conn)
+            else:
+                self._expire(conn)
+        self._arm(loop)
 
     def _warn(self, conn: LocalConnection) -> None:
         left = max(0, math.ceil(conn.expires_at - self._clock()))
         conn.send(messages.encode(messages.token_expiring(left, conn.expires_at)))
 
     def _expire(self, conn: LocalConnection) -> None:
-        self._timers.pop(conn.id, None)
+        self._tracked.pop(conn.id, None)
         metrics.TOKEN_CLOSES.labels("expired").inc()
         log_event(_log, "token_expired", conn=conn.id, user=conn.user_id)
         conn.close(CloseCode.TOKEN_EXPIRED, "token expired")

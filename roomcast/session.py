@@ -55,6 +55,8 @@ MEMBERS_PER_TOKEN = 20
 class Session:
     """Handles the client messages of one connection."""
 
+    __slots__ = ("conn", "limiter", "max_members", "node", "refresher")
+
     def __init__(self, node: Node, conn: LocalConnection, limiter: Throttle,
                  *, refresher: TokenRefresher | None = None, max_members: int = 500) -> None:
         self.node = node

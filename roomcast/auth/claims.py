@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,7 @@ def claims_from_payload(
         user_id=UserId(user_id),
         character_id=character_id,
         character_name=name,
-        scopes=frozenset(scopes.split()),
+        scopes=shared_set(tuple(scopes.split())),
         groups=_groups(payload.get("groups")),
         expires_at=expires_at,
         issued_at=_time(payload.get("iat")),
@@ -137,3 +138,10 @@ def _group_id(raw: str | int) -> GroupId:
 def is_admin(claims: Claims, *, admin_scope: str, admin_users: frozenset[str]) -> bool:
     """An administrator holds the admin scope or is listed by user id."""
     return admin_scope in claims.scopes or claims.user_id in admin_users
+
+
+@functools.lru_cache(maxsize=1024)
+def shared_set(items: tuple[str, ...]) -> frozenset[str]:
+    """One frozenset per distinct value: every connection keeps its scopes and token
+    groups, mostly the same few sets (~200 bytes each)."""
+    return frozenset(items)

@@ -30,17 +30,29 @@ _PRUNE_EVERY = 1024
 _PRUNE_INTERVAL = 60.0
 
 
+#: What a stream never appended to holds (most user rooms): two empty deques cost
+#: ~1.2 KiB, and every connection's user room has a stream from its join on.
+_NO_ENTRIES: deque[Publication] = deque(maxlen=0)
+_NO_IDS: deque[str | None] = deque(maxlen=0)
+
+
 @dataclass(slots=True)
 class _Stream:
     epoch: str
     meta_until: float
     top: int = 0
-    entries: deque[Publication] = field(default_factory=deque)
+    entries: deque[Publication] = field(default_factory=lambda: _NO_ENTRIES)
     #: The message id of each entry (None: appended without one), in step with entries.
-    entry_ids: deque[str | None] = field(default_factory=deque)
+    entry_ids: deque[str | None] = field(default_factory=lambda: _NO_IDS)
     #: message id -> offset, for the retained entries (idempotent appends).
     ids: dict[str, int] = field(default_factory=dict)
     data_until: float = 0.0
+
+    def writable(self) -> _Stream:
+        """The stream, with containers of its own to append to."""
+        if self.entries is _NO_ENTRIES:
+            self.entries, self.entry_ids = deque(), deque()
+        return self
 
 
 class MemoryHistory:
@@ -64,7 +76,7 @@ class MemoryHistory:
         self, room: RoomId, envelope: bytes, retention: Retention, *,
         message_id: str | None = None, route: Route | None = None,
     ) -> Appended:
-        stream = self._stream(room, retention)
+        stream = self._stream(room, retention).writable()
         if message_id is not None and message_id in stream.ids:
             offset = stream.ids[message_id]
             stored = stream.entries[offset - stream.entries[0].offset]
@@ -139,7 +151,7 @@ class MemoryHistory:
             meta_ttl = float(item["meta_ttl"]) - elapsed
             if meta_ttl <= 0:
                 continue
-            stream = _Stream(str(item["epoch"]), now + meta_ttl, top=int(item["top"]))
+            stream = _Stream(str(item["epoch"]), now + meta_ttl, top=int(item["top"])).writable()
             data_ttl = float(item["data_ttl"]) - elapsed
             if data_ttl > 0:
                 stream.data_until = now + data_ttl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -31,7 +31,7 @@ from roomcast.refresh import TokenRefresher
 from roomcast.registry.base import Registry
 from roomcast.registry.local import LocalRegistry
 from roomcast.server import login, pages, proxy, status, tokens
-from roomcast.server.admin.problems import problem_response
+from roomcast.server.admin.problems import api_paths, http_problem
 from roomcast.server.guard import ConnectionGuard
 from roomcast.server.quotas import Quota
 from roomcast.server.state import GATEWAY, Gateway
@@ -126,7 +126,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             _handshakes(settings.websocket_path),
             proxy.middleware(settings.trusted_proxies),
-            _api_problems(prefix),
+            _api_problems(prefix, settings.websocket_path),
         ],
     )
     hub = Hub(max_frame_bytes=settings.max_queue_bytes)
@@ -188,38 +188,46 @@ def _handshakes(websocket_path: str) -> Middleware:
     does so itself once its handshake is over) and when its response is out."""
 
     @web.middleware
-    async def handshakes(request: web.Request, handler: Handler) -> web.StreamResponse:
-        guard = request.app[GATEWAY].guard
-        if request.path != websocket_path:
-            guard.finished(request.transport)
-        try:
-            return await handler(request)
-        finally:
-            guard.finished(request.transport)
-            guard.next_request(request.transport)
+    def handshakes(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if request.path == websocket_path:
+            # The endpoint tells the guard itself: a middleware frame would stay for the
+            # connection's whole life (~300 bytes of every idle connection).
+            return handler(request)
+        return _answered(request, handler)
 
     return handshakes
 
 
-def _api_problems(prefix: str) -> Middleware:
-    """Unknown paths and methods of the HTTP API answer problem+json too."""
-    api = (prefix + "/websocket/", prefix + "/schemas/")
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
+    guard = request.app[GATEWAY].guard
+    guard.finished(request.transport)
+    try:
+        return await handler(request)
+    finally:
+        guard.finished(request.transport)
+        guard.next_request(request.transport)
+
+
+def _api_problems(prefix: str, websocket_path: str) -> Middleware:
+    """Unknown paths and methods of the HTTP API answer problem+json too (the WebSocket
+    endpoint converts its own, without a frame kept for the connection's life)."""
+    api = api_paths(prefix)
 
     @web.middleware
-    async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400 or not request.path.startswith(api):
-                raise
-            return problem_response(exc.status, exc.reason, headers=_kept_headers(exc),
-                                    request=request)
+    def problems(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if request.path == websocket_path:
+            return handler(request)
+        return _converted(request, handler, api)
 
     return problems
 
 
-def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
-    return {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+async def _converted(request: web.Request, handler: Handler,
+                     api: tuple[str, ...]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        return http_problem(exc, request, api)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -166,7 +166,8 @@ def middleware(trusted: TrustedProxies) -> Middleware:
     """An aiohttp middleware applying trusted forwarded headers to every request."""
 
     @web.middleware
-    async def forwarded_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def forwarded_headers(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        # Not a coroutine: its frame would stay for a WebSocket's whole life.
         view = resolve(
             request.remote,
             trusted,
@@ -181,6 +182,6 @@ def middleware(trusted: TrustedProxies) -> Middleware:
                 scheme=view.scheme or request.scheme,
                 host=view.host or request.host,
             )
-        return await handler(request)
+        return handler(request)
 
     return forwarded_headers

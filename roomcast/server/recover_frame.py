@@ -17,7 +17,8 @@ Recover = tuple[str | None, dict[str, Position]]
 
 
 def wants_recovery(request: web.Request) -> bool:
-    return request.query.get("recover") == "1"
+    # Not request.query: it would keep a parsed copy for the connection's whole life.
+    return "recover=1" in request.query_string.split("&")
 
 
 async def read_recover(

@@ -7,13 +7,14 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import cast
 
 from aiohttp import WSMessage, WSMsgType, web
 
 from roomcast import metrics
 from roomcast.auth import Claims, authenticate, origin_allowed, token_candidates
+from roomcast.auth.claims import shared_set
 from roomcast.auth.reasons import describe
 from roomcast.exceptions import AuthError, ProtocolError, StoreError
 from roomcast.hub import LocalConnection
@@ -24,14 +25,14 @@ from roomcast.protocol.codes import CloseCode, ErrorCode
 from roomcast.protocol.envelope import parse_client_message
 from roomcast.protocol.frames import PING_FRAME
 from roomcast.protocol.lenient import recover_id
-from roomcast.server.admin.problems import problem_response
+from roomcast.server.admin.problems import api_paths, http_problem, problem_response
 from roomcast.server.guard import half_close
 from roomcast.server.proxy import client_ip
 from roomcast.server.recover_frame import read_recover, wants_recovery
 from roomcast.server.state import Gateway, gateway
 from roomcast.session import Session
 from roomcast.throttle import Throttle
-from roomcast.types import ConnId
+from roomcast.types import ConnId, GroupId
 from roomcast.writer import ConnectionWriter
 
 _log = logging.getLogger("roomcast.websocket")
@@ -51,13 +52,20 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
     """``GET /websocket/connect``: authenticate, upgrade, serve until closed."""
     gw = gateway(request)
     # Before any work: one address cannot hold every descriptor or CPU of the instance.
-    ip = client_ip(request) or "unknown"
-    if not gw.per_ip.acquire(ip):
-        return _too_many(request, "per_ip")
     try:
-        return await _handshake(request, gw)
+        ip = client_ip(request) or "unknown"
+        if not gw.per_ip.acquire(ip):
+            return _too_many(request, "per_ip")
+        try:
+            return await _handshake(request, gw)
+        finally:
+            gw.per_ip.release(ip)
+    except web.HTTPException as exc:  # e.g. a bad upgrade request, from aiohttp
+        return http_problem(exc, request, api_paths(gw.settings.api_prefix))
     finally:
-        gw.per_ip.release(ip)
+        # What the app's middlewares do for other routes (they pass this one through).
+        gw.guard.finished(request.transport)
+        gw.guard.next_request(request.transport)
 
 
 def _too_many(request: web.Request, reason: str) -> web.StreamResponse:
@@ -254,7 +262,7 @@ def _connection(
         created_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         writer=ConnectionWriter(transport, gw.flusher, max_bytes=gw.settings.max_queue_bytes),
         groups={g.id: g for g in groups},
-        token_groups=frozenset(g.id for g in claims.groups),
+        token_groups=cast(frozenset[GroupId], shared_set(tuple(g.id for g in claims.groups))),
         expires_at=claims.expires_at,
         issued_at=claims.issued_at,
         token_id=claims.token_id,
@@ -276,7 +284,14 @@ async def _read_loop(
     loop = asyncio.get_running_loop()
     max_size = gw.settings.max_message_size
     throttle = session.limiter
-    async for msg in _frames(ws, first):
+    msg = first
+    while True:
+        if msg is None:
+            # ws.receive(), not ``async for`` over a generator: its frame would stay for
+            # the connection's whole life.
+            msg = await ws.receive()
+            if msg.type in _ENDED:
+                break
         conn.last_seen = loop.time()
         # Over its rate the connection is not read (nor answered) for a while.
         if msg.type in _COUNTED and not await throttle.admit():
@@ -286,6 +301,7 @@ async def _read_loop(
                 command = parse_client_message(msg.data, max_size=max_size)
             except ProtocolError as exc:
                 session.reject(exc)
+                msg = None
                 continue
             await session.handle(command)
         elif msg.type is WSMsgType.BINARY:
@@ -299,10 +315,13 @@ async def _read_loop(
         elif msg.type is WSMsgType.ERROR:
             metrics.REJECTED.labels(str(ErrorCode.TOO_LARGE)).inc()
             return f"protocol error: {msg.data}"
+        msg = None
     return "closed by client"
 
 
 _COUNTED = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING)
+#: What ends ``async for msg in ws`` in aiohttp.
+_ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 
 
 async def _flooding(conn: LocalConnection) -> str:
@@ -315,16 +334,10 @@ async def _flooding(conn: LocalConnection) -> str:
     return "rate limit exceeded"
 
 
-async def _frames(ws: web.WebSocketResponse, first: WSMessage | None) -> AsyncIterator[WSMessage]:
-    """``first`` (read before the rooms were joined), then the socket's frames."""
-    if first is not None:
-        yield first
-    async for msg in ws:
-        yield msg
-
-
 class _Closer:
     """Closes one connection once, off the broadcast path."""
+
+    __slots__ = ("_conn", "_grace", "_task", "_transport", "_ws", "code", "reason")
 
     def __init__(
         self,

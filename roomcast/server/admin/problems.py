@@ -125,3 +125,17 @@ def with_schema(request: web.Request, response: web.Response, name: str) -> web.
     response.body = b'{"$schema":' + url + (b"," + rest if rest.strip() != b"}" else b"}")
     response.headers.add("Link", f'<{path}>; rel="describedBy"')
     return response
+
+
+def api_paths(prefix: str) -> tuple[str, ...]:
+    """Where the HTTP API's paths start (its errors are problem+json)."""
+    return (prefix + "/websocket/", prefix + "/schemas/")
+
+
+def http_problem(exc: web.HTTPException, request: web.Request,
+                 api: tuple[str, ...]) -> web.StreamResponse:
+    """aiohttp's error for an API path as problem+json; ``exc`` raised again otherwise."""
+    if exc.status < 400 or not request.path.startswith(api):
+        raise exc
+    kept = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+    return problem_response(exc.status, exc.reason, headers=kept, request=request)
