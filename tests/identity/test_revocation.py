@@ -8,6 +8,7 @@ user out; a fresh cookie posted to one instance refreshes a connection on the ot
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -191,3 +192,49 @@ async def test_without_redis_a_revocation_is_kept_in_the_sqlite_file(
     assert await verdict(gw, old) == (401, "revoked")
     assert await verdict(gw, banned) == (403, "kicked")
     assert await verdict(gw, later_token(gw.secret, user)) == ACCEPTED
+
+
+async def _verdicts_together(gw: GatewayProcess, tokens: list[str]) -> list[tuple[int, str | None]]:
+    """Handshakes made at once: the gateway checks them in shared store calls."""
+    return list(await asyncio.gather(*(verdict(gw, t) for t in tokens)))
+
+
+async def test_handshakes_checked_together_each_get_their_own_verdict(pair: Cluster) -> None:
+    gw0, gw1 = pair.gateways
+    revoked, kicked = unique("revoked"), unique("kicked")
+    others = [unique("other") for _ in range(6)]
+    old = make_token(pair.secret, revoked, ttl=600)
+    banned = make_token(pair.secret, kicked, ttl=600)
+    held = await connect_peer(gw0, kicked, token=banned)
+    async with api(gw1) as http:
+        assert (await http.post(f"/websocket/users/{revoked}/revoke")).status_code == 200
+        r = await http.post(f"/websocket/connections/{held.conn_id}/disconnect",
+                            json={"ban_seconds": 600})
+        assert r.status_code == 200, r.text
+    assert await closed_code(held) == 3500
+    tokens = [make_token(pair.secret, u) for u in others]
+    mixed = [tokens[0], old, tokens[1], banned, *tokens[2:], old, banned]
+    expected = [ACCEPTED, (401, "revoked"), ACCEPTED, (403, "kicked"),
+                *[ACCEPTED] * 4, (401, "revoked"), (403, "kicked")]
+    for gw in (gw0, gw1):
+        assert await _verdicts_together(gw, mixed) == expected
+    # A revocation made now applies to the very next handshakes, checked together or not.
+    victim = others[0]
+    async with api(gw0) as http:
+        assert (await http.post(f"/websocket/users/{victim}/revoke")).status_code == 200
+    for gw in (gw1, gw0):
+        assert (await _verdicts_together(gw, tokens))[0] == (401, "revoked")
+        assert (await _verdicts_together(gw, tokens))[1:] == [ACCEPTED] * 5
+
+
+async def test_without_redis_handshakes_checked_together_each_get_their_own_verdict(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory({"ROOMCAST_API_KEY": API_KEY})
+    revoked = unique("solo")
+    old = make_token(gw.secret, revoked)
+    async with api(gw) as http:
+        assert (await http.post(f"/websocket/users/{revoked}/revoke")).status_code == 200
+    fine = [make_token(gw.secret, unique("fine")) for _ in range(5)]
+    got = await _verdicts_together(gw, [old, *fine, old])
+    assert got == [(401, "revoked"), *[ACCEPTED] * 5, (401, "revoked")]
