@@ -12,6 +12,9 @@ JSON command a line on stdin; each command is answered by one JSON line on stdou
 - ``paced`` (``count``, ``rate``): publish at a fixed rate (idle-path latency);
 - ``sequential`` (``count``): publish one message, wait for its N deliveries, repeat
   (one message at a time however slow the server is: for instruction counts);
+- ``reconnect`` (``server_pids``): after the runner restarted the servers, every client
+  reconnects with ``?recover=1`` and its positions (roomcast), timed until each has the
+  answer (``room_joined`` with ``recovered``) for all its rooms;
 - ``quit``.
 
 Every wait has a deadline; a missing delivery makes a figure below 100%, never a hang.
@@ -129,6 +132,7 @@ class Listener(WSListener):
         self.count = 0
         self.joined = False
         self.transport: WSTransport | None = None
+        self.index = -1  # the client (user and server) it was opened for
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -171,9 +175,16 @@ class Listener(WSListener):
 
 
 class RoomcastListener(Listener):
+    def __init__(self, stats: Stats) -> None:
+        super().__init__(stats)
+        #: room_joined frames, parsed only when positions are needed (reconnect).
+        self.join_frames: list[bytes] = []
+
     def on_control(self, transport: WSTransport, payload: bytes) -> None:
-        if b'"room_joined"' in payload and ROOM_BYTES in payload:
-            self.mark_joined()
+        if b'"room_joined"' in payload:
+            self.join_frames.append(payload)
+            if ROOM_BYTES in payload:
+                self.mark_joined()
         elif b'"type":"error"' in payload or b'"type": "error"' in payload:
             self.stats.note_error(payload)
         else:
@@ -276,6 +287,7 @@ class TriggerListener(Listener):
         self.echo_len = 0  # size of the last own message echoed back (roomcast)
         self.echoed = asyncio.Event()
         self.ready = asyncio.Event()
+        self.last_message = b""  # the room's latest publication (its position, roomcast)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is not TEXT:
@@ -283,6 +295,7 @@ class TriggerListener(Listener):
         payload = frame.get_payload_as_bytes()
         self.received += 1
         if parse_ts(payload) > 0:
+            self.last_message = payload
             self.echo_len = len(payload)
             self.echoed.set()
             return
@@ -452,6 +465,7 @@ class Generator:
 
         async def one(i: int) -> None:
             listener = factory_cls(st)
+            listener.index = i
             async with sem:
                 for attempt in range(3):
                     try:
@@ -489,6 +503,64 @@ class Generator:
             "error_sample": st.error_sample,
             "deflate_negotiated": st.negotiated,
         }
+
+    async def reconnect(self, server_pids: list[int]) -> dict[str, Any]:
+        """Every client again, with ``?recover=1`` and its positions (after a restart)."""
+        cfg = self.cfg
+        cfg.server_pids = server_pids or cfg.server_pids
+        trigger = self.trigger_listener
+        room_position = position(trigger.last_message) if trigger and trigger.last_message \
+            else None
+        old = self.listeners
+        messages = [recover_message(lst, room_position) for lst in old]
+        rooms = [len(json.loads(m)["data"]["positions"]) for m in messages]
+        headers = [self.headers(lst.index) for lst in old]
+        storm = Storm(sum(1 for r in rooms if r))
+        sem = asyncio.Semaphore(cfg.connect_concurrency)
+        failures: list[str] = []
+
+        listeners: list[RecoverListener] = []
+
+        async def one(i: int) -> None:
+            listener = RecoverListener(storm, messages[i], rooms[i])
+            listeners.append(listener)
+            url = self.url(old[i].index)
+            url += ("&" if "?" in url else "?") + "recover=1"
+            async with sem:
+                for attempt in range(3):
+                    try:
+                        await ws_connect(lambda: listener, url, extra_headers=headers[i],
+                                         websocket_handshake_timeout=cfg.handshake_timeout_s)
+                        return
+                    except Exception as exc:  # reported, retried
+                        if attempt == 2:
+                            failures.append(f"{type(exc).__name__}: {exc}")
+                        await asyncio.sleep(0.2 * (attempt + 1))
+
+        a = self.cpu_sample()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(len(old))))
+        handshakes_s = time.perf_counter() - t0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(storm.done.wait(), cfg.join_deadline_s)
+        answered_s = time.perf_counter() - t0
+        out = {
+            "clients": len(old),
+            "answered": storm.answered,
+            "rooms_recovered": storm.recovered,
+            "rooms_not_recovered": storm.not_recovered,
+            "failures": len(failures),
+            "failure_sample": failures[:3],
+            "handshakes_s": handshakes_s,
+            "reconnect_s": answered_s,
+            "room_position": room_position,
+            "unanswered_sample": [
+                {"sent": lst.recover.decode(), "left": lst.left,
+                 "seen": [f.decode(errors="replace") for f in lst.seen]}
+                for lst in listeners if lst.left > 0][:2],
+        }
+        out.update(self.cpu_delta(a, self.cpu_sample()))
+        return out
 
     async def settle(
         self, quiet_s: float = 0.5, idle_cpu: float = 0.05, deadline_s: float = 60.0
@@ -696,6 +768,73 @@ class Generator:
         }
 
 
+class RecoverListener(WSListener):
+    """A reconnecting client: sends its positions, waits for a recovery answer per room."""
+
+    def __init__(self, storm: Storm, recover: bytes, rooms: int) -> None:
+        super().__init__()
+        self.storm = storm
+        self.recover = recover
+        self.left = rooms
+        self.seen: list[bytes] = []  # the frames before the answers (for a failure sample)
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        transport.send(TEXT, self.recover)  # buffered by the server until after its welcome
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not TEXT or self.left <= 0:
+            return
+        payload = frame.get_payload_as_bytes()
+        if b'"room_joined"' not in payload or b'"recovered"' not in payload:
+            if len(self.seen) < 6:
+                self.seen.append(payload[:300])
+            return
+        storm = self.storm
+        if b'"recovered":true' in payload:
+            storm.recovered += 1
+        else:
+            storm.not_recovered += 1
+        self.left -= 1
+        if self.left == 0:
+            storm.answered += 1
+            if storm.answered >= storm.target:
+                storm.done.set()
+
+
+class Storm:
+    """Progress of a reconnect storm."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.answered = 0
+        self.recovered = 0
+        self.not_recovered = 0
+        self.done = asyncio.Event()
+
+
+def position(payload: bytes) -> tuple[str, dict[str, Any]] | None:
+    """(room, {epoch, offset}) of a room_joined or stored publication, if it has one."""
+    msg = json.loads(payload)
+    data = msg.get("data") if msg.get("type") == "room_joined" else msg
+    if not isinstance(data, dict) or "epoch" not in data:
+        return None
+    return str(msg.get("room")), {"epoch": data["epoch"], "offset": data["offset"]}
+
+
+def recover_message(listener: Listener, room_position: tuple[str, dict[str, Any]] | None) -> bytes:
+    """The ``recover`` system message with a client's positions (its room_joined ones,
+    the benchmark room's at its latest publication)."""
+    positions: dict[str, Any] = {}
+    for frame in getattr(listener, "join_frames", []):
+        found = position(frame)
+        if found is not None:
+            positions[found[0]] = found[1]
+    if room_position is not None:
+        positions[room_position[0]] = room_position[1]
+    return json.dumps({"type": "system", "id": "r", "data": {
+        "action": "recover", "positions": positions}}).encode()
+
+
 def emit(event: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(event, default=str) + "\n")
     sys.stdout.flush()
@@ -713,6 +852,7 @@ async def serve(cfg: Config) -> None:
         "burst": lambda c: gen.burst(int(c["m"])),
         "paced": lambda c: gen.paced(int(c["count"]), float(c.get("rate", 5.0))),
         "sequential": lambda c: gen.sequential(int(c["count"])),
+        "reconnect": lambda c: gen.reconnect([int(p) for p in c.get("server_pids", [])]),
     }
     while True:
         line = await reader.readline()

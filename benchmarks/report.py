@@ -275,6 +275,26 @@ def node_table(rows: list[dict[str, Any]]) -> list[str]:
     return out if len(out) > 2 else []
 
 
+def reconnect_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "| stack | N | all recovery answers (s) | handshakes done (s) | x bare connect "
+        "| rooms recovered / not | restart (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if not row.get("runs") or "reconnect_s" not in row:
+            continue
+        bare = _find(rows, "bare", row["n"]) or {}
+        out.append(
+            f"| {row['scenario']} | {row['n']} | {_f(row['reconnect_s'], '{:.2f}')} "
+            f"| {_f(row['reconnect_handshakes_s'], '{:.2f}')} "
+            f"| {_ratio(row['reconnect_s'], bare.get('connect_s'))} "
+            f"| {_f(row['rooms_recovered'])} / {_f(row['rooms_not_recovered'])} "
+            f"| {_f(row['restart_s'], '{:.1f}')} |"
+        )
+    return out if len(out) > 2 else []
+
+
 def targets(rows: list[dict[str, Any]]) -> list[str]:
     """The performance targets, checked against the same run."""
     out = ["| target | N | measured | limit | met? |", "|---|---|---|---|---|"]
@@ -316,6 +336,9 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
         add("redis deliveries/s >= 0.6x single", n, redis.get("rate", nan), 0.6 * rate, False)
         if n == 5000:
             add("connect 5,000 clients, s < 5", n, row["connect_s"], 5.0, True)
+        add("connect s <= 1.5x bare", n, row["connect_s"], 1.5 * bare.get("connect_s", nan), True)
+        add("redis connect s <= 2x bare", n, redis.get("connect_s", nan),
+            2 * bare.get("connect_s", nan), True)
         if n >= 10000:
             add("all connections on one instance", n, row["connected"], float(n), False)
     return out if len(out) > 2 else []
@@ -410,6 +433,21 @@ def write_report(
         *connect_table(rows),
         "",
     ]
+    storm = reconnect_table(rows)
+    if storm:
+        lines += [
+            "## Reconnect storm after a restart",
+            "",
+            "Every client connected with its positions; the servers stopped gracefully "
+            "(the single instance saves its streams to `ROOMCAST_HISTORY_SNAPSHOT`) and "
+            "started again; every client reconnects with `?recover=1` and sends `recover` "
+            "with its positions. Time from the first reconnect until each client has "
+            "`room_joined` with `recovered` for every room it named (x bare: against the "
+            "bare server's connect of the same N).",
+            "",
+            *storm,
+            "",
+        ]
     wire = wire_table(rows)
     if wire:
         lines += [

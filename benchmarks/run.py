@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks.common import GENERATOR_CPU, median, pin_to, raise_nofile
 from benchmarks.noise import ForeignMeter, wait_quiet
-from benchmarks.procs import ProcessGroup, rss, set_nice, tail
+from benchmarks.procs import GeneratorProc, ProcessGroup, rss, set_nice, tail
 from benchmarks.report import machine_info, write_report
 from benchmarks.scenarios import DESCRIPTIONS, SCENARIOS, Options, ServerSet, start_generator
 
@@ -107,6 +107,8 @@ async def one_run(
                 120 + n * args.paced / 1000,
             )
             record["paced"]["foreign_pct"] = 100 * meter.stop()
+        if args.reconnect and servers.restart is not None:
+            record["reconnect"] = await reconnect_storm(gen, servers, n, args, meter)
         await gen.call({"cmd": "quit"}, 10)
     except Exception as exc:  # one failed scenario must not stop the rest
         record["error"] = f"{type(exc).__name__}: {exc}"
@@ -116,6 +118,24 @@ async def one_run(
     finally:
         await procs.close()
     return record
+
+
+async def reconnect_storm(
+    gen: GeneratorProc, servers: ServerSet, n: int, args: argparse.Namespace,
+    meter: ForeignMeter,
+) -> dict[str, Any]:
+    """Restart the servers gracefully; time every client's reconnect with its positions."""
+    await gen.call({"cmd": "settle", "deadline_s": 30}, 60)
+    t0 = time.perf_counter()
+    assert servers.restart is not None
+    pids = await servers.restart()
+    restart_s = time.perf_counter() - t0
+    await quiet(args)
+    meter.start()
+    result = await gen.call({"cmd": "reconnect", "server_pids": pids}, 240 + n / 50)
+    result["foreign_pct"] = 100 * meter.stop()
+    result["restart_s"] = restart_s
+    return result
 
 
 async def quiet(args: argparse.Namespace) -> float:
@@ -129,7 +149,8 @@ async def quiet(args: argparse.Namespace) -> float:
 def noise(rec: dict[str, Any]) -> float:
     """Largest foreign CPU share (% of a core) seen in the measured phases of a run."""
     values = [
-        float(rec.get(phase, {}).get("foreign_pct", 0.0)) for phase in ("connect", "burst", "paced")
+        float(rec.get(phase, {}).get("foreign_pct", 0.0))
+        for phase in ("connect", "burst", "paced", "reconnect")
     ]
     return max(values) if values else 0.0
 
@@ -249,6 +270,15 @@ def _medians(ok: list[dict[str, Any]]) -> dict[str, Any]:
     row["errors_in_burst"] = sum(
         int(r["burst"]["errors"]) + int(r["burst"]["http_errors"]) for r in ok
     )
+    if all("reconnect" in r for r in ok):
+        row["reconnect_s"] = median([_num(r["reconnect"]["reconnect_s"]) for r in ok])
+        row["reconnect_handshakes_s"] = median(
+            [_num(r["reconnect"]["handshakes_s"]) for r in ok])
+        row["restart_s"] = median([_num(r["reconnect"]["restart_s"]) for r in ok])
+        row["reconnect_answered"] = median([_num(r["reconnect"]["answered"]) for r in ok])
+        row["rooms_recovered"] = median([_num(r["reconnect"]["rooms_recovered"]) for r in ok])
+        row["rooms_not_recovered"] = median(
+            [_num(r["reconnect"]["rooms_not_recovered"]) for r in ok])
     if all("paced" in r for r in ok):
         row["paced_count"] = ok[0]["paced"]["count"]
         for key, name in PACED_FIELDS.items():
@@ -271,6 +301,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=5.0, help="paced rate, messages/s")
     p.add_argument("--trigger", choices=("auto", "ws", "http"), default="auto")
     p.add_argument("--connect-concurrency", type=int, default=100)
+    p.add_argument(
+        "--no-reconnect", dest="reconnect", action="store_false",
+        help="skip the reconnect storm (roomcast: restart, every client recovers)",
+    )
     p.add_argument(
         "--roomcast-env", action="append", default=[], metavar="K=V", help="extra server env"
     )
@@ -395,9 +429,11 @@ def summary_line(rec: dict[str, Any], elapsed: float) -> str:
         f" gen {b['gen_cpu_pct']:.0f}% dlv {b['delivered_pct']:.1f}%"
         f" rss {rec['rss_per_conn_kib']:.1f}KiB connect {c['connect_s']:.2f}s"
     )
+    if "reconnect" in rec:
+        line += f" reconnect {rec['reconnect']['reconnect_s']:.2f}s"
     if "paced" in rec:
         line += f" paced p50 {rec['paced']['p50_ms']:.2f} p99 {rec['paced']['p99_ms']:.2f}ms"
-    phases = ("connect", "burst", "paced")
+    phases = ("connect", "burst", "paced", "reconnect")
     line += " noise " + "/".join(f"{rec.get(p, {}).get('foreign_pct', 0):.0f}" for p in phases)
     if elapsed:
         line += f" [{elapsed:.0f}s]"

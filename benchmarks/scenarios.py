@@ -45,6 +45,9 @@ class ServerSet:
     api_key: str = ""
     jwt_secret: str = JWT_SECRET
     notes: list[str] = field(default_factory=list)
+    #: Stops the servers gracefully and starts them again on the same ports (new pids),
+    #: for the reconnect storm; None where a restart means nothing (no recovery).
+    restart: Callable[[], Awaitable[list[int]]] | None = None
     #: More ``loadgen.Config`` fields this stack needs.
     gen: dict[str, Any] = field(default_factory=dict)
 
@@ -170,6 +173,8 @@ def roomcast_env(
         "ROOMCAST_CLIENT_BURST": "1000000",
         # Every generated client connects from 127.0.0.1: no per-address cap.
         "ROOMCAST_MAX_CONNECTIONS_PER_IP": "0",
+        # Streams outlive a graceful restart (the reconnect storm recovers from them).
+        "ROOMCAST_HISTORY_SNAPSHOT": str(procs.log_dir / "history.snapshot"),
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -178,12 +183,35 @@ def roomcast_env(
 
 
 async def _start_roomcast(
-    procs: ProcessGroup, opts: Options, name: str, env: dict[str, str]
+    procs: ProcessGroup, opts: Options, name: str, env: dict[str, str], port: int = 0
 ) -> tuple[int, int]:
-    port = free_port()
+    port = port or free_port()
     argv = [sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1", "--port", str(port)]
     pid = await _server(procs, opts, name, argv, port, env=env)
     return port, pid
+
+
+def _restarter(
+    procs: ProcessGroup, opts: Options, servers: ServerSet, env: dict[str, str]
+) -> Callable[[], Awaitable[list[int]]]:
+    """SIGTERM every roomcast server (each drains and saves its streams), then the same
+    servers on the same ports."""
+
+    async def restart() -> list[int]:
+        ports = [int(url.split(":")[2].split("/")[0]) for url in servers.urls]
+        running = {proc.pid: proc for _, proc, _ in procs.children}
+        for pid in servers.pids:
+            running[pid].terminate()
+        for pid in servers.pids:
+            await asyncio.wait_for(running[pid].wait(), 60)
+        started = await asyncio.gather(*(
+            _start_roomcast(procs, opts, f"roomcast-restarted-{i}", env, port)
+            for i, port in enumerate(ports)
+        ))
+        servers.pids = [pid for _, pid in started]
+        return servers.pids
+
+    return restart
 
 
 async def api_available(port: int) -> bool:
@@ -222,8 +250,10 @@ async def _trigger_for(port: int, opts: Options, servers: ServerSet) -> None:
 
 
 async def start_roomcast(procs: ProcessGroup, opts: Options) -> ServerSet:
-    port, pid = await _start_roomcast(procs, opts, "roomcast", roomcast_env(procs, opts))
+    env = roomcast_env(procs, opts)
+    port, pid = await _start_roomcast(procs, opts, "roomcast", env)
     servers = ServerSet("roomcast", [f"ws://127.0.0.1:{port}/websocket/connect"], [pid])
+    servers.restart = _restarter(procs, opts, servers, env)
     await _trigger_for(port, opts, servers)
     return servers
 
@@ -272,6 +302,7 @@ async def start_roomcast_redis(procs: ProcessGroup, opts: Options) -> ServerSet:
     )
     urls = [f"ws://127.0.0.1:{p}/websocket/connect" for p in (p1, p2)]
     servers = ServerSet("roomcast", urls, [pid1, pid2], aux_pids=[redis_pid])
+    servers.restart = _restarter(procs, opts, servers, env)
     await _trigger_for(p1, opts, servers)
     servers.notes.append("two instances + redis on the server CPU; publishes on instance a")
     return servers
