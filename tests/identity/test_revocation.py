@@ -238,3 +238,32 @@ async def test_without_redis_handshakes_checked_together_each_get_their_own_verd
     fine = [make_token(gw.secret, unique("fine")) for _ in range(5)]
     got = await _verdicts_together(gw, [old, *fine, old])
     assert got == [(401, "revoked"), *[ACCEPTED] * 5, (401, "revoked")]
+
+
+async def test_without_redis_a_revocation_by_another_process_on_the_file_applies_at_once(
+    gateway_factory: GatewayFactory,
+) -> None:
+    # Each instance answers handshakes from its copy of the denials: a write to the
+    # shared file by another process must still refuse the next handshake here.
+    first = gateway_factory({"ROOMCAST_API_KEY": API_KEY})
+    second = gateway_factory({"ROOMCAST_API_KEY": API_KEY, "JWT_SECRET": first.secret,
+                              "ROOMCAST_DB": first.env["ROOMCAST_DB"]})
+    user = unique("shared")
+    old = make_token(first.secret, user)
+    assert await verdict(second, old) == ACCEPTED
+    async with api(first) as http:
+        assert (await http.post(f"/websocket/users/{user}/revoke")).status_code == 200
+    assert await verdict(second, old) == (401, "revoked")
+    assert await verdict(second, later_token(first.secret, user)) == ACCEPTED
+    banned_user = unique("banned")
+    banned, other = make_token(first.secret, banned_user, ttl=600), \
+        make_token(first.secret, banned_user, ttl=601)
+    kicked = await connect_peer(second, banned_user, token=banned)
+    async with api(second) as http:
+        r = await http.post(f"/websocket/connections/{kicked.conn_id}/disconnect",
+                            json={"ban_seconds": 600})
+    assert r.status_code == 200, r.text
+    assert await closed_code(kicked) == 3500
+    # The kick's ban of that token was written through the second: the first refuses it.
+    assert await verdict(first, banned) == (403, "kicked")
+    assert await verdict(first, other) == ACCEPTED
