@@ -26,7 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomcast.broker.redis_once import describe, exchange_once
-from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError
+from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError, DeliveryUnknown
 from roomcast.logs import log_event
 
 _log = logging.getLogger("roomcast.broker.slots")
@@ -195,7 +195,14 @@ class SlotMap:
                 return await exchange_once(self.pool(node), bound, what=what)
             except BrokerError as exc:
                 self.stale()
-                if attempt == 2 or not moved(exc.__cause__ or exc):
+                if attempt == 2:
+                    raise
+                if isinstance(exc, BrokerUnavailable) and not isinstance(exc, DeliveryUnknown):
+                    # Nothing was sent: worth a second try if the slot has a new owner.
+                    await self.ensure()
+                    if self.owner_of(key) == node:
+                        raise
+                elif not moved(exc.__cause__ or exc):
                     raise
         raise AssertionError("unreachable")
 
@@ -230,10 +237,11 @@ def _watched(base: type[AbstractConnection], stale: Callable[[], None]) -> Any:
     """A connection class that marks the map stale when it fails or is MOVED."""
 
     class Watched(base):  # type: ignore[misc, valid-type]
-        async def connect(self) -> None:
+        async def _connect(self) -> None:
+            # The one way every connect goes (a command on a closed connection too).
             try:
-                await super().connect()
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+                await super()._connect()
+            except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError):
                 stale()
                 raise
 
@@ -266,16 +274,27 @@ class PinnedPool(aioredis.BlockingConnectionPool):
         self._target: tuple[str, int] | None = None
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        for attempt in (1, 2):
+            node = await self._owner()
+            self._target = (node.host, node.port)
+            self.connection_kwargs.update(host=node.host, port=node.port)
+            try:
+                conn: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
+                    *args, **kwargs)
+                return conn
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                # Nothing was sent yet: the first call after a failover finds the slot's
+                # new owner instead of failing.
+                if attempt == 2 or await self._owner() == node:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _owner(self) -> Node:
         try:
             await self._slots.ensure()
-            node = self._slots.owner(self._slot)
+            return self._slots.owner(self._slot)
         except BrokerUnavailable as exc:
             raise RedisConnectionError(str(exc)) from None
-        self._target = (node.host, node.port)
-        self.connection_kwargs.update(host=node.host, port=node.port)
-        conn: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
-            *args, **kwargs)
-        return conn
 
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         target = self._target

@@ -12,11 +12,13 @@ import pytest
 from redis.crc import key_slot
 
 from roomcast.broker import redis_wire as wire
+from roomcast.broker.slots import CONTROL_TAG
 from roomcast.history.redis import keys
+from tests.cluster.support import eventually
 from tests.conftest import GatewayFactory
 from tests.helpers.gateway import GatewayProcess
 from tests.helpers.redis_cluster import RedisCluster
-from tests.helpers.ws import connect_peer
+from tests.helpers.ws import Peer, connect_peer
 
 pytestmark = pytest.mark.redis
 
@@ -106,3 +108,59 @@ async def test_rooms_users_and_broadcasts_cross_instances_on_a_cluster(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_the_shared_slots_follow_their_failover(
+    redis_cluster_nodes: RedisCluster, gateway_factory: GatewayFactory
+) -> None:
+    """The master of the registry/presence/membership slot is killed: once its replica
+    took over, the gateways list, accept, broadcast and deliver again, without a
+    restart."""
+    nodes = redis_cluster_nodes
+    a = gateway_factory(env=cluster_env(nodes))
+    b = gateway_factory(env=cluster_env(nodes))
+    alice = await connect_peer(a, "alice", groups=["blue"])
+    bob = await connect_peer(b, "bob", groups=["blue"])
+    # One master only: with two of three gone no replica can win an election.
+    nodes.kill(nodes.master_of(CONTROL_TAG))
+    nodes.wait_ok()
+    carol: Peer | None = None
+    try:
+        async with api(a) as http:
+            async def listed() -> bool | None:
+                r = await http.get("/websocket/connections")
+                users = {c["user_id"] for c in r.json().get("connections", [])} \
+                    if r.status_code == 200 else set()
+                return True if {"alice", "bob"} <= users else None
+
+            await eventually(listed, "both connections listed after the failover", 60.0)
+
+            async def broadcast() -> bool | None:
+                r = await http.post("/websocket/broadcast",
+                                    json={"type": "notification", "data": {"n": "after"}})
+                return True if r.status_code == 200 else None
+
+            # The instances resubscribe on their own; a 200 means Redis took it.
+            await eventually(broadcast, "a broadcast accepted after the failover", 60.0)
+        # A publication sent while an instance resubscribes is lost to it (at most once),
+        # so the room message below waits until b subscribed again.
+        channel = wire.shard_channel(wire.room_channel("group:blue"))
+        async with httpx.AsyncClient(base_url=b.base_url) as plain:
+            async def resubscribed() -> bool | None:
+                status = (await plain.get("/websocket/status")).json()
+                ok = status["status"] == "healthy" and channel in status["redis_channels"]
+                return True if ok else None
+
+            await eventually(resubscribed, "b subscribed again after the failover", 60.0)
+        carol = await connect_peer(b, "carol", groups=["blue"])  # memberships readable
+        receivers = [bob, carol]
+        reply = await alice.request({"type": "message", "id": "after", "room": "group:blue",
+                                     "data": {"text": "after"}})
+        assert reply["data"]["action"] == "ack", reply
+        for receiver in receivers:
+            got = await receiver.expect("message")
+            assert (got["room"], got["data"]) == ("group:blue", {"text": "after"})
+    finally:
+        for left in (alice, bob, carol):
+            if left is not None:
+                await left.close()

@@ -73,21 +73,26 @@ class RedisCluster:
         return self
 
     def wait_ok(self, timeout: float = SETTLE_TIMEOUT) -> None:
-        """Return once every live node says the cluster is ok and has 3 masters."""
+        """Return once every live node says the cluster is ok, with 3 live masters."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self._ok(node.port) for node in self.live()):
                 return
             time.sleep(0.05)  # polling the nodes' view: there is no event to await
-        raise RuntimeError(f"cluster not ok: {_cli(self.nodes[0].port, 'cluster', 'info')}")
+        port = self.live()[0].port
+        raise RuntimeError(f"cluster not ok: {_cli(port, 'cluster', 'info')}\n"
+                           f"{_cli(port, 'cluster', 'nodes')}")
 
     def _ok(self, port: int) -> bool:
         info = _cli(port, "cluster", "info")
         if "cluster_state:ok" not in info or "cluster_slots_ok:16384" not in info:
             return False
-        masters = [line for line in _cli(port, "cluster", "nodes").splitlines()
+        live = {node.port for node in self.live()}
+        masters = [line.split() for line in _cli(port, "cluster", "nodes").splitlines()
                    if "master" in line and "fail" not in line]
-        return len(masters) == len(self.nodes) // 2
+        # A killed master still counts until the others notice: wait for its successor.
+        return len(masters) == len(self.nodes) // 2 and all(
+            int(fields[1].split(":")[1].split("@")[0]) in live for fields in masters)
 
     def master_of(self, key: str) -> RedisServer:
         """The node that holds ``key``'s slot now."""
