@@ -24,7 +24,8 @@ CSV_KEYS = (
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float:
-    values = [float(r[key]) for r in rows if not math.isnan(float(r[key]))]
+    """Median of ``key`` over ``rows``; NaN and -1 (the status call failed) left out."""
+    values = [float(r[key]) for r in rows if not math.isnan(float(r[key])) and r[key] != -1]
     return statistics.median(values) if values else math.nan
 
 
@@ -141,6 +142,10 @@ def _f(v: Any, digits: int = 1) -> str:
     return str(v)
 
 
+def _known(v: int) -> str:
+    return "-" if v < 0 else f"{v:,}"
+
+
 def section(
     record: dict[str, Any], s: dict[str, Any], args: argparse.Namespace, svg: str
 ) -> list[str]:
@@ -173,7 +178,7 @@ def section(
         f"connections {s['conns_after_close']}, rooms {s['rooms_after_close']}).",
         f"- **Churn**: {s['closed']:,} connections closed and {s['opened']:,} opened "
         f"(expected {s['churn_expected']:,}), {s['users_seen']:,} distinct users; "
-        f"server rooms {s['rooms_warm']:.0f} after warm-up, {s['rooms_end']:.0f} at the end.",
+        f"server rooms {s['rooms_warm']:,.0f} after warm-up, {s['rooms_end']:,.0f} at the end.",
         f"- **Traffic**: {s['posts']:,} API publications ({args.user_rate:g}/s to users, "
         f"{args.corp_rate:g}/s to {args.corps} small groups, {args.alliance_rate:g}/s to "
         f"{args.alliances} large groups), {s['delivered']:,} deliveries; p99 latency "
@@ -184,7 +189,7 @@ def section(
         f"{errs['unexpected_closes']} "
         f"closes the client did not ask for, {errs['ws_errors']} error frames, "
         f"{errs['post_errors']} failed API calls; {errs['post_not_found']} publications to a "
-        f"user who had just left (404), {errs['posts_skipped']} skipped (API busy).",
+        f"user who had just left (404), {errs['posts_skipped']:,} skipped (API busy).",
         "",
         f"![RSS, descriptors and p99 latency over the soak]({svg})",
         "",
@@ -194,8 +199,8 @@ def section(
     ]
     for row in record.get("minutes", []):
         lines.append(
-            f"| {row['minute']} | {row['server_conns']:,} | {row['rss_mib']:.1f} | "
-            f"{row['fds']:,} | {row['server_rooms']:,} | {row['deliveries']:,} | "
+            f"| {row['minute']} | {_known(row['server_conns'])} | {row['rss_mib']:.1f} | "
+            f"{row['fds']:,} | {_known(row['server_rooms'])} | {row['deliveries']:,} | "
             f"{_f(row['p50_ms'])} | {_f(row['p99_ms'])} | {_f(row['max_ms'])} | "
             f"{row['closed']:,} | {row['errors']} | {row['load1']:.2f} |"
         )
