@@ -125,7 +125,8 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=1 << 20,
         middlewares=[
             _handshakes(settings.websocket_path),
-            proxy.middleware(settings.trusted_proxies),
+            # Without trusted proxies there is nothing to apply: no layer per request.
+            *([proxy.middleware(settings.trusted_proxies)] if settings.trusted_proxies else []),
             _api_problems(prefix, settings.websocket_path),
         ],
     )

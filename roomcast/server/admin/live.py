@@ -129,7 +129,7 @@ class LiveView:
 
     def _tap(self, target: Target, payload: bytes) -> None:
         """Called for every publication this instance handles (synchronously)."""
-        if not isinstance(target, ToRoom):
+        if not self.viewers or not isinstance(target, ToRoom):
             return
         tailing = [v for v in self.viewers if v.room == target.room]
         if not tailing:
