@@ -105,6 +105,7 @@ class Node:
         self._room_events = RoomEventBudget(room_event_rate)
         self._coalesced: set[RoomId] = set()
         self._coalesce_task: asyncio.Task[None] | None = None
+        self._catch_up_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.presence = PresenceTracker(
             presence or MemoryPresenceStore(),
@@ -138,8 +139,14 @@ class Node:
         await self.history.start()
         await self.broker.start(self)
         await self.presence.start()
+        if self.ordering is not None:
+            self._catch_up_task = supervise("history-catch-up", self._catch_up)
 
     async def close(self) -> None:
+        if self._catch_up_task is not None:
+            self._catch_up_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._catch_up_task
         if self._coalesce_task is not None:
             self._coalesce_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -151,6 +158,27 @@ class Node:
         await self.denials.close()
         await self.store.close()
         await self.history.close()
+
+    async def _catch_up(self) -> None:
+        """Each time the broker's subscription comes back, read the tops of the local
+        rooms' streams: what was published while this instance was not listening is
+        delivered now (a failover, a Redis restart), not at the room's next publication."""
+        wait_health: Callable[[bool], Awaitable[None]] | None = getattr(
+            self.broker, "wait_health", None)
+        if self.ordering is None or wait_health is None:
+            return
+        while True:
+            await wait_health(False)
+            await wait_health(True)
+            for room in list(self.hub.rooms):
+                try:
+                    found = await self.history.read(room, limit=0)
+                except BrokerError as exc:
+                    log_event(_log, "history_catch_up_failed", logging.WARNING, room=room,
+                              error=str(exc))
+                    continue
+                if found is not None and room in self.hub.rooms:
+                    self.ordering.catch_up(room, found.top)
 
     # -- broker handler -------------------------------------------------------
 

@@ -12,6 +12,8 @@ venv=.venv-test
 need=()
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v redis-server >/dev/null || need+=(redis-server)
+# The Redis Cluster tests join six servers with redis-cli (Debian's redis-tools).
+command -v redis-cli >/dev/null || need+=(redis-tools)
 # The deployment test runs Debian's nginx in front of two instances (tests/deploy).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v chromium >/dev/null || need+=(chromium)

@@ -182,11 +182,14 @@ class SlotMap:
         return aioredis.Redis.from_pool(pool)
 
     async def exchange(self, key: str, exchange: Callable[[AbstractConnection, Node],
-                                                          Awaitable[T]], *, what: str) -> T:
+                                                          Awaitable[T]], *, what: str,
+                       idempotent: bool = False) -> T:
         """:func:`~roomcast.broker.redis_once.exchange_once` with the master of ``key``'s
-        slot. A MOVED answer ran nothing: the slots are read again and it is sent once
-        more to the new owner. Other failures are the caller's (BrokerUnavailable,
-        DeliveryUnknown, BrokerError), with the map marked stale."""
+        slot. A MOVED answer, or a failure before anything was sent, ran nothing: the
+        slots are read again and it is sent once more to the new owner (an
+        ``idempotent`` one, a read, also after a failure once sent). Other failures are
+        the caller's (BrokerUnavailable, DeliveryUnknown, BrokerError), with the map
+        marked stale."""
         for attempt in (1, 2):
             await self.ensure()
             node = self.owner_of(key)
@@ -197,7 +200,8 @@ class SlotMap:
                 self.stale()
                 if attempt == 2:
                     raise
-                if isinstance(exc, BrokerUnavailable) and not isinstance(exc, DeliveryUnknown):
+                if isinstance(exc, BrokerUnavailable) and (
+                        idempotent or not isinstance(exc, DeliveryUnknown)):
                     # Nothing was sent: worth a second try if the slot has a new owner.
                     await self.ensure()
                     if self.owner_of(key) == node:

@@ -97,6 +97,48 @@ class Ordering:
         if state is None or (state.epoch != top.epoch and not state.held):
             self._remember(room, _Room(top.epoch, top.offset))
 
+    def catch_up(self, room: RoomId, top: Position) -> None:
+        """The stream's top, read after this instance's subscription came back: what was
+        published while it was not listening is read from the stream and delivered now,
+        not when the room's next publication shows the gap (a quiet room may have none)."""
+        state = self._rooms.get(room)
+        if state is None or state.held or top.offset == 0:
+            return  # nothing known here, a repair already on its way, or nothing stored
+        if state.epoch != top.epoch:
+            state = _Room(top.epoch, 0)  # a new stream: all of it was missed here
+            self._remember(room, state)
+        if top.offset > state.last:
+            spawn("history-catch-up", self._read_up_to(room, state, top.offset), self._tasks)
+
+    async def _read_up_to(self, room: RoomId, state: _Room, top: int) -> None:
+        try:
+            page = await self._read(room, state.last, top - state.last)
+        except BrokerError as exc:
+            log_event(_log, "history_gap_read_failed", logging.WARNING, room=room,
+                      error=str(exc))
+            return
+        if page is None or page.top.epoch != state.epoch:
+            return
+        target = _target_of(room, state)
+        repaired = 0
+        for publication in page.publications:
+            if publication.offset == state.last + 1:  # unless a live one came first
+                state.last = publication.offset
+                state.held.pop(publication.offset, None)
+                self._deliver(target, publication.payload)
+                repaired += 1
+        self._release(state)
+        if repaired:
+            metrics.HISTORY_GAPS_REPAIRED.inc(repaired)
+            log_event(_log, "history_gap_repaired", room=room, publications=repaired)
+        if state.last < top and not state.held:
+            # Gone from the stream (expired, trimmed): these connections missed it.
+            metrics.HISTORY_GAPS_UNREPAIRED.inc()
+            log_event(_log, "history_gap_unrepaired", logging.WARNING, room=room,
+                      after=state.last, next=top)
+            self._lost(target)
+            state.last = top
+
     def delivered(self, room: RoomId) -> int:
         """The last offset of ``room`` delivered here (-1: none known)."""
         state = self._rooms.get(room)

@@ -215,7 +215,7 @@ class RedisHistory:
         return await self._script(_APPEND, self._append.sha, keys_and_args, what="append")
 
     async def _script(self, script: str, sha: str, keys_and_args: list[str | int | bytes],
-                      *, what: str) -> Any:
+                      *, what: str, idempotent: bool = False) -> Any:
         """Run one of the scripts (3 keys) once, with the node id as its last argument:
         on a Cluster, on the master of the room's slot."""
 
@@ -230,7 +230,8 @@ class RedisHistory:
                 return await conn.read_response()
 
         if self._slots is not None:
-            return await self._slots.exchange(str(keys_and_args[0]), exchange, what=what)
+            return await self._slots.exchange(str(keys_and_args[0]), exchange, what=what,
+                                              idempotent=idempotent)
         return await exchange_once(self._redis.connection_pool, exchange, what=what)
 
     async def read(
@@ -242,7 +243,7 @@ class RedisHistory:
                 "1" if reverse else "0"]
         if self._slots is not None:
             found = await self._script(_READ, self._read.sha, [*keys(room), *args],
-                                       what="history read")
+                                       what="history read", idempotent=True)
         else:
             found = await self._call(run_script(self._reads, self._read, list(keys(room)),
                                                 [*args, _NO_NODE]))

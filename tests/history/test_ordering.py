@@ -101,3 +101,34 @@ async def test_a_new_epoch_first_seen_further_on_is_read_from_its_start() -> Non
     await world.until(5)
     assert world.delivered == [1, 2, 1, 2, 3]
     assert world.lost == []
+
+
+async def test_catching_up_reads_what_was_published_while_not_listening() -> None:
+    # The subscription was lost and came back; the room's last publications were
+    # published meanwhile and no later one arrives to show the gap.
+    world = World(range(1, 5))
+    world.offer(1, 2)
+    world.ordering.catch_up(ROOM, Position("e", 4))
+    await world.until(4)
+    assert world.delivered == [1, 2, 3, 4]
+    world.offer(4, 5)  # the live copy of 4 is a duplicate
+    assert world.delivered == [1, 2, 3, 4, 5]
+    assert world.lost == []
+
+
+async def test_catching_up_with_a_new_stream_reads_it_from_its_start() -> None:
+    world = World(range(1, 3))
+    world.offer(1, 2)
+    world.epoch = "new"
+    world.ordering.catch_up(ROOM, Position("new", 2))
+    await world.until(4)
+    assert world.delivered == [1, 2, 1, 2]
+
+
+async def test_catching_up_with_nothing_missed_reads_nothing() -> None:
+    world = World(range(1, 3))
+    world.offer(1, 2)
+    world.ordering.catch_up(ROOM, Position("e", 2))
+    world.ordering.catch_up(ROOM, Position("other", 0))  # a new, empty stream
+    world.offer(3)
+    assert world.delivered == [1, 2, 3]
