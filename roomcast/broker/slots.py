@@ -75,7 +75,9 @@ class SlotMap:
         base = self._options.pop("connection_class", Connection)
         self._connection_class = _watched(base, self.stale)
         self._starts: list[int] = []
-        self._owners: list[tuple[int, Node]] = []
+        self._owners: list[tuple[int, int, Node]] = []
+        #: Every node seen (replicas too): where the slots are read from next time.
+        self._known: list[tuple[str, int]] = []
         self._pools: dict[tuple[str, int], aioredis.BlockingConnectionPool] = {}
         self._stale = True
         self._refreshing: asyncio.Task[None] | None = None
@@ -107,8 +109,7 @@ class SlotMap:
         if wait > 0 and self._owners:
             await asyncio.sleep(wait)  # a storm of failures reads the slots once
         self._last_refresh = loop.time()
-        candidates = [(n.host, n.port) for _, n in self._owners]
-        candidates.append(self._seed)
+        candidates = [*self._known, self._seed]
         errors = []
         for host, port in dict.fromkeys(candidates):
             try:
@@ -116,7 +117,7 @@ class SlotMap:
             except (RedisError, OSError) as exc:
                 errors.append(f"{host}:{port}: {describe(exc)}")
                 continue
-            owners = _parse_slots(raw, host)
+            owners, known = _parse_slots(raw, host)
             if not owners:
                 errors.append(f"{host}:{port}: no slots")
                 continue
@@ -124,9 +125,10 @@ class SlotMap:
                 if self._owners:
                     self.changes += 1
                     log_event(_log, "redis_cluster_slots_changed", logging.WARNING,
-                              masters=sorted(f"{n.host}:{n.port}" for _, n in owners))
+                              masters=sorted({f"{n.host}:{n.port}" for _, _, n in owners}))
                 self._owners = owners
-                self._starts = [start for start, _ in owners]
+                self._starts = [start for start, _, _ in owners]
+            self._known = known
             self._stale = False
             return
         raise BrokerUnavailable(f"no Redis Cluster node answered: {'; '.join(errors)[:300]}")
@@ -149,15 +151,15 @@ class SlotMap:
             BrokerUnavailable: the slots were never read, or no master holds it.
         """
         at = bisect.bisect_right(self._starts, slot) - 1
-        if at < 0:
-            raise BrokerUnavailable("Redis Cluster slots unknown")
-        return self._owners[at][1]
+        if at < 0 or self._owners[at][1] < slot:
+            raise BrokerUnavailable(f"no Redis Cluster master holds slot {slot}")
+        return self._owners[at][2]
 
     def owner_of(self, key: str) -> Node:
         return self.owner(key_slot(key.encode()))
 
     def masters(self) -> list[Node]:
-        return list(dict.fromkeys(node for _, node in self._owners))
+        return list(dict.fromkeys(node for _, _, node in self._owners))
 
     # -- connections ----------------------------------------------------------------
 
@@ -223,14 +225,17 @@ async def _bound(exchange: Callable[[AbstractConnection, Node], Awaitable[T]], n
     return await exchange(conn, node)
 
 
-def _parse_slots(raw: Any, queried: str) -> list[tuple[int, Node]]:
-    owners = []
+def _parse_slots(raw: Any, queried: str
+                 ) -> tuple[list[tuple[int, int, Node]], list[tuple[str, int]]]:
+    """``CLUSTER SLOTS``: (first slot, last slot, master) by first slot, and every node."""
+    owners: list[tuple[int, int, Node]] = []
+    known: list[tuple[str, int]] = []
     for entry in raw or []:
-        start, master = int(entry[0]), entry[2]
-        host = _text(master[0]) or queried  # an empty address: the node we asked
-        owners.append((start, Node(host, int(master[1]), _text(master[2]))))
-    owners.sort(key=lambda pair: pair[0])
-    return owners
+        nodes = [Node(_text(n[0]) or queried, int(n[1]), _text(n[2])) for n in entry[2:]]
+        owners.append((int(entry[0]), int(entry[1]), nodes[0]))
+        known.extend((n.host, n.port) for n in nodes)
+    owners.sort(key=lambda triple: triple[0])
+    return owners, list(dict.fromkeys(known))
 
 
 def _text(value: Any) -> str:
