@@ -308,11 +308,61 @@ async def start_roomcast_redis(procs: ProcessGroup, opts: Options) -> ServerSet:
     return servers
 
 
+async def start_redis_cluster(procs: ProcessGroup) -> tuple[int, list[int]]:
+    """A Redis Cluster of three masters and a replica each (free ports, no persistence),
+    joined by ``redis-cli --cluster create``; the first node's port and every pid."""
+    exe, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if exe is None or cli is None:
+        raise RuntimeError("redis-server or redis-cli not found (apt-get install redis-server)")
+    ports, pids = [], []
+    for i in range(6):
+        port = free_port()
+        directory = procs.log_dir / f"redis-node{i}"
+        directory.mkdir(parents=True, exist_ok=True)
+        argv = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning",
+                "--dir", str(directory), "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf", "--cluster-port", str(free_port())]
+        pids.append(await _server(procs, Options(), f"redis-node{i}", argv, port))
+        ports.append(port)
+    create = await asyncio.create_subprocess_exec(
+        cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+        "--cluster-replicas", "1", "--cluster-yes",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out = (await create.communicate())[0].decode(errors="replace")
+    if "All 16384 slots covered" not in out:
+        raise RuntimeError(f"redis-cli --cluster create failed: {out[-300:]}")
+    for _ in range(500):
+        info = await asyncio.create_subprocess_exec(
+            cli, "-p", str(ports[0]), "cluster", "info", stdout=asyncio.subprocess.PIPE)
+        if b"cluster_state:ok" in (await info.communicate())[0]:
+            return ports[0], pids
+        await asyncio.sleep(0.02)  # polling the cluster's state: no event to await
+    raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+
+async def start_roomcast_cluster(procs: ProcessGroup, opts: Options) -> ServerSet:
+    seed, redis_pids = await start_redis_cluster(procs)
+    env = {**roomcast_env(procs, opts, f"redis://127.0.0.1:{seed}"),
+           "ROOMCAST_BROKER_MODE": "cluster"}
+    (p1, pid1), (p2, pid2) = await asyncio.gather(
+        _start_roomcast(procs, opts, "roomcast-a", env),
+        _start_roomcast(procs, opts, "roomcast-b", env),
+    )
+    urls = [f"ws://127.0.0.1:{p}/websocket/connect" for p in (p1, p2)]
+    servers = ServerSet("roomcast", urls, [pid1, pid2], aux_pids=redis_pids)
+    await _trigger_for(p1, opts, servers)
+    servers.notes.append("two instances + a 6-node Redis Cluster on the server CPU; "
+                         "publishes on instance a")
+    return servers
+
+
 SCENARIOS: dict[str, Starter] = {
     "bare": start_bare,
     "roomcast": start_roomcast,
     "roomcast-nohistory": start_roomcast_nohistory,
     "roomcast-redis": start_roomcast_redis,
+    "roomcast-cluster": start_roomcast_cluster,
     "roomcast-deflate": start_roomcast_deflate,
     "socketio": start_socketio,
     "aiohttp-send": start_bare_send,
@@ -326,6 +376,8 @@ DESCRIPTIONS = {
     "roomcast-nohistory": "the same with history off (ROOMCAST_HISTORY_*_SIZE=0)",
     "roomcast-deflate": "roomcast with ROOMCAST_PERMESSAGE_DEFLATE=on, every receiver offering it",
     "roomcast-redis": "roomcast serve x2 + redis-server, clients split, publishes on one",
+    "roomcast-cluster": "roomcast serve x2 (cluster mode) + a Redis Cluster (3 masters, 3 "
+                        "replicas), clients split, publishes on one",
     "socketio": "python-socketio AsyncServer emit(room=) on uvicorn (websockets-sansio)",
     "aiohttp-send": "aiohttp send_str per connection (for calibrating against other measurements)",
     "node-ws": "Node.js ws, frame built once (Sender.frame), the same buffers sent to every socket",
