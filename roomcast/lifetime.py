@@ -44,11 +44,14 @@ class Lifetimes:
         self.warning = warning
         self.leeway = leeway
         self._clock = clock
-        #: (loop time, order, generation, is the warning, connection); entries of a
-        #: connection forgotten or tracked again since stay until popped (skipped).
-        self._heap: list[tuple[float, int, int, bool, LocalConnection]] = []
-        #: The generation of each tracked connection's current deadlines.
-        self._tracked: dict[ConnId, int] = {}
+        #: (loop time, order, generation, is the warning, connection id); entries of a
+        #: connection forgotten or tracked again since stay until popped (skipped). The
+        #: id, not the connection: a stale entry would keep a closed connection's whole
+        #: object graph (its aiohttp request, protocol and buffers) alive until then.
+        self._heap: list[tuple[float, int, int, bool, ConnId]] = []
+        #: The generation of each tracked connection's current deadlines, and the
+        #: connection.
+        self._tracked: dict[ConnId, tuple[int, LocalConnection]] = {}
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -62,7 +65,7 @@ class Lifetimes:
         now = loop.time()
         left = conn.expires_at - self._clock()
         generation = next(self._order)
-        self._tracked[conn.id] = generation
+        self._tracked[conn.id] = (generation, conn)
         if self.warning > 0:
             # A token shorter-lived than the warning lead is warned about at once.
             self._push(now + max(0.0, left - self.warning), generation, True, conn)
@@ -74,7 +77,7 @@ class Lifetimes:
         if self._tracked.pop(conn.id, None) is not None and \
                 len(self._heap) > 4 * len(self._tracked) + 1024:
             # Churn leaves stale entries until their deadline (maybe hours): compact.
-            self._heap = [e for e in self._heap if self._tracked.get(e[4].id) == e[2]]
+            self._heap = [e for e in self._heap if self._current(e[4], e[2]) is not None]
             heapq.heapify(self._heap)
 
     def close(self) -> None:
@@ -85,7 +88,12 @@ class Lifetimes:
         self._tracked.clear()
 
     def _push(self, when: float, generation: int, warn: bool, conn: LocalConnection) -> None:
-        heapq.heappush(self._heap, (when, next(self._order), generation, warn, conn))
+        heapq.heappush(self._heap, (when, next(self._order), generation, warn, conn.id))
+
+    def _current(self, conn_id: ConnId, generation: int) -> LocalConnection | None:
+        """The connection, if ``generation`` is still its deadlines' generation."""
+        tracked = self._tracked.get(conn_id)
+        return tracked[1] if tracked is not None and tracked[0] == generation else None
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop timer at the earliest deadline."""
@@ -104,8 +112,9 @@ class Lifetimes:
         now = loop.time()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, generation, warn, conn = heapq.heappop(heap)
-            if self._tracked.get(conn.id) != generation:
+            _, _, generation, warn, conn_id = heapq.heappop(heap)
+            conn = self._current(conn_id, generation)
+            if conn is None:
                 continue  # forgotten, or tracked again with a new expiry
             if warn:
                 self._warn(conn)

@@ -1,0 +1,58 @@
+"""Token deadlines of closed connections must not keep the connections alive."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from roomcast.lifetime import Lifetimes
+from tests.unit.fakes import make_conn
+
+
+async def test_a_forgotten_connection_is_not_referenced_by_its_stale_deadlines() -> None:
+    # A closed connection's deadlines stay in the heap until they are due (the token's
+    # exp: maybe hours) or the heap is compacted; under churn that kept thousands of
+    # closed connections, with everything they reference, in memory.
+    lifetimes = Lifetimes(warning=60.0)
+    conns = [make_conn(f"c{i}", f"u{i}")[0] for i in range(10)]
+    for conn in conns:
+        conn.expires_at = time.time() + 3600
+    before = [sys.getrefcount(conn) for conn in conns]
+    for conn in conns:
+        lifetimes.track(conn)
+    assert [sys.getrefcount(conn) for conn in conns] == [n + 1 for n in before]
+    for conn in conns:
+        lifetimes.forget(conn)
+    assert [sys.getrefcount(conn) for conn in conns] == before
+    lifetimes.close()
+
+
+class RecordingCloser:
+    """A :class:`~roomcast.hub.Closer` that notes its code in a shared list."""
+
+    def __init__(self, name: str, closed: list[str], done: asyncio.Event) -> None:
+        self.name, self.closed, self.done = name, closed, done
+
+    def __call__(self, code: int, reason: str) -> None:
+        self.closed.append(f"{self.name}:{code}")
+        self.done.set()
+
+    async def wait(self) -> None:
+        await self.done.wait()
+
+
+async def test_a_tracked_connection_is_still_closed_and_a_forgotten_one_is_not() -> None:
+    lifetimes = Lifetimes(warning=60.0, leeway=0.0)
+    closed: list[str] = []
+    done = asyncio.Event()
+    kept, _ = make_conn("kept", "u")
+    gone, _ = make_conn("gone", "v")
+    for conn in (gone, kept):
+        conn.closer = RecordingCloser(conn.id, closed, done)
+        conn.expires_at = time.time() + 0.05
+        lifetimes.track(conn)
+    lifetimes.forget(gone)
+    await asyncio.wait_for(done.wait(), 10)
+    assert closed == ["kept:3401"]
+    lifetimes.close()
