@@ -227,7 +227,8 @@ class SqliteDenials:
         self._lock = asyncio.Lock()
         #: key -> (value, until), as of ``_seen``.
         self._rows: dict[str, tuple[float, float]] = {}
-        self._seen: tuple[object, ...] | None = None
+        self._seen: object = None
+        self._shm: int | None = None
         self._reload: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -238,24 +239,27 @@ class SqliteDenials:
         db, self._db = self._db, None
         if db is not None:
             await db.close()
+        shm, self._shm = self._shm, None
+        if shm is not None:
+            os.close(shm)
 
-    def _state(self) -> tuple[object, ...]:
+    def _state(self) -> object:
         """What changes whenever anyone commits to the file: in WAL mode the header of
-        the -shm wal-index counts transactions (``iChange``, ``mxFrame``, salts); the
-        file's own stat catches checkpoints and rollback-journal mode. A file's mtime
-        alone is too coarse (a clock tick) to tell two writes apart."""
-        out: list[object] = []
+        the -shm wal-index counts transactions (``iChange``, ``mxFrame``, salts), read
+        with one ``pread`` (the file stays while our connection is open); otherwise the
+        file's stat. A file's mtime alone is too coarse (a clock tick) to tell two
+        writes apart."""
+        if self._shm is None:
+            with contextlib.suppress(OSError):
+                self._shm = os.open(self.path + "-shm", os.O_RDONLY)
+        if self._shm is not None:
+            with contextlib.suppress(OSError):
+                return os.pread(self._shm, 48, 0)
         try:
             st = os.stat(self.path)
-            out.append((st.st_mtime_ns, st.st_size))
         except OSError:
-            out.append(None)
-        try:
-            with open(self.path + "-shm", "rb") as shm:
-                out.append(shm.read(48))
-        except OSError:
-            out.append(None)
-        return tuple(out)
+            return None
+        return (st.st_mtime_ns, st.st_size)
 
     async def _load(self) -> None:
         if self._db is None:
