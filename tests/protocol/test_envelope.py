@@ -269,3 +269,14 @@ def test_error_codes_keep_their_temporary_flag() -> None:
     for code in (ErrorCode.INVALID_JSON, ErrorCode.INVALID_FIELD, ErrorCode.TOO_LARGE):
         assert ProtocolError(code, "m").temporary is False
     assert ProtocolError(ErrorCode.RATE_LIMITED, "m").temporary is True
+
+
+def test_integers_beyond_64_bits_are_read_as_floats() -> None:
+    """As Go reads every JSON number (float64): a value, never an error or a wrap."""
+    frame = '{"type": "message", "room": "group:a", "data": {"big": 1180591620717411303424,' \
+            ' "low": -9223372036854775809, "top": 18446744073709551615}}'
+    cmd = parse_client_message(frame, max_size=1 << 20)
+    assert isinstance(cmd, Publish)
+    assert cmd.data == {"big": 1.1805916207174113e21, "low": -9.223372036854776e18,
+                        "top": 18446744073709551615}
+    assert isinstance(cmd.data["big"], float) and isinstance(cmd.data["top"], int)
