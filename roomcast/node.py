@@ -435,6 +435,8 @@ class Node:
         self, room: RoomId, action: str, conn: LocalConnection, count: int | None = None
     ) -> None:
         """``room_update`` to the other members, coalesced in big rooms."""
+        if count is not None and count <= (1 if action == "member_joined" else 0):
+            return  # nobody else to tell (checked first: it takes no event budget)
         if self.hub.member_count(room) > self._threshold or not self._room_events.take(room):
             # N joins into one room would cost N^2/2 frames, and join/leave spam as many as
             # it likes: one event per interval instead.

@@ -17,8 +17,9 @@ Recover = tuple[str | None, dict[str, Position]]
 
 
 def wants_recovery(request: web.Request) -> bool:
-    # Not request.query: it would keep a parsed copy for the connection's whole life.
-    return "recover=1" in request.query_string.split("&")
+    # The raw request target: request.query (and even query_string) keeps a parsed copy
+    # for the connection's whole life (~400 bytes of every idle connection).
+    return "recover=1" in request.message.path.partition("?")[2].split("&")
 
 
 async def read_recover(
