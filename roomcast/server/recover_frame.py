@@ -19,7 +19,7 @@ Recover = tuple[str | None, dict[str, Position]]
 def wants_recovery(request: web.Request) -> bool:
     # The raw request target: request.query (and even query_string) keeps a parsed copy
     # for the connection's whole life (~400 bytes of every idle connection).
-    return "recover=1" in request.message.path.partition("?")[2].split("&")
+    return "recover=1" in request.raw_path.partition("?")[2].split("&")
 
 
 async def read_recover(
