@@ -474,6 +474,9 @@ class Settings:
             check_secret(self.jwt_secret)
         if self.sqlite_path and Path(self.sqlite_path).is_dir():
             raise ConfigError(f"ROOMCAST_DB {self.sqlite_path} is a directory")
+        if self.broker_mode != "compat" and self.redis_url is None:
+            # Without Redis the mode would be ignored in silence: one instance, memory broker.
+            raise ConfigError(f"ROOMCAST_BROKER_MODE={self.broker_mode} needs REDIS_URL")
 
 
 def dev_secret(path: str) -> str:

@@ -17,6 +17,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from roomcast import config
 from roomcast.broker.base import (
     Broker,
     ControlCommand,
@@ -411,6 +412,15 @@ def test_bad_settings_are_config_errors() -> None:
         RedisBroker("redis://127.0.0.1:1/0", "s", mode="fanout")
     with pytest.raises(ConfigError):
         RedisBroker("http://nope", "s")
+
+
+@pytest.mark.parametrize("mode", ["sharded", "cluster"])
+def test_a_broker_mode_without_redis_is_a_clear_error(mode: str) -> None:
+    with pytest.raises(ConfigError, match=f"ROOMCAST_BROKER_MODE={mode} needs REDIS_URL"):
+        config.load(environ={"ROOMCAST_BROKER_MODE": mode}, dev_secret_ok=False)
+    settings = config.load(environ={"ROOMCAST_BROKER_MODE": mode, "REDIS_URL": "redis://h:1/0"},
+                           dev_secret_ok=False)
+    assert settings.broker_mode == mode
 
 
 # -- sharded mode -------------------------------------------------------------------
