@@ -59,6 +59,7 @@ _KIND_OF: Final = {
     PresenceChanged: "presence_changed",
     TokenRefreshed: "token_refreshed",
 }
+_FIELDS_OF: Final = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _KIND_OF}
 
 
 class MalformedPayload(ValueError):
@@ -229,7 +230,9 @@ def _object(data: bytes) -> dict[str, Any]:
 
 def encode_control(prefix: bytes, command: ControlCommand) -> bytes:
     """``{"server_id", "kind", ...fields}`` for the control channel."""
-    fields = dataclasses.asdict(command)
+    # Shallow: orjson writes nested dataclasses and tuples itself, and asdict's deep
+    # copy was a tenth of a Redis instance's connect storm (a presence change each).
+    fields = {name: getattr(command, name) for name in _FIELDS_OF[type(command)]}
     body = orjson.dumps({"kind": _KIND_OF[type(command)], **fields})
     # prefix ends with '"message":'; control payloads carry the command there.
     return prefix + body + b"}"

@@ -105,6 +105,37 @@ class _Keys:
         return self.tag + LEGACY_ROOM_NAMES
 
 
+class _SetChanges:
+    """One flush's additions to and removals from user and room sets, grouped by set:
+    a connect storm then writes one ``SADD`` and one ``EXPIRE`` per room, not per
+    connection."""
+
+    def __init__(self) -> None:
+        #: set name -> (members added, members removed)
+        self.users: dict[str, tuple[list[str], list[str]]] = {}
+        self.rooms: dict[str, tuple[list[str], list[str]]] = {}
+        self.new_rooms: set[RoomId] = set()
+        self.left_rooms: set[RoomId] = set()
+
+    @staticmethod
+    def add(sets: dict[str, tuple[list[str], list[str]]], name: str, member: str) -> None:
+        sets.setdefault(name, ([], []))[0].append(member)
+
+    @staticmethod
+    def remove(sets: dict[str, tuple[list[str], list[str]]], name: str, member: str) -> None:
+        sets.setdefault(name, ([], []))[1].append(member)
+
+    @staticmethod
+    def write(pipe: Any, sets: dict[str, tuple[list[str], list[str]]], prefix: str,
+              ttl: int) -> None:
+        for name, (added, removed) in sets.items():
+            if removed:
+                pipe.srem(prefix + name, *removed)
+            if added:
+                pipe.sadd(prefix + name, *added)
+                pipe.expire(prefix + name, ttl)
+
+
 class RedisRegistry:
     """Registers this instance's connections in Redis and reads the cluster's."""
 
@@ -193,15 +224,19 @@ class RedisRegistry:
         dirty, self._dirty = self._dirty, {}
         try:
             pipe = self._redis.pipeline(transaction=False)
-            new_rooms: set[RoomId] = set()
+            sets = _SetChanges()
             for conn_id, conn in dirty.items():
-                self._write(pipe, conn_id, conn, new_rooms)
+                self._write(pipe, conn_id, conn, sets)
+            sets.write(pipe, sets.users, self._k.user, CONN_TTL)
+            sets.write(pipe, sets.rooms, self._k.room, ROOM_TTL)
+            new_rooms = sets.new_rooms
             if new_rooms:
                 pipe.sadd(self._rooms_key, *new_rooms)
                 pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
                 for room in new_rooms:
                     pipe.set(self._k.room_name + room, self._hub.room_names.get(room, room),
                              ex=ROOM_TTL)
+            self._forget_rooms(pipe, sets.left_rooms)
             announce = not self._announced
             at = len(pipe)
             if announce:  # afterwards the refresher keeps the key (and checks it) on its own
@@ -216,16 +251,16 @@ class RedisRegistry:
             raise
 
     def _write(
-        self, pipe: Any, conn_id: ConnId, conn: LocalConnection | None, new_rooms: set[RoomId]
+        self, pipe: Any, conn_id: ConnId, conn: LocalConnection | None, sets: _SetChanges
     ) -> None:
         user, old_rooms = self._written.pop(conn_id, ("", set()))
         if conn is None:
             pipe.delete(self._k.conn + conn_id)
             if user:
-                pipe.srem(self._k.user + user, conn_id)
+                sets.remove(sets.users, user, conn_id)
             for room in old_rooms:
-                pipe.srem(self._k.room + room, conn_id)
-            self._forget_rooms(pipe, old_rooms)
+                sets.remove(sets.rooms, room, conn_id)
+            sets.left_rooms.update(old_rooms)
             return
         rooms = set(conn.rooms)
         info = connection_info(conn, self._server_id).to_json()
@@ -237,15 +272,13 @@ class RedisRegistry:
             log_event(_log, "registry_entry_unencodable", logging.ERROR, conn=conn_id)
             return
         pipe.set(self._k.conn + conn_id, entry, ex=CONN_TTL)
-        pipe.sadd(self._k.user + conn.user_id, conn_id)
-        pipe.expire(self._k.user + conn.user_id, CONN_TTL)
+        sets.add(sets.users, conn.user_id, conn_id)
         for room in rooms - old_rooms:
-            pipe.sadd(self._k.room + room, conn_id)
-            pipe.expire(self._k.room + room, ROOM_TTL)
-        new_rooms.update(rooms - old_rooms)
+            sets.add(sets.rooms, room, conn_id)
+        sets.new_rooms.update(rooms - old_rooms)
         for room in old_rooms - rooms:
-            pipe.srem(self._k.room + room, conn_id)
-        self._forget_rooms(pipe, old_rooms - rooms)
+            sets.remove(sets.rooms, room, conn_id)
+        sets.left_rooms.update(old_rooms - rooms)
         self._written[conn_id] = (conn.user_id, rooms)
 
     def _forget_rooms(self, pipe: Any, rooms: set[RoomId]) -> None:
