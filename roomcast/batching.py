@@ -11,6 +11,7 @@ is cached.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
@@ -26,13 +27,16 @@ class Batcher(Generic[_K, _V]):
 
     ``fetch`` answers one value per key, in order; a value that is an exception is
     raised to that key's caller alone. An exception of ``fetch`` goes to every caller
-    of the batch.
+    of the batch. With ``shared``, equal keys of one batch are fetched once and their
+    callers get the same value (for answers that do not depend on who asks, such as
+    a room's stream top during a join storm into that room).
     """
 
     def __init__(self, fetch: Callable[[list[_K]], Awaitable[list[_V | BaseException]]],
-                 *, max_batch: int = 256) -> None:
+                 *, max_batch: int = 256, shared: bool = False) -> None:
         self._fetch = fetch
         self._max = max_batch
+        self._shared = shared
         self._queue: list[tuple[_K, asyncio.Future[_V]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -58,8 +62,14 @@ class Batcher(Generic[_K, _V]):
             self._queue = []
 
     async def _one(self, batch: list[tuple[_K, asyncio.Future[_V]]]) -> None:
+        keys = [k for k, _ in batch]
+        if self._shared:
+            unique = list(dict.fromkeys(keys))
+            if len(unique) < len(keys):
+                await self._one_shared(batch, unique)
+                return
         try:
-            values = await self._fetch([k for k, _ in batch])
+            values = await self._fetch(keys)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
@@ -76,6 +86,33 @@ class Batcher(Generic[_K, _V]):
                 future.set_exception(value)
             else:
                 future.set_result(value)
+
+
+    async def _one_shared(self, batch: list[tuple[_K, asyncio.Future[_V]]],
+                          unique: list[_K]) -> None:
+        futures: dict[_K, list[asyncio.Future[_V]]] = {}
+        for key, future in batch:
+            futures.setdefault(key, []).append(future)
+        loop = asyncio.get_running_loop()
+        shared: list[tuple[_K, asyncio.Future[_V]]] = []
+        for key in unique:
+            one: asyncio.Future[_V] = loop.create_future()
+            one.add_done_callback(functools.partial(_copy, futures=futures[key]))
+            shared.append((key, one))
+        await self._one(shared)
+
+
+def _copy(done: asyncio.Future[_V], futures: list[asyncio.Future[_V]]) -> None:
+    """Hand one shared outcome to every caller that asked for it."""
+    for future in futures:
+        if future.done():
+            continue
+        if done.cancelled():
+            future.cancel()
+        elif (exc := done.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(done.result())
 
 
 #: Adds one command to a pipeline (e.g. ``lambda p: p.mget(keys)``).

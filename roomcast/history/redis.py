@@ -26,6 +26,7 @@ gap. A resharding moves rooms to other masters the same way (their history resta
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -38,7 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from roomcast.batching import pipelined, run_script
+from roomcast.batching import Batcher, pipelined, run_script
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import Target, ToRoom
 from roomcast.broker.redis_once import exchange_once
@@ -165,6 +166,9 @@ class RedisHistory:
         self._read = self._redis.register_script(_READ)
         #: Reads asked meanwhile (a connect storm's stream tops) go out as one pipeline.
         self._reads = pipelined(self._redis)
+        #: A join storm into one room asks its top once per batch.
+        self._tops: Batcher[tuple[RoomId, Retention], Position] = Batcher(
+            self._tops_of, shared=True)
 
     async def append(
         self, room: RoomId, envelope: bytes, retention: Retention, *,
@@ -255,7 +259,15 @@ class RedisHistory:
         return Slice(Position(_text(epoch), int(top)), publications)
 
     async def top(self, room: RoomId, retention: Retention) -> Position:
-        return (await self.read(room, retention, limit=0)).top
+        return await self._tops.get((room, retention))
+
+    async def _tops_of(
+        self, keys: list[tuple[RoomId, Retention]]
+    ) -> list[Position | BaseException]:
+        slices = await asyncio.gather(
+            *(self.read(room, retention, limit=0) for room, retention in keys),
+            return_exceptions=True)
+        return [s if isinstance(s, BaseException) else s.top for s in slices]
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -29,7 +29,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from roomcast.batching import pipelined
+from roomcast.batching import Batcher, pipelined
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
@@ -151,6 +151,8 @@ class RedisRegistry:
         self._cluster = cluster
         #: Set reads asked meanwhile (a connect storm's room counts) share one pipeline.
         self._reads = pipelined(self._redis)
+        #: Big rooms' sizes: a join storm into one room asks one SCARD per batch.
+        self._sizes: Batcher[str, int] = Batcher(self._scard_many, shared=True)
         self._announced = False
         self._alive_until: dict[str, float] = {}
         self._hub = hub
@@ -407,6 +409,13 @@ class RedisRegistry:
             raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
         return await self._alive(raws)
 
+    async def _scard_many(self, keys: list[str]) -> list[int | BaseException]:
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.scard(key)
+        results: list[int | BaseException] = await pipe.execute(raise_on_error=False)
+        return results
+
     async def _alive(self, raws: list[bytes | None]) -> list[ConnectionInfo]:
         infos = []
         for raw in raws:
@@ -523,8 +532,7 @@ class RedisRegistry:
             if local > EXACT_COUNT_LIMIT:
                 # Big rooms (join storms): one O(1) SCARD instead of reading every member.
                 try:
-                    approx = await self._call(
-                        self._reads.get(lambda p: p.scard(self._k.room + target.room)))
+                    approx = await self._call(self._sizes.get(self._k.room + target.room))
                 except ResponseError:  # another type under the compat name: ours only
                     self._wrong_type(self._k.room + target.room)
                     approx = 0

@@ -91,3 +91,34 @@ async def test_batches_are_bounded() -> None:
     batch = Batcher(store.fetch, max_batch=2)
     assert await asyncio.gather(*(batch.get(k) for k in range(5))) == [0, 1000, 2000, 3000, 4000]
     assert [len(c) for c in store.calls] == [2, 2, 1]
+
+
+async def test_shared_keys_of_one_batch_are_fetched_once() -> None:
+    store = Store()
+    batch = Batcher(store.fetch, shared=True)
+    results = await asyncio.gather(*(batch.get(k) for k in (3, 1, 3, -1, 3, -1)),
+                                   return_exceptions=True)
+    assert results[:3] == [3000, 1000, 3000] and results[4] == 3000
+    assert isinstance(results[3], ValueError) and results[3] is results[5]
+    assert store.calls == [[3, 1, -1]]
+
+
+async def test_a_shared_key_asked_during_a_call_is_fetched_again() -> None:
+    store = Store()
+    store.release.clear()
+    batch = Batcher(store.fetch, shared=True)
+    first = asyncio.ensure_future(batch.get(1))
+    await store.called.wait()
+    store.value = 7  # written after the first call was sent
+    second = asyncio.ensure_future(batch.get(1))
+    await asyncio.sleep(0)
+    store.release.set()
+    assert (await first, await second) == (1000, 1007)
+    assert store.calls == [[1], [1]]
+
+
+async def test_without_sharing_equal_keys_are_each_fetched() -> None:
+    store = Store()
+    batch = Batcher(store.fetch)
+    assert await asyncio.gather(batch.get(2), batch.get(2)) == [2000, 2000]
+    assert store.calls == [[2, 2]]
