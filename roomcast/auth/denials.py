@@ -230,6 +230,7 @@ class SqliteDenials:
         self._seen: object = None
         self._shm: int | None = None
         self._reload: asyncio.Task[None] | None = None
+        self._turn_state: object = None
 
     async def open(self) -> None:
         self._db = await open_sqlite(self.path, _SCHEMA, what="the denial store")
@@ -275,10 +276,22 @@ class SqliteDenials:
         self._rows = {str(k): (float(v), float(u)) for k, v, u in rows}
         self._seen = seen
 
+    def _state_now(self) -> object:
+        """:meth:`_state`, read once per loop turn: the checks of one turn run at the
+        same moment as far as any writer can tell, so they share the read."""
+        if self._turn_state is None:
+            self._turn_state = self._state()
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        return self._turn_state
+
+    def _end_turn(self) -> None:
+        self._turn_state = None
+
     async def _fresh(self) -> None:
         """Reload the copy if the file changed since it was read (one reload at a time,
         shared by the checks that find the change)."""
-        while self._state() != self._seen:
+        while self._state_now() != self._seen:
+            self._turn_state = None  # after the reload, look again
             if self._reload is None or self._reload.done():
                 self._reload = asyncio.get_running_loop().create_task(self._load())
             await asyncio.shield(self._reload)

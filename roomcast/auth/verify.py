@@ -15,6 +15,8 @@ from roomcast.auth.request import TokenCandidate, TokenSource
 from roomcast.exceptions import AuthError
 
 ALGORITHM = "HS256"
+#: Distinct verified token headers remembered (a key rotation adds one per ``kid``).
+_MAX_HEADERS = 64
 
 
 class TokenVerifier(Protocol):
@@ -95,6 +97,10 @@ class JwtVerifier:
     def __init__(self, sources: Iterable[KeySource], rules: ClaimRules | None = None) -> None:
         self.sources = tuple(sources)
         self.rules = rules or ClaimRules()
+        #: ``alg`` and ``kid`` of header segments seen in verified tokens: an issuer
+        #: signs every token with one header, and decoding it (PyJWT checks the whole
+        #: token's alphabet byte by byte) was a third of a verification.
+        self._headers: dict[str, tuple[str, str | None]] = {}
 
     async def start(self) -> None:
         for source in self.sources:
@@ -108,6 +114,29 @@ class JwtVerifier:
         # A JWT is ASCII; other bytes in a header or cookie reach us as lone surrogates.
         if not token.isascii():
             raise AuthError("malformed_token")
+        segment = token.partition(".")[0]
+        alg, kid = self._alg_and_kid(segment, token)
+        sources = [s for s in self.sources if alg in s.algorithms]
+        if not sources:
+            raise AuthError("bad_algorithm")
+        first: AuthError | None = None
+        for source in sources:
+            try:
+                claims = self._decode(token, await source.key(alg, kid), alg)
+            except AuthError as exc:
+                first = first or exc
+                continue
+            if segment not in self._headers and len(self._headers) < _MAX_HEADERS:
+                self._headers[segment] = (alg, kid)
+            return claims
+        assert first is not None
+        raise first
+
+    def _alg_and_kid(self, segment: str, token: str) -> tuple[str, str | None]:
+        """The header's ``alg`` and ``kid``, remembered for headers that verified."""
+        known = self._headers.get(segment)
+        if known is not None:
+            return known
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -117,17 +146,7 @@ class JwtVerifier:
             raise AuthError("malformed_token")
         if not isinstance(alg, str):
             raise AuthError("bad_algorithm")
-        sources = [s for s in self.sources if alg in s.algorithms]
-        if not sources:
-            raise AuthError("bad_algorithm")
-        first: AuthError | None = None
-        for source in sources:
-            try:
-                return self._decode(token, await source.key(alg, kid), alg)
-            except AuthError as exc:
-                first = first or exc
-        assert first is not None
-        raise first
+        return alg, kid
 
     def _decode(self, token: str, key: Key, alg: str) -> Claims:
         rules = self.rules

@@ -81,7 +81,8 @@ async def _handshake(request: web.Request, gw: Gateway) -> web.StreamResponse:
     if gw.closing:
         return problem_response(503, "shutting down", code="unavailable", request=request)
     origin = request.headers.get("Origin")
-    if not origin_allowed(origin, gw.settings.allowed_origins, own_origin(request)):
+    if origin is not None and not origin_allowed(origin, gw.settings.allowed_origins,
+                                                 own_origin(request)):
         metrics.AUTH_FAILURES.labels("origin").inc()
         metrics.HANDSHAKE_REFUSALS.labels("origin").inc()
         log_event(
