@@ -24,15 +24,36 @@ def log_event(
     ``exc_info=True`` (inside an ``except``) attaches the traceback, as in ``logging``.
     """
     if logger.isEnabledFor(level):
-        logger.log(level, event, exc_info=exc_info, extra={"fields": fields})
+        # The record made here, not by logger.log: that walks the stack for the caller's
+        # file and line on every call, which no format of ours prints (a connect storm
+        # logs a line per connection).
+        record = logger.makeRecord(logger.name, level, "", 0, event, (),
+                                   sys.exc_info() if exc_info else None,
+                                   extra={"fields": fields})
+        logger.handle(record)
 
 
-class JsonFormatter(logging.Formatter):
+class _SecondsFormatter(logging.Formatter):
+    """A formatter whose time of day is formatted once per second, not per line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, record: logging.LogRecord, datefmt: str) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp, self._second = self.formatTime(record, datefmt), second
+        return self._stamp
+
+
+class JsonFormatter(_SecondsFormatter):
     """``{"ts", "level", "logger", "event", ...fields}`` per line."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": self._time(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
@@ -47,18 +68,18 @@ def _text_value(value: Any) -> str:
     """A field as text on one line: quoted and escaped (JSON) when it holds a space, a quote
     or a control character, so a value (a user id with a newline) cannot forge a line."""
     text = str(value)
-    if text and text.isprintable() and not any(c in text for c in ' "='):
+    if text and text.isprintable() and " " not in text and '"' not in text and "=" not in text:
         return text
     return orjson.dumps(text).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_SecondsFormatter):
     """``time level logger event key=value ...`` per line."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", {})
         tail = " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
-        line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name} "
+        line = f"{self._time(record, '%H:%M:%S')} {record.levelname:<7} {record.name} "
         line += f"{record.getMessage()} {tail}".rstrip()
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
