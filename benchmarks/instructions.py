@@ -105,11 +105,20 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
             join_deadline_s=600.0,
         )
         await gen.call({"cmd": "warmup"}, 600)
+        if args.phase == "connect" and not args.native:
+            for pid in servers.pids:
+                await control(pid, "--instr=on")
         connect = await gen.call({"cmd": "connect"}, 1200)
         record["connected"] = connect["joined"]
         if connect["joined"] != args.n:
             raise RuntimeError(f"only {connect['joined']} of {args.n} clients joined")
         await gen.call({"cmd": "settle", "deadline_s": 120}, 180)
+        if args.phase == "connect" and not args.native:
+            await dump_all(servers.pids)
+            connect_ir = sum(instructions(out_dir, pid, 1) for pid in servers.pids)
+            record.update(connect_ir=connect_ir, ir_per_connect=connect_ir / args.n)
+            await gen.call({"cmd": "quit"}, 30)
+            return record
         # First messages run lazy imports and first allocations: not what is measured.
         await gen.call({"cmd": "sequential", "count": args.warm}, 1200)
         await gen.call({"cmd": "settle", "deadline_s": 120}, 180)
@@ -224,6 +233,19 @@ def native_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def connect_table(records: list[dict[str, Any]]) -> list[str]:
+    bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
+    lines = ["| stack | N | instructions | per connection | x bare |", "|---|---|---|---|---|"]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['scenario']} | {r['n']} | error: {r['error']} |")
+            continue
+        ratio = f"{r['ir_per_connect'] / bare['ir_per_connect']:.2f}" if bare else "-"
+        lines.append(f"| {r['scenario']} | {r['n']} | {r['connect_ir']:,} "
+                     f"| {r['ir_per_connect']:,.0f} | {ratio} |")
+    return lines
+
+
 def table(records: list[dict[str, Any]]) -> list[str]:
     bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
     lines = [
@@ -268,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=20, help="messages counted, one at a time")
     p.add_argument("--warm", type=int, default=3, help="messages before counting")
     p.add_argument("--idle", type=float, default=5.0, help="s of the idle window")
+    p.add_argument("--phase", choices=("delivery", "connect"), default="delivery",
+                   help="connect: instructions per connection of the connect storm (from "
+                   "the first handshake until every client joined and the server settled)")
     p.add_argument("--json", default="", help="also write the records here")
     p.add_argument(
         "--native",
@@ -282,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind (with callgrind_control) is needed: apt-get install valgrind")
         return 2
     records = asyncio.run(main_async(args))
-    print("\n".join(native_table(records) if args.native else table(records)))
+    if args.phase == "connect" and not args.native:
+        print("\n".join(connect_table(records)))
+    else:
+        print("\n".join(native_table(records) if args.native else table(records)))
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1, default=str))
     return 0 if all("error" not in r for r in records) else 1

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from roomcast import config, logs
+from roomcast import config, gctuning, logs
 from roomcast.config import Settings
 from roomcast.logs import log_event
 from roomcast.server import workers
@@ -92,6 +92,7 @@ async def _serve(
             file=sys.stderr,
         )
         return 1
+    gctuning.settle()
     port = _bound_port(runner) or settings.port
     scheme = "https" if ssl_context else "http"
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
