@@ -114,6 +114,7 @@ class Node:
             rooms_of=self.rooms_of_user,
             ttl=presence_ttl,
             grace=presence_grace,
+            alone=broker.alone,
         )
         self._user_locks: KeyedLock[UserId] = KeyedLock()
         #: Streams of rooms with history (off unless given).

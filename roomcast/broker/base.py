@@ -121,6 +121,10 @@ class BrokerHandler(Protocol):
 class Broker(Protocol):
     """Pub/sub between instances."""
 
+    #: True when no other instance can be reached through it (what nobody here
+    #: listens to need not be published at all).
+    alone: bool
+
     @property
     def healthy(self) -> bool:
         """Whether other instances can currently be reached."""

@@ -9,6 +9,8 @@ from roomcast.exceptions import BrokerError
 class MemoryBroker:
     """Hands every publication straight to the local handler."""
 
+    alone = True
+
     def __init__(self) -> None:
         self._handler: BrokerHandler | None = None
 

@@ -74,6 +74,8 @@ class RedisBroker:
         max_backoff: cap of the listener's reconnection delay.
     """
 
+    alone = False
+
     def __init__(
         self,
         url: str,

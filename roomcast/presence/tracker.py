@@ -54,6 +54,8 @@ class PresenceTracker:
         rooms_of: a user's rooms cluster-wide (for the shared-room check).
         ttl: seconds an entry outlives its instance.
         grace: seconds between the last connection closing and ``offline``.
+        alone: this instance is the whole cluster: a change of a user nobody here
+            follows is not published (most are: every connection opening is one).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class PresenceTracker:
         rooms_of: RoomsOf,
         ttl: float,
         grace: float,
+        alone: bool = False,
     ) -> None:
         self.store = store
         self._hub = hub
@@ -72,6 +75,7 @@ class PresenceTracker:
         self._rooms_of = rooms_of
         self._ttl = ttl
         self.grace = grace
+        self._alone = alone
         self._entries: dict[ConnId, Entry] = {}
         #: target user -> local subscriber connections.
         self._subscribers: dict[UserId, dict[ConnId, LocalConnection]] = {}
@@ -202,6 +206,8 @@ class PresenceTracker:
         if not change.visible:
             return
         user = change.after.user_id
+        if self._alone and user not in self._subscribers:
+            return
         heard_by = {RoomId(r) for r in change.rooms} | (rooms or set())
         command = PresenceChanged(
             user, change.after.wire(), change.version, tuple(sorted(heard_by))

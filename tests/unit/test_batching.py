@@ -120,5 +120,5 @@ async def test_a_shared_key_asked_during_a_call_is_fetched_again() -> None:
 async def test_without_sharing_equal_keys_are_each_fetched() -> None:
     store = Store()
     batch = Batcher(store.fetch)
-    assert await asyncio.gather(batch.get(2), batch.get(2)) == [2000, 2000]
+    assert list(await asyncio.gather(batch.get(2), batch.get(2))) == [2000, 2000]
     assert store.calls == [[2, 2]]
