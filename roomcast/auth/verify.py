@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import jwt
 
+from roomcast.auth import jws
 from roomcast.auth.claims import Claims, claims_from_payload
 from roomcast.auth.keys import Key, KeySource, SecretKeys
 from roomcast.auth.request import TokenCandidate, TokenSource
@@ -101,6 +102,7 @@ class JwtVerifier:
         #: signs every token with one header, and decoding it (PyJWT checks the whole
         #: token's alphabet byte by byte) was a third of a verification.
         self._headers: dict[str, tuple[str, str | None]] = {}
+        self._jwt = jws.decoder()
 
     async def start(self) -> None:
         for source in self.sources:
@@ -151,7 +153,7 @@ class JwtVerifier:
     def _decode(self, token: str, key: Key, alg: str) -> Claims:
         rules = self.rules
         try:
-            payload: dict[str, Any] = jwt.decode(
+            payload: dict[str, Any] = self._jwt.decode(
                 token,
                 key,
                 algorithms=[alg],
