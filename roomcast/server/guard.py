@@ -197,6 +197,3 @@ class _Guarded(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
-    def __getattr__(self, name: str) -> Any:
-        # Anything else aiohttp or the event loop asks of the protocol.
-        return getattr(self._inner, name)
