@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import Hashable
+from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -31,16 +31,39 @@ class KeyedLock(Generic[K]):
         """Keys held or awaited right now."""
         return len(self._entries)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: K) -> AsyncIterator[None]:
-        entry = self._entries.get(key)
+    def hold(self, key: K) -> AbstractAsyncContextManager[None]:
+        """Held from ``async with`` until its end (a class, not a generator: a handshake
+        takes one)."""
+        return _Hold(self._entries, key)
+
+
+class _Hold(Generic[K]):
+    __slots__ = ("_entries", "_entry", "_key")
+
+    def __init__(self, entries: dict[K, _Entry], key: K) -> None:
+        self._entries = entries
+        self._key = key
+        self._entry: _Entry | None = None
+
+    async def __aenter__(self) -> None:
+        entry = self._entries.get(self._key)
         if entry is None:
-            entry = self._entries[key] = _Entry()
+            entry = self._entries[self._key] = _Entry()
         entry.users += 1
         try:
-            async with entry.lock:
-                yield
-        finally:
-            entry.users -= 1
-            if entry.users == 0:
-                del self._entries[key]
+            await entry.lock.acquire()
+        except BaseException:
+            self._leave(entry)
+            raise
+        self._entry = entry
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        entry, self._entry = self._entry, None
+        assert entry is not None
+        entry.lock.release()
+        self._leave(entry)
+
+    def _leave(self, entry: _Entry) -> None:
+        entry.users -= 1
+        if entry.users == 0:
+            del self._entries[self._key]
