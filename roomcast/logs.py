@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -86,9 +87,56 @@ class TextFormatter(_SecondsFormatter):
         return line
 
 
+class TurnHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes the lines of one event-loop turn together (a connect storm logs a line per
+    connection: one write and flush per turn instead of per line).
+
+    Errors, and lines logged outside a running loop, are written at once (after what
+    is pending, so the order holds); what is pending is written at exit.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        first = not self._pending
+        self._pending.append(line)
+        if record.levelno >= logging.ERROR:
+            self.write_pending()
+        elif first:
+            try:
+                asyncio.get_running_loop().call_soon(self.write_pending)
+            except RuntimeError:  # no loop in this thread
+                self.write_pending()
+
+    def write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._pending = self._pending, []
+            if not lines:
+                return
+            try:
+                self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception:
+                self.handleError(logging.makeLogRecord({"msg": lines[0]}))
+
+    def flush(self) -> None:
+        self.write_pending()
+        super().flush()
+
+
 def configure(level: str = "info", fmt: str = "text") -> None:
     """Send roomcast's logs to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
+    # Per record, logging looks up the thread, process and multiprocessing names,
+    # which no format of ours prints.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    handler = TurnHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from roomcast.logs import JsonFormatter, TextFormatter, configure, log_event
+from roomcast.logs import JsonFormatter, TextFormatter, TurnHandler, configure, log_event
 
 
 @pytest.fixture
@@ -54,3 +55,47 @@ def test_text_values_that_could_forge_a_field_are_quoted() -> None:
     line = TextFormatter().format(record)
     assert 'user="a b=\\"c\\""' in line and "peer=1.2.3.4" in line and 'odd="x\\ny"' in line
     assert "\n" not in line
+
+
+class _Writes(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_lines_of_one_loop_turn_are_written_together_and_errors_at_once() -> None:
+    out = _Writes()
+    handler = TurnHandler(out)
+    handler.setFormatter(TextFormatter())
+    log = logging.getLogger("roomcast.test.turn")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        log_event(log, "one")
+        log_event(log, "two")
+        assert out.getvalue() == ""  # not yet: the turn is not over
+        written = asyncio.Event()
+        asyncio.get_running_loop().call_soon(written.set)  # runs after the handler's write
+        await written.wait()
+        assert [line.split()[-1] for line in out.getvalue().splitlines()] == ["one", "two"]
+        assert out.writes == 1
+        log_event(log, "three")
+        log_event(log, "bad", logging.ERROR)  # written at once, after what was pending
+        assert [line.split()[-1] for line in out.getvalue().splitlines()] == \
+            ["one", "two", "three", "bad"]
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+
+
+def test_outside_a_loop_a_line_is_written_at_once() -> None:
+    out = _Writes()
+    handler = TurnHandler(out)
+    handler.setFormatter(TextFormatter())
+    handler.handle(logging.makeLogRecord({"msg": "alone", "levelno": logging.INFO}))
+    assert out.getvalue().split()[-1] == "alone"
