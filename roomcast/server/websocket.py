@@ -153,11 +153,14 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
                 max_msg_size=2 * gw.settings.max_message_size,
                 timeout=2.0,
             )
-            if not ws.can_prepare(request).ok:
+            try:
+                # Only its handshake checks raise (checked once: can_prepare first
+                # would run them twice).
+                await ws.prepare(request)
+            except web.HTTPException:
                 return problem_response(426, "expected a WebSocket upgrade",
                                         code="upgrade_required",
                                         headers={"Upgrade": "websocket"}, request=request)
-            await ws.prepare(request)
             gw.guard.watch_frames(request.transport, gw.settings.fragment_timeout)
             conn = _connection(request, gw, claims, groups, ws)
             recover, first = None, None

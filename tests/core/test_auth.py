@@ -210,3 +210,13 @@ async def test_plain_get_without_upgrade(gateway: GatewayProcess) -> None:
         assert (await http.get(gateway.ws_url.replace("ws://", "http://"))).status_code == 401
         resp = await http.get(gateway.ws_url.replace("ws://", "http://"), headers=bearer(token))
     assert resp.status_code == 426
+
+
+async def test_a_broken_upgrade_request_is_refused_with_426(gateway: GatewayProcess) -> None:
+    token = make_token(gateway.secret, unique("badkey"))
+    headers = {**bearer(token), "Upgrade": "websocket", "Connection": "Upgrade",
+               "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "not-a-key"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.get(gateway.ws_url.replace("ws://", "http://"), headers=headers)
+    assert resp.status_code == 426
+    assert resp.json()["code"] == "upgrade_required"
