@@ -97,7 +97,10 @@ async def _handshake(request: web.Request, gw: Gateway) -> web.StreamResponse:
                                 request=request)
     try:
         claims = (
-            await authenticate(token_candidates(request.headers, request.cookies), gw.verifier)
+            # aiohttp parses cookies on first access, even from no Cookie header at all.
+            await authenticate(token_candidates(
+                request.headers, request.cookies if "Cookie" in request.headers else {}),
+                gw.verifier)
         ).claims
     except AuthError as exc:
         metrics.AUTH_FAILURES.labels(exc.reason).inc()
