@@ -7,8 +7,9 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import WSMessage, WSMsgType, web
 
@@ -36,6 +37,8 @@ from roomcast.types import ConnId, GroupId
 from roomcast.writer import ConnectionWriter
 
 _log = logging.getLogger("roomcast.websocket")
+#: A refusal, or the coroutine that serves an opened connection until it closes.
+_Opened = web.StreamResponse | Coroutine[Any, Any, web.StreamResponse]
 #: Refusals a client can cause at will are logged throttled.
 _refusals = Throttled(_log, "handshake_refused_limit")
 
@@ -57,7 +60,12 @@ async def websocket_endpoint(request: web.Request) -> web.StreamResponse:
         if not gw.per_ip.acquire(ip):
             return _too_many(request, "per_ip")
         try:
-            return await _handshake(request, gw)
+            opened = await _handshake(request, gw)
+            if isinstance(opened, web.StreamResponse):
+                return opened
+            # The serving coroutine, awaited once the handshake's frames (and their token,
+            # claims and groups) are gone: they are not kept for the connection's life.
+            return await opened
         finally:
             gw.per_ip.release(ip)
     except web.HTTPException as exc:  # e.g. a bad upgrade request, from aiohttp
@@ -76,7 +84,8 @@ def _too_many(request: web.Request, reason: str) -> web.StreamResponse:
                             headers={"Retry-After": "10"}, request=request)
 
 
-async def _handshake(request: web.Request, gw: Gateway) -> web.StreamResponse:
+async def _handshake(request: web.Request, gw: Gateway) -> _Opened:
+    """The refusal of the request, or the coroutine that serves its connection."""
     started = time.perf_counter()
     if gw.closing:
         return problem_response(503, "shutting down", code="unavailable", request=request)
@@ -118,18 +127,16 @@ async def _handshake(request: web.Request, gw: Gateway) -> web.StreamResponse:
     refused = await _denied(request, gw, claims)
     if refused is not None:
         return refused
+    return await _open(request, gw, claims, started)
+
+
+async def _open(request: web.Request, gw: Gateway, claims: Claims, started: float) -> _Opened:
+    """Upgrade an authenticated request and open its connection; the refusal, or the
+    coroutine that serves the connection (it then holds the user's slot and frees it)."""
     if not gw.per_user.acquire(claims.user_id):
         return _too_many(request, "per_user")
-    try:
-        return await _serve(request, gw, claims, started)
-    finally:
-        gw.per_user.release(claims.user_id)
-
-
-async def _serve(request: web.Request, gw: Gateway, claims: Claims,
-                 started: float) -> web.StreamResponse:
-    """Upgrade an authenticated request, then serve the connection until it closes."""
     conn: LocalConnection | None = None
+    serving: Coroutine[Any, Any, web.StreamResponse] | None = None
     reason = "closed by client"
     try:
         # Held from reading the groups until the connection is in its rooms: a membership
@@ -185,7 +192,7 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
             peer=client_ip(request),
             rooms=len(conn.rooms),
         )
-        reason = await _read_loop(
+        serving = _serve(
             ws,
             Session(gw.node, conn,
                     Throttle(gw.settings.client_rate, gw.settings.client_burst,
@@ -194,32 +201,104 @@ async def _serve(request: web.Request, gw: Gateway, claims: Claims,
             gw,
             first,
         )
+        return serving
     except Exception:
         if conn is None:
             raise
         reason = "internal error"
-        log_event(_log, "connection_failed", logging.ERROR, conn=conn.id, exc_info=True)
-        conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-        # Send the 1011 before returning: aiohttp closes a returned socket with 1000 at once.
-        if conn.closer is not None:
-            await conn.closer.wait()
+        await _failed(conn)
+        return ws
     finally:
-        if conn is not None:
-            conn.writer.close(flush=False)
-            await gw.node.close_connection(conn)
-            closer = conn.closer
-            ours = closer if isinstance(closer, _Closer) else None
-            log_event(
-                _log,
-                "disconnect",
-                conn=conn.id,
-                user=conn.user_id,
-                reason=(ours.reason if ours is not None else None) or reason,
-                # The code we closed with, else the client's: aiohttp's close_code is the
-                # peer's answer to our close frame, not what we sent.
-                code=ours.code if ours is not None and ours.code is not None else ws.close_code,
-            )
+        if serving is None:
+            if conn is not None:
+                await _closed(ws, conn, gw, reason)
+            gw.per_user.release(claims.user_id)
+
+
+async def _serve(ws: web.WebSocketResponse, session: Session, gw: Gateway,
+                 first: WSMessage | None) -> web.StreamResponse:
+    """Handle frames (``first``, already read, then the socket's) until the socket
+    closes, then close the connection everywhere and free its user's slot.
+
+    One frame, with the endpoint's, for the connection's whole life (each frame costs
+    a few hundred bytes of every idle connection).
+    """
+    conn = session.conn
+    reason = "closed by client"
+    try:
+        loop = asyncio.get_running_loop()
+        max_size = gw.settings.max_message_size
+        throttle = session.limiter
+        msg, first = first, None
+        while True:
+            if msg is None:
+                # ws.receive(), not ``async for`` over a generator: its frame would stay
+                # for the connection's whole life.
+                msg = await ws.receive()
+                if msg.type in _ENDED:
+                    break
+            conn.last_seen = loop.time()
+            # Over its rate the connection is not read (nor answered) for a while.
+            if msg.type in _COUNTED and not await throttle.admit():
+                reason = await _flooding(conn)
+                break
+            if msg.type is WSMsgType.TEXT:
+                try:
+                    command = parse_client_message(msg.data, max_size=max_size)
+                except ProtocolError as exc:
+                    session.reject(exc)
+                    msg = None
+                    continue
+                await session.handle(command)
+            elif msg.type is WSMsgType.BINARY:
+                binary = ProtocolError(
+                    ErrorCode.BINARY_NOT_SUPPORTED,
+                    "binary frames are not supported; send JSON text",
+                )
+                binary.message_id = recover_id(msg.data)  # a reply the client can match
+                session.reject(binary)
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.ERROR:
+                metrics.REJECTED.labels(str(ErrorCode.TOO_LARGE)).inc()
+                reason = f"protocol error: {msg.data}"
+                break
+            msg = None
+    except Exception:
+        reason = "internal error"
+        await _failed(conn)
+    finally:
+        await _closed(ws, conn, gw, reason)
+        gw.per_user.release(conn.user_id)
     return ws
+
+
+async def _failed(conn: LocalConnection) -> None:
+    """Log an unexpected error of an open connection and close it with 1011."""
+    log_event(_log, "connection_failed", logging.ERROR, conn=conn.id, exc_info=True)
+    conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+    # Send the 1011 before returning: aiohttp closes a returned socket with 1000 at once.
+    if conn.closer is not None:
+        await conn.closer.wait()
+
+
+async def _closed(ws: web.WebSocketResponse, conn: LocalConnection, gw: Gateway,
+                  reason: str) -> None:
+    """Take a connection that ended out of the node, and log why it ended."""
+    conn.writer.close(flush=False)
+    await gw.node.close_connection(conn)
+    closer = conn.closer
+    ours = closer if isinstance(closer, _Closer) else None
+    log_event(
+        _log,
+        "disconnect",
+        conn=conn.id,
+        user=conn.user_id,
+        reason=(ours.reason if ours is not None else None) or reason,
+        # The code we closed with, else the client's: aiohttp's close_code is the
+        # peer's answer to our close frame, not what we sent.
+        code=ours.code if ours is not None and ours.code is not None else ws.close_code,
+    )
 
 
 async def _denied(request: web.Request, gw: Gateway, claims: Claims) -> web.Response | None:
@@ -280,50 +359,6 @@ def _connection(
     conn.closer = closer
     conn.writer.on_overflow = closer.slow_consumer
     return conn
-
-
-async def _read_loop(
-    ws: web.WebSocketResponse, session: Session, gw: Gateway, first: WSMessage | None = None
-) -> str:
-    """Handle frames (``first``, already read, then the socket's) until the socket
-    closes; returns why it ended."""
-    conn = session.conn
-    loop = asyncio.get_running_loop()
-    max_size = gw.settings.max_message_size
-    throttle = session.limiter
-    msg = first
-    while True:
-        if msg is None:
-            # ws.receive(), not ``async for`` over a generator: its frame would stay for
-            # the connection's whole life.
-            msg = await ws.receive()
-            if msg.type in _ENDED:
-                break
-        conn.last_seen = loop.time()
-        # Over its rate the connection is not read (nor answered) for a while.
-        if msg.type in _COUNTED and not await throttle.admit():
-            return await _flooding(conn)
-        if msg.type is WSMsgType.TEXT:
-            try:
-                command = parse_client_message(msg.data, max_size=max_size)
-            except ProtocolError as exc:
-                session.reject(exc)
-                msg = None
-                continue
-            await session.handle(command)
-        elif msg.type is WSMsgType.BINARY:
-            binary = ProtocolError(
-                ErrorCode.BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text"
-            )
-            binary.message_id = recover_id(msg.data)  # a reply the client can match
-            session.reject(binary)
-        elif msg.type is WSMsgType.PING:
-            await ws.pong(msg.data)
-        elif msg.type is WSMsgType.ERROR:
-            metrics.REJECTED.labels(str(ErrorCode.TOO_LARGE)).inc()
-            return f"protocol error: {msg.data}"
-        msg = None
-    return "closed by client"
 
 
 _COUNTED = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING)
