@@ -1,0 +1,124 @@
+"""What an open connection keeps alive, and the handshake's failure path that frees it.
+
+Every object a connection holds is memory of every idle connection: the handshake's
+frames (its token, claims and groups) must be gone once the connection is served.
+The app runs in this process to look at its objects (still real sockets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from roomcast import config
+from roomcast.auth.claims import Claims
+from roomcast.hub import LocalConnection
+from roomcast.node import Node
+from roomcast.server.app import create_app
+from roomcast.server.state import GATEWAY
+from tests.helpers.tokens import make_token
+from tests.helpers.ws import TIMEOUT, Peer
+
+SECRET = "connection-memory-secret-" + "x" * 20
+WEBSOCKET_MODULE = "roomcast/server/websocket.py"
+
+Start = Callable[..., Awaitable[TestServer]]
+
+
+@pytest.fixture
+async def servers(tmp_path: Path) -> AsyncIterator[Start]:
+    started: list[TestServer] = []
+
+    async def start(**env: str) -> TestServer:
+        settings = config.load(None, {"JWT_SECRET": SECRET,
+                                      "ROOMCAST_DB": str(tmp_path / f"{len(started)}.db"),
+                                      **env})
+        server = TestServer(create_app(settings), host="127.0.0.1", port=0)
+        await server.start_server()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.close()
+
+
+async def open_as(server: TestServer, user: str) -> Peer:
+    headers = {"Authorization": f"Bearer {make_token(SECRET, user, groups=['g1'])}"}
+    url = f"ws://127.0.0.1:{server.port}/websocket/connect"
+    peer = Peer(await connect(url, additional_headers=headers, open_timeout=TIMEOUT))
+    peer.welcome = await peer.recv()
+    while len(peer.rooms) < 2:
+        await peer.recv()
+    return peer
+
+
+def live_endpoint_coroutines() -> list[str]:
+    """The names of the endpoint module's coroutines alive (but the liveness task's)."""
+    return sorted(
+        o.__qualname__ for o in gc.get_objects()
+        if inspect.iscoroutine(o) and o.cr_code.co_filename.endswith(WEBSOCKET_MODULE)
+        and o.__qualname__ != "liveness"
+    )
+
+
+async def test_a_served_connection_keeps_nothing_of_its_handshake(servers: Start) -> None:
+    server = await servers()
+    peer = await open_as(server, "mem-user")
+    try:
+        gc.collect()
+        # The endpoint's frame and the serving one only, suspended in ws.receive().
+        assert live_endpoint_coroutines() == ["_serve", "websocket_endpoint"]
+        assert not [o for o in gc.get_objects()
+                    if isinstance(o, Claims) and o.user_id == "mem-user"]
+        # Still the same connection, answering.
+        reply = await peer.request({"id": "p", "type": "system", "data": {"action": "ping"}})
+        assert reply["data"]["action"] == "pong"
+    finally:
+        await peer.close()
+
+
+async def test_a_failure_while_opening_closes_1011_and_frees_the_users_slot(
+    servers: Start, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = await servers(ROOMCAST_MAX_CONNECTIONS_PER_USER="1")
+    original = Node.open_connection
+    calls = 0
+
+    async def failing_once(self: Node, conn: LocalConnection, *args: object,
+                           **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            self.hub.add(conn)  # half-way in: the close must take it out again
+            raise RuntimeError("injected fault")
+        await original(self, conn, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Node, "open_connection", failing_once)
+    headers = {"Authorization": f"Bearer {make_token(SECRET, 'opens-twice')}"}
+    url = f"ws://127.0.0.1:{server.port}/websocket/connect"
+    with caplog.at_level(logging.INFO, logger="roomcast.websocket"):
+        ws = await connect(url, additional_headers=headers, open_timeout=TIMEOUT)
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert (ws.close_code, ws.close_reason) == (1011, "internal error")
+        # One connection per user: the second gets in only if the first freed its slot.
+        peer = await open_as(server, "opens-twice")
+    try:
+        messages = [r.getMessage() for r in caplog.records]
+        assert messages.count("connection_failed") == 1
+        (gone,) = [r for r in caplog.records if r.getMessage() == "disconnect"]
+        assert getattr(gone, "fields", {}).get("reason") == "internal error"
+        node = server.app[GATEWAY].node
+        assert list(node.hub.connections) == [peer.welcome["data"]["connection_id"]]
+    finally:
+        await peer.close()
