@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from typing import NewType
 
@@ -28,8 +29,8 @@ def personal_room(user_id: str) -> RoomId:
 
 
 def group_room(group_id: str) -> RoomId:
-    """The room of a group."""
-    return RoomId(GROUP_PREFIX + group_id)
+    """The room of a group (one string for all its members' records, not one each)."""
+    return RoomId(sys.intern(GROUP_PREFIX + group_id))
 
 
 def room_type(room: str) -> RoomType | None:

@@ -35,6 +35,10 @@ MAX_SUBSCRIPTIONS = 1000
 #: Remembered event versions (per user with local subscribers), to drop reordered ones.
 _MAX_VERSIONS = 100_000
 
+#: The metadata of every connection's first entry: one shared dict (entries are never
+#: changed in place), not an empty one per idle connection.
+_NO_METADATA: dict[str, Any] = {}
+
 Publish = Callable[[PresenceChanged], Awaitable[None]]
 RoomsOf = Callable[[UserId], Awaitable[set[RoomId]]]
 
@@ -104,11 +108,12 @@ class PresenceTracker:
     # -- this instance's connections ----------------------------------------------
 
     async def connection_opened(self, conn: LocalConnection) -> None:
-        await self._set(conn, self._entry(conn, "online", {}), quiet=True)
+        await self._set(conn, self._entry(conn, "online", _NO_METADATA), quiet=True)
 
     @staticmethod
     def _entry(conn: LocalConnection, status: str, metadata: dict[str, Any]) -> Entry:
-        rooms = tuple(sorted(own_rooms(conn) | conn.rooms))
+        # The connection's own room ids first: the entry shares those strings.
+        rooms = tuple(sorted(conn.rooms | own_rooms(conn)))
         return Entry(status, metadata, now_ms(), rooms)
 
     async def connection_closed(self, conn: LocalConnection) -> None:
