@@ -30,10 +30,11 @@ _PRUNE_EVERY = 1024
 _PRUNE_INTERVAL = 60.0
 
 
-#: What a stream never appended to holds (most user rooms): two empty deques cost
-#: ~1.2 KiB, and every connection's user room has a stream from its join on.
+#: What a stream never appended to holds (most user rooms): two empty deques and a
+#: dict cost ~1.3 KiB, and every connection's user room has a stream from its join on.
 _NO_ENTRIES: deque[Publication] = deque(maxlen=0)
 _NO_IDS: deque[str | None] = deque(maxlen=0)
+_NO_OFFSETS: dict[str, int] = {}
 
 
 @dataclass(slots=True)
@@ -45,13 +46,13 @@ class _Stream:
     #: The message id of each entry (None: appended without one), in step with entries.
     entry_ids: deque[str | None] = field(default_factory=lambda: _NO_IDS)
     #: message id -> offset, for the retained entries (idempotent appends).
-    ids: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, int] = field(default_factory=lambda: _NO_OFFSETS)
     data_until: float = 0.0
 
     def writable(self) -> _Stream:
         """The stream, with containers of its own to append to."""
         if self.entries is _NO_ENTRIES:
-            self.entries, self.entry_ids = deque(), deque()
+            self.entries, self.entry_ids, self.ids = deque(), deque(), {}
         return self
 
 
