@@ -112,6 +112,9 @@ class ConnectionGuard:
 class _Guarded(asyncio.Protocol):
     """Passes everything to aiohttp's protocol, watching the handshake on the way."""
 
+    __slots__ = ("_guard", "_inner", "_timer", "_transport", "counting", "frames", "head_bytes",
+                 "tail")
+
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self._guard = guard
         self._inner = inner
