@@ -6,7 +6,9 @@ meanwhile, it is closed with 3401 once ``exp`` plus the leeway has passed. The c
 reconnects with a fresh token (the React client reconnects after any close).
 
 One loop timer serves every connection (a heap of deadlines): a timer handle per
-connection cost ~1.2 KiB of each idle connection's memory; nothing polls.
+connection cost ~1.2 KiB of each idle connection's memory; nothing polls. A connection
+has one deadline in the heap at a time: its warning, then (pushed when the warning is
+sent) its close.
 """
 
 from __future__ import annotations
@@ -44,13 +46,12 @@ class Lifetimes:
         self.warning = warning
         self.leeway = leeway
         self._clock = clock
-        #: (loop time, order, generation, is the warning, connection id); entries of a
-        #: connection forgotten or tracked again since stay until popped (skipped). The
-        #: id, not the connection: a stale entry would keep a closed connection's whole
-        #: object graph (its aiohttp request, protocol and buffers) alive until then.
-        self._heap: list[tuple[float, int, int, bool, ConnId]] = []
-        #: The generation of each tracked connection's current deadlines, and the
-        #: connection.
+        #: (loop time, key, is the warning, connection id); entries of a connection
+        #: forgotten or tracked again since stay until popped (skipped). The id, not the
+        #: connection: a stale entry would keep a closed connection's whole object graph
+        #: (its aiohttp request, protocol and buffers) alive until then.
+        self._heap: list[tuple[float, int, bool, ConnId]] = []
+        #: The key of each tracked connection's current deadline, and the connection.
         self._tracked: dict[ConnId, tuple[int, LocalConnection]] = {}
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -62,14 +63,12 @@ class Lifetimes:
         if not self.enabled or not math.isfinite(conn.expires_at):
             return
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        left = conn.expires_at - self._clock()
-        generation = next(self._order)
-        self._tracked[conn.id] = (generation, conn)
         if self.warning > 0:
             # A token shorter-lived than the warning lead is warned about at once.
-            self._push(now + max(0.0, left - self.warning), generation, True, conn)
-        self._push(now + max(0.0, left + self.leeway), generation, False, conn)
+            left = conn.expires_at - self._clock()
+            self._push(loop.time() + max(0.0, left - self.warning), True, conn)
+        else:
+            self._push_close(loop.time(), conn)
         self._arm(loop)
 
     def forget(self, conn: LocalConnection) -> None:
@@ -77,7 +76,7 @@ class Lifetimes:
         if self._tracked.pop(conn.id, None) is not None and \
                 len(self._heap) > 4 * len(self._tracked) + 1024:
             # Churn leaves stale entries until their deadline (maybe hours): compact.
-            self._heap = [e for e in self._heap if self._current(e[4], e[2]) is not None]
+            self._heap = [e for e in self._heap if self._current(e[3], e[1]) is not None]
             heapq.heapify(self._heap)
 
     def close(self) -> None:
@@ -87,13 +86,21 @@ class Lifetimes:
         self._heap.clear()
         self._tracked.clear()
 
-    def _push(self, when: float, generation: int, warn: bool, conn: LocalConnection) -> None:
-        heapq.heappush(self._heap, (when, next(self._order), generation, warn, conn.id))
+    def _push(self, when: float, warn: bool, conn: LocalConnection) -> None:
+        """Make ``when`` the connection's deadline (its earlier entry, if any, is stale)."""
+        key = next(self._order)
+        self._tracked[conn.id] = (key, conn)
+        heapq.heappush(self._heap, (when, key, warn, conn.id))
 
-    def _current(self, conn_id: ConnId, generation: int) -> LocalConnection | None:
-        """The connection, if ``generation`` is still its deadlines' generation."""
+    def _push_close(self, now: float, conn: LocalConnection) -> None:
+        """The connection's close deadline: its token's ``exp`` plus the leeway."""
+        left = conn.expires_at - self._clock()
+        self._push(now + max(0.0, left + self.leeway), False, conn)
+
+    def _current(self, conn_id: ConnId, key: int) -> LocalConnection | None:
+        """The connection, if ``key`` is still its current deadline's."""
         tracked = self._tracked.get(conn_id)
-        return tracked[1] if tracked is not None and tracked[0] == generation else None
+        return tracked[1] if tracked is not None and tracked[0] == key else None
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop timer at the earliest deadline."""
@@ -112,12 +119,14 @@ class Lifetimes:
         now = loop.time()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, generation, warn, conn_id = heapq.heappop(heap)
-            conn = self._current(conn_id, generation)
+            _, key, warn, conn_id = heapq.heappop(heap)
+            conn = self._current(conn_id, key)
             if conn is None:
                 continue  # forgotten, or tracked again with a new expiry
             if warn:
                 self._warn(conn)
+                if self._current(conn_id, key) is conn:  # not forgotten by the send
+                    self._push_close(now, conn)  # due in this pass if exp has passed
             else:
                 self._expire(conn)
         self._arm(loop)

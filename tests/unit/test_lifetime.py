@@ -56,3 +56,26 @@ async def test_a_tracked_connection_is_still_closed_and_a_forgotten_one_is_not()
     await asyncio.wait_for(done.wait(), 10)
     assert closed == ["kept:3401"]
     lifetimes.close()
+
+
+async def test_a_connection_is_warned_then_closed_with_one_deadline_held_at_a_time() -> None:
+    # Each deadline in the heap is memory of every idle connection: the close is
+    # scheduled when the warning goes out, not next to it from the start.
+    lifetimes = Lifetimes(warning=60.0, leeway=0.0)
+    closed: list[str] = []
+    done = asyncio.Event()
+    conn, transport = make_conn("warned", "u")
+    conn.closer = RecordingCloser(conn.id, closed, done)
+    idle = [make_conn(f"idle{i}", f"w{i}")[0] for i in range(5)]
+    for other in idle:
+        other.expires_at = time.time() + 3600
+        lifetimes.track(other)
+    assert len(lifetimes._heap) == len(idle)
+    conn.expires_at = time.time() + 0.05  # within the warning lead: warned at once
+    lifetimes.track(conn)
+    await asyncio.wait_for(done.wait(), 10)
+    assert closed == ["warned:3401"]
+    assert sum(b"token_expiring" in w for w in transport.writes) == 1
+    assert all(not other.writer.closed for other in idle)
+    assert len(lifetimes._heap) == len(idle)
+    lifetimes.close()
