@@ -7,6 +7,7 @@ loop and raise :class:`~roomcast.exceptions.StoreError` when the backend fails.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,6 +20,13 @@ class Group:
 
     id: GroupId
     name: str
+
+
+@functools.lru_cache(maxsize=4096)
+def shared_group(group_id: GroupId, name: str) -> Group:
+    """One :class:`Group` per distinct id and name: every connection keeps its groups
+    (~100 bytes each with the id), mostly the same few."""
+    return Group(group_id, name)
 
 
 class MembershipStore(Protocol):
