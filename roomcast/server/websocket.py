@@ -250,6 +250,8 @@ async def _serve(ws: web.WebSocketResponse, session: Session, gw: Gateway,
                     msg = None
                     continue
                 await session.handle(command)
+                # Not kept while the connection idles (a publication's whole payload).
+                del command
             elif msg.type is WSMsgType.BINARY:
                 binary = ProtocolError(
                     ErrorCode.BINARY_NOT_SUPPORTED,

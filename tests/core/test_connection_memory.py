@@ -23,6 +23,7 @@ from roomcast import config
 from roomcast.auth.claims import Claims
 from roomcast.hub import LocalConnection
 from roomcast.node import Node
+from roomcast.protocol.envelope import Publish
 from roomcast.server.app import create_app
 from roomcast.server.state import GATEWAY
 from tests.helpers.tokens import make_token
@@ -83,6 +84,21 @@ async def test_a_served_connection_keeps_nothing_of_its_handshake(servers: Start
         # Still the same connection, answering.
         reply = await peer.request({"id": "p", "type": "system", "data": {"action": "ping"}})
         assert reply["data"]["action"] == "pong"
+    finally:
+        await peer.close()
+
+
+async def test_an_idle_connection_keeps_nothing_of_its_last_message(servers: Start) -> None:
+    # A publication's parsed payload (up to the message size limit) stayed referenced
+    # by the read loop until the connection's next message.
+    server = await servers()
+    peer = await open_as(server, "talks-then-idles")
+    try:
+        reply = await peer.request({"id": "m1", "type": "message", "room": "group:g1",
+                                    "data": {"text": "x" * 50_000}})
+        assert reply.get("type") != "error", reply
+        gc.collect()
+        assert not [o for o in gc.get_objects() if isinstance(o, Publish)]
     finally:
         await peer.close()
 
