@@ -37,6 +37,7 @@ from roomcast.hub import Hub, LocalConnection
 from roomcast.logs import log_event
 from roomcast.registry.base import ConnectionInfo, RoomInfo
 from roomcast.registry.local import connection_info
+from roomcast.registry.redis_writes import FLUSH, Writes
 from roomcast.supervisor import supervise
 from roomcast.types import ConnId, RoomId, room_type
 
@@ -105,37 +106,6 @@ class _Keys:
         return self.tag + LEGACY_ROOM_NAMES
 
 
-class _SetChanges:
-    """One flush's additions to and removals from user and room sets, grouped by set:
-    a connect storm then writes one ``SADD`` and one ``EXPIRE`` per room, not per
-    connection."""
-
-    def __init__(self) -> None:
-        #: set name -> (members added, members removed)
-        self.users: dict[str, tuple[list[str], list[str]]] = {}
-        self.rooms: dict[str, tuple[list[str], list[str]]] = {}
-        self.new_rooms: set[RoomId] = set()
-        self.left_rooms: set[RoomId] = set()
-
-    @staticmethod
-    def add(sets: dict[str, tuple[list[str], list[str]]], name: str, member: str) -> None:
-        sets.setdefault(name, ([], []))[0].append(member)
-
-    @staticmethod
-    def remove(sets: dict[str, tuple[list[str], list[str]]], name: str, member: str) -> None:
-        sets.setdefault(name, ([], []))[1].append(member)
-
-    @staticmethod
-    def write(pipe: Any, sets: dict[str, tuple[list[str], list[str]]], prefix: str,
-              ttl: int) -> None:
-        for name, (added, removed) in sets.items():
-            if removed:
-                pipe.srem(prefix + name, *removed)
-            if added:
-                pipe.sadd(prefix + name, *added)
-                pipe.expire(prefix + name, ttl)
-
-
 class RedisRegistry:
     """Registers this instance's connections in Redis and reads the cluster's."""
 
@@ -151,6 +121,7 @@ class RedisRegistry:
         self._cluster = cluster
         #: Set reads asked meanwhile (a connect storm's room counts) share one pipeline.
         self._reads = pipelined(self._redis)
+        self._flush_script = self._redis.register_script(FLUSH)
         #: Big rooms' sizes: a join storm into one room asks one SCARD per batch.
         self._sizes: Batcher[str, int] = Batcher(self._scard_many, shared=True)
         self._announced = False
@@ -225,44 +196,50 @@ class RedisRegistry:
             return
         dirty, self._dirty = self._dirty, {}
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            sets = _SetChanges()
+            writes = Writes()
+            new_rooms: set[RoomId] = set()
+            left_rooms: set[RoomId] = set()
             for conn_id, conn in dirty.items():
-                self._write(pipe, conn_id, conn, sets)
-            sets.write(pipe, sets.users, self._k.user, CONN_TTL)
-            sets.write(pipe, sets.rooms, self._k.room, ROOM_TTL)
-            new_rooms = sets.new_rooms
+                self._write(writes, conn_id, conn, new_rooms, left_rooms)
             if new_rooms:
-                pipe.sadd(self._rooms_key, *new_rooms)
-                pipe.expire(self._rooms_key, max(1, int(self._instance_ttl)))
+                writes.add_all(self._rooms_key, sorted(new_rooms), max(1, int(self._instance_ttl)))
                 for room in new_rooms:
-                    pipe.set(self._k.room_name + room, self._hub.room_names.get(room, room),
-                             ex=ROOM_TTL)
-            self._forget_rooms(pipe, sets.left_rooms)
-            announce = not self._announced
-            at = len(pipe)
-            if announce:  # afterwards the refresher keeps the key (and checks it) on its own
+                    writes.set(self._k.room_name + room, self._hub.room_names.get(room, room),
+                               ROOM_TTL)
+            self._forget_rooms(writes, left_rooms)
+            await self._run_writes(writes)
+            if not self._announced:
+                # Afterwards the refresher keeps the key (and checks it) on its own.
+                pipe = self._redis.pipeline(transaction=False)
                 self._set_instance_key(pipe)
-            results = self._checked(pipe.command_stack, await pipe.execute(raise_on_error=False))
-            if announce:
-                self._check_kept(results[at])
+                self._check_kept(self._checked(pipe.command_stack,
+                                               await pipe.execute(raise_on_error=False))[0])
         except BaseException:
             # Keep what was not written; newer marks win.
             for conn_id, conn in dirty.items():
                 self._dirty.setdefault(conn_id, conn)
             raise
 
-    def _write(
-        self, pipe: Any, conn_id: ConnId, conn: LocalConnection | None, sets: _SetChanges
-    ) -> None:
+    async def _run_writes(self, writes: Writes) -> None:
+        """One call of the flush script (loaded again when Redis lost it)."""
+        keys, argv = writes.script_args()
+        if not keys:
+            return
+        # redis-py's Script sends EVALSHA, and the source again if Redis lost it.
+        wrong = await self._flush_script(keys=keys, args=argv)
+        for key in wrong or []:
+            self._wrong_type(key.decode() if isinstance(key, bytes) else str(key))
+
+    def _write(self, writes: Writes, conn_id: ConnId, conn: LocalConnection | None,
+               new_rooms: set[RoomId], left_rooms: set[RoomId]) -> None:
         user, old_rooms = self._written.pop(conn_id, ("", set()))
         if conn is None:
-            pipe.delete(self._k.conn + conn_id)
+            writes.delete(self._k.conn + conn_id)
             if user:
-                sets.remove(sets.users, user, conn_id)
+                writes.remove(self._k.user + user, conn_id)
             for room in old_rooms:
-                sets.remove(sets.rooms, room, conn_id)
-            sets.left_rooms.update(old_rooms)
+                writes.remove(self._k.room + room, conn_id)
+            left_rooms.update(old_rooms)
             return
         rooms = set(conn.rooms)
         info = connection_info(conn, self._server_id).to_json()
@@ -273,21 +250,19 @@ class RedisRegistry:
             # connection goes unlisted instead of every later write failing behind it.
             log_event(_log, "registry_entry_unencodable", logging.ERROR, conn=conn_id)
             return
-        pipe.set(self._k.conn + conn_id, entry, ex=CONN_TTL)
-        sets.add(sets.users, conn.user_id, conn_id)
+        writes.set(self._k.conn + conn_id, entry, CONN_TTL)
+        writes.add(self._k.user + conn.user_id, conn_id, CONN_TTL)
         for room in rooms - old_rooms:
-            sets.add(sets.rooms, room, conn_id)
-        sets.new_rooms.update(rooms - old_rooms)
+            writes.add(self._k.room + room, conn_id, ROOM_TTL)
+        new_rooms.update(rooms - old_rooms)
         for room in old_rooms - rooms:
-            sets.remove(sets.rooms, room, conn_id)
-        sets.left_rooms.update(old_rooms - rooms)
+            writes.remove(self._k.room + room, conn_id)
+        left_rooms.update(old_rooms - rooms)
         self._written[conn_id] = (conn.user_id, rooms)
 
-    def _forget_rooms(self, pipe: Any, rooms: set[RoomId]) -> None:
+    def _forget_rooms(self, writes: Writes, rooms: set[RoomId]) -> None:
         """Rooms this instance no longer has members in leave its room set."""
-        empty = [room for room in rooms if room not in self._hub.rooms]
-        if empty:
-            pipe.srem(self._rooms_key, *empty)
+        writes.remove_all(self._rooms_key, [room for room in rooms if room not in self._hub.rooms])
 
     async def _refresher(self) -> None:
         """Keep our instance key alive often, and the long compat TTLs now and then."""

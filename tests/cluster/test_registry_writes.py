@@ -1,0 +1,37 @@
+"""The registry's flush script: every write of a flush in one call, foreign keys skipped."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from roomcast.registry.redis_writes import FLUSH, Writes
+from tests.helpers.redis_server import RedisServer
+
+
+async def test_one_call_writes_sets_members_ttls_and_skips_a_foreign_key(
+        redis_server: RedisServer) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.set("t:gone", "x")
+        await client.sadd("t:room", *[f"old{i}" for i in range(3)])
+        await client.set("t:foreign", "a string where a set is expected")
+        writes = Writes()
+        writes.set("t:conn", b'{"id":"c1"}', 60)
+        writes.delete("t:gone")
+        writes.add_all("t:room", [f"m{i}" for i in range(2500)], 120)  # chunked SADD
+        writes.remove_all("t:room", ["old0", "old1"])
+        writes.add("t:foreign", "c1", 60)
+        writes.add("t:user", "c1", 60)
+        keys, argv = writes.script_args()
+        wrong = await client.register_script(FLUSH)(keys=keys, args=argv)
+        assert wrong == [b"t:foreign"]
+        assert await client.get("t:conn") == b'{"id":"c1"}'
+        assert 0 < await client.ttl("t:conn") <= 60
+        assert await client.exists("t:gone") == 0
+        assert await client.scard("t:room") == 2501  # 2,500 added, old2 kept
+        assert await client.sismember("t:room", "old2")
+        assert 60 < await client.ttl("t:room") <= 120
+        assert await client.smembers("t:user") == {b"c1"}  # written after the foreign key
+        assert await client.get("t:foreign") == b"a string where a set is expected"
+    finally:
+        await client.aclose()
