@@ -44,15 +44,11 @@ def invalid(exc: ValidationError, *, error: str = "invalid_body",
     return Problem(422, error, text, details=details)
 
 
-#: What JSON counts as whitespace (RFC 8259): a body of only these is no body.
-_JSON_SPACE = b" \t\n\r"
-
-
 async def read_body(request: web.Request, model: type[M], *, limit: int,
                     required: bool = True) -> M:
     """Parse a JSON body into ``model``; every failure is a readable 422.
 
-    ``limit`` bounds the body in bytes; an absent body counts as ``{}`` unless
+    ``limit`` bounds the body in bytes; an absent (empty) body counts as ``{}`` unless
     ``required``.
     """
     length = request.content_length
@@ -65,7 +61,7 @@ async def read_body(request: web.Request, model: type[M], *, limit: int,
         raise Problem(422, "too_large", f"body exceeds the {limit}-byte limit") from None
     if len(raw) > limit:
         raise Problem(422, "too_large", f"body exceeds the {limit}-byte limit")
-    if not raw.strip(_JSON_SPACE):  # bytes.strip() would also take \x0b and \x0c
+    if not raw:  # a body of whitespace only is not JSON either: 422 below
         if required:
             raise Problem(422, "invalid_body", "a JSON object body is required")
         raw = b"{}"
