@@ -124,15 +124,16 @@ def pipelined(redis: Redis, *, max_batch: int = 256) -> Batcher[Command, Any]:
 
     A command's error goes to its caller alone; a connection error to every caller.
     """
+    return Batcher(functools.partial(execute, redis), max_batch=max_batch)
 
-    async def fetch(commands: list[Command]) -> list[Any]:
-        pipe = redis.pipeline(transaction=False)
-        for command in commands:
-            command(pipe)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
 
-    return Batcher(fetch, max_batch=max_batch)
+async def execute(redis: Redis, commands: list[Command]) -> list[Any]:
+    """``commands`` in one pipeline (no transaction); a command's error is its result."""
+    pipe = redis.pipeline(transaction=False)
+    for command in commands:
+        command(pipe)
+    results: list[Any] = await pipe.execute(raise_on_error=False)
+    return results
 
 
 async def run_script(batch: Batcher[Command, Any], script: Any, keys: list[Any],

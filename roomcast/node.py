@@ -286,7 +286,7 @@ class Node:
         """The user's groups: the membership store's, plus the token's ``groups`` claim."""
         groups = {g.id: g for g in token_groups}
         groups.update((g.id, g) for g in await self.store.groups_of(user_id))
-        return [shared_group(g.id, g.name) for g in (groups[k] for k in sorted(groups))]
+        return [shared_group(k, groups[k].name) for k in sorted(groups)]
 
     def welcome(self, conn: LocalConnection) -> None:
         """The first message of every connection (before it is in the hub or any room)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from roomcast.batching import Batcher, pipelined
+from roomcast.batching import Batcher, execute, pipelined
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
@@ -385,11 +386,7 @@ class RedisRegistry:
         return await self._alive(raws)
 
     async def _scard_many(self, keys: list[str]) -> list[int | BaseException]:
-        pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.scard(key)
-        results: list[int | BaseException] = await pipe.execute(raise_on_error=False)
-        return results
+        return await execute(self._redis, [functools.partial(_scard, key=key) for key in keys])
 
     async def _alive(self, raws: list[bytes | None]) -> list[ConnectionInfo]:
         infos = []
@@ -553,3 +550,7 @@ class RedisRegistry:
         remote = await self._call(self._redis.sunion(keys)) if keys else set()
         rooms = {r.decode() if isinstance(r, bytes) else str(r) for r in remote}
         return others + len(self._hub.connections), len(rooms | set(self._hub.rooms))
+
+
+def _scard(pipe: Any, key: str) -> Any:
+    return pipe.scard(key)
