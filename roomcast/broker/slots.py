@@ -25,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from roomcast.broker.packing import packed_class
 from roomcast.broker.redis_once import describe, exchange_once
 from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError, DeliveryUnknown
 from roomcast.logs import log_event
@@ -72,7 +73,7 @@ class SlotMap:
         options.pop("db", None)  # a Cluster has database 0 only
         self._seed = (str(options.pop("host", "127.0.0.1")), int(options.pop("port", 6379)))
         self._options = {**options, **pool_options}
-        base = self._options.pop("connection_class", Connection)
+        base = packed_class(self._options.pop("connection_class", Connection))
         self._connection_class = _watched(base, self.stale)
         self._starts: list[int] = []
         self._owners: list[tuple[int, int, Node]] = []

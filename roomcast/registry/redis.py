@@ -32,6 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from roomcast.batching import Batcher, execute, pipelined
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
+from roomcast.broker.packing import packed_in_c
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
 from roomcast.hub import Hub, LocalConnection
@@ -116,7 +117,7 @@ class RedisRegistry:
         options: dict[str, Any] = {"max_connections": 16, "timeout": 2.0, "socket_timeout": 2.0,
                    "socket_connect_timeout": 2.0}
         pool = pinned_pool(url, **options) if cluster \
-            else aioredis.BlockingConnectionPool.from_url(url, **options)
+            else packed_in_c(aioredis.BlockingConnectionPool.from_url(url, **options))
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._k = _Keys(CONTROL_TAG if cluster else "")
         self._cluster = cluster
