@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from roomcast.auth.claims import Claims
 from roomcast.batching import Batcher
-from roomcast.broker.packing import packed_in_c
+from roomcast.broker.pool import lean_pool
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import StoreError
 from roomcast.membership.sqlite import open_sqlite
@@ -143,8 +143,9 @@ class RedisDenials:
         if self._cluster:
             self._redis = aioredis.Redis.from_pool(pinned_pool(self.url, **options))
         else:
+            # Checks are batched: a few connections serve a storm (the rest queue).
             self._redis = aioredis.Redis.from_pool(
-                packed_in_c(aioredis.ConnectionPool.from_url(self.url, **options)))
+                lean_pool(self.url, max_connections=16, timeout=5.0, **options))
 
     async def close(self) -> None:
         client, self._redis = self._redis, None

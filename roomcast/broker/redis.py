@@ -28,7 +28,7 @@ from roomcast.batching import Batcher
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import BrokerHandler, ControlCommand, Target, ToRoom
 from roomcast.broker.dedupe import RecentWindow
-from roomcast.broker.packing import packed_in_c
+from roomcast.broker.pool import lean_pool
 from roomcast.broker.redis_once import describe, exchange_once
 from roomcast.exceptions import BrokerError, ConfigError
 from roomcast.logs import log_event
@@ -100,7 +100,7 @@ class RedisBroker:
         try:
             # A blocking pool bounds concurrent publishes: the excess waits at
             # most `timeout` for a connection instead of queueing without end.
-            pool = packed_in_c(aioredis.BlockingConnectionPool.from_url(
+            pool = lean_pool(
                 url,
                 max_connections=max_connections,
                 timeout=timeout,
@@ -111,7 +111,7 @@ class RedisBroker:
                 # connection a Redis restart left stale is replaced when it is taken
                 # from the pool (redis-py checks it), before anything is sent.
                 retry=Retry(NoBackoff(), retries=0),
-            ))
+            )
             # The subscriber has its own connection, never waits behind
             # publishers, and never reconnects behind our back: the listener
             # owns reconnection, so every loss shows in `healthy` and the logs.

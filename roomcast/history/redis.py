@@ -42,7 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from roomcast.batching import Batcher, pipelined, run_script
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import Target, ToRoom
-from roomcast.broker.packing import packed_in_c
+from roomcast.broker.pool import lean_pool
 from roomcast.broker.redis_once import exchange_once
 from roomcast.broker.slots import Node, SlotMap
 from roomcast.exceptions import BrokerError, BrokerUnavailable, ConfigError, DeliveryUnknown
@@ -154,12 +154,12 @@ class RedisHistory:
             socket_connect_timeout=timeout, retry=Retry(NoBackoff(), retries=0),
         ) if cluster else None
         try:
-            pool = packed_in_c(aioredis.BlockingConnectionPool.from_url(
+            pool = lean_pool(
                 url, max_connections=max_connections, timeout=timeout,
                 socket_timeout=timeout, socket_connect_timeout=timeout,
                 # Reads may be retried; appends are sent once (see _run_append).
                 retry=Retry(NoBackoff(), retries=1),
-            ))
+            )
         except ValueError as exc:
             raise ConfigError(f"invalid REDIS_URL: {exc}") from None
         self._redis = aioredis.Redis.from_pool(pool)

@@ -23,7 +23,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from roomcast.batching import Batcher
-from roomcast.broker.packing import packed_in_c
+from roomcast.broker.pool import lean_pool
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import StoreError
 from roomcast.logs import log_event
@@ -108,7 +108,7 @@ class RedisMembershipStore:
                 "socket_connect_timeout": _CONNECT_TIMEOUT,
                 "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1)}
             pool = pinned_pool(self.url, **options) if self._cluster \
-                else packed_in_c(aioredis.BlockingConnectionPool.from_url(self.url, **options))
+                else lean_pool(self.url, **options)
         except ValueError as exc:
             raise StoreError(f"invalid Redis URL: {exc}") from exc
         client = aioredis.Redis.from_pool(pool)

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from roomcast.batching import pipelined, run_script
-from roomcast.broker.packing import packed_in_c
+from roomcast.broker.pool import lean_pool
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
 from roomcast.presence.base import Change, Entry, PresenceStats, UserPresence, aggregate, now_ms
@@ -197,7 +197,7 @@ class RedisPresenceStore:
         options: dict[str, Any] = {"max_connections": 8, "timeout": 2.0,
                                    "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         pool = pinned_pool(url, **options) if cluster \
-            else packed_in_c(aioredis.BlockingConnectionPool.from_url(url, **options))
+            else lean_pool(url, **options)
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         # On a Redis Cluster every key carries one hash tag: the scripts touch a user's
         # keys besides the declared ones, which must all be in one slot.

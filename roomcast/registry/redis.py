@@ -32,7 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from roomcast.batching import Batcher, execute, pipelined
 from roomcast.broker.base import Target, ToAll, ToConnection, ToRoom, ToUser
-from roomcast.broker.packing import packed_in_c
+from roomcast.broker.pool import lean_pool
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
 from roomcast.hub import Hub, LocalConnection
@@ -117,7 +117,7 @@ class RedisRegistry:
         options: dict[str, Any] = {"max_connections": 16, "timeout": 2.0, "socket_timeout": 2.0,
                    "socket_connect_timeout": 2.0}
         pool = pinned_pool(url, **options) if cluster \
-            else packed_in_c(aioredis.BlockingConnectionPool.from_url(url, **options))
+            else lean_pool(url, **options)
         self._redis: aioredis.Redis = aioredis.Redis.from_pool(pool)
         self._k = _Keys(CONTROL_TAG if cluster else "")
         self._cluster = cluster
