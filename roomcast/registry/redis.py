@@ -126,6 +126,8 @@ class RedisRegistry:
         self._flush_script = self._redis.register_script(FLUSH)
         #: Big rooms' sizes: a join storm into one room asks one SCARD per batch.
         self._sizes: Batcher[str, int] = Batcher(self._scard_many, shared=True)
+        #: Who listed the members of a set (counts): joins of one room meanwhile share it.
+        self._owners: Batcher[str, dict[str, str]] = Batcher(self._owners_many, shared=True)
         self._announced = False
         self._alive_until: dict[str, float] = {}
         self._hub = hub
@@ -386,6 +388,55 @@ class RedisRegistry:
             raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
         return await self._alive(raws)
 
+    async def _others_in(self, set_key: str) -> set[str]:
+        """Ids in a user or room set registered by other live instances.
+
+        What a count needs, without a :class:`ConnectionInfo` per member. Ours are
+        counted from the hub, as Redis lags our writes by a round trip (a connection
+        that just left is still listed).
+        """
+        try:
+            owners = await self._owners.get(set_key)
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
+            self._wrong_type(set_key)
+            return set()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
+        alive = await self._alive_servers(set(owners.values()))
+        return {conn for conn, server in owners.items() if server in alive}
+
+    async def _owners_many(self, keys: list[str]) -> list[dict[str, str] | BaseException]:
+        """For each set: its members listed by other instances, and by which one."""
+        if self._cluster:
+            # SORT ... GET is refused by a Cluster: member infos one set at a time.
+            out: list[dict[str, str] | BaseException] = []
+            for key in keys:
+                try:
+                    infos = await self._live_in(key)
+                except BrokerUnavailable as exc:
+                    out.append(exc)
+                    continue
+                out.append({i.id: i.server_id for i in infos if i.server_id != self._server_id})
+            return out
+        pattern = self._k.conn + "*"
+        replies = await execute(self._redis, [
+            functools.partial(_ids_and_entries, key=key, pattern=pattern) for key in keys])
+        return [r if isinstance(r, BaseException) else self._owners_of(r) for r in replies]
+
+    def _owners_of(self, flat: list[bytes | None]) -> dict[str, str]:
+        owners = {}
+        for at in range(0, len(flat) - 1, 2):
+            conn, raw = flat[at], flat[at + 1]
+            if raw is None or conn is None:
+                continue
+            with contextlib.suppress(orjson.JSONDecodeError, TypeError, AttributeError):
+                server = orjson.loads(raw).get("server_id", "")
+                if server != self._server_id and isinstance(server, str):
+                    owners[conn.decode()] = server
+        return owners
+
     async def _scard_many(self, keys: list[str]) -> list[int | BaseException]:
         return await execute(self._redis, [functools.partial(_scard, key=key) for key in keys])
 
@@ -510,24 +561,19 @@ class RedisRegistry:
                     self._wrong_type(self._k.room + target.room)
                     approx = 0
                 return max(int(approx), local) - (target.exclude is not None)
-            members = await self._live_in(self._k.room + target.room)
-            ids = self._others(members) | set(self._hub.rooms.get(target.room, {}))
+            ids = await self._others_in(self._k.room + target.room)
+            ids.update(self._hub.rooms.get(target.room, ()))
             ids.discard(target.exclude or "")
             return len(ids)
         if isinstance(target, ToUser):
-            members = await self._live_in(self._k.user + target.user_id)
-            return len(self._others(members) | set(self._hub.users.get(target.user_id, {})))
+            ids = await self._others_in(self._k.user + target.user_id)
+            return len(ids.union(self._hub.users.get(target.user_id, ())))
         if isinstance(target, ToConnection):
             if target.conn_id in self._hub.connections:
                 return 1
             return 1 if await self.connection(target.conn_id) else 0
         assert isinstance(target, ToAll)
         return (await self.totals())[0]
-
-    def _others(self, members: list[ConnectionInfo]) -> set[str]:
-        """Ids of other instances' connections; ours are counted from the hub, as Redis
-        lags our writes by a round trip (a connection that just left is still listed)."""
-        return {m.id for m in members if m.server_id != self._server_id}
 
     async def totals(self) -> tuple[int, int]:
         """Cluster-wide counts from the instance list: O(instances), no keyspace scan."""
@@ -555,3 +601,8 @@ class RedisRegistry:
 
 def _scard(pipe: Any, key: str) -> Any:
     return pipe.scard(key)
+
+
+def _ids_and_entries(pipe: Any, key: str, pattern: str) -> Any:
+    """A set's members, each followed by its connection entry (None when gone)."""
+    return pipe.sort(key, by="nosort", get=["#", pattern])
