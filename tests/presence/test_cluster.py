@@ -21,9 +21,20 @@ pytestmark = pytest.mark.redis
 
 
 async def subscribe(peer: Peer, user: str) -> Message:
-    """Subscribe; returns the presence event that follows the ack."""
-    reply = await peer.request({"id": uid("sub"), "type": "system",
-                                "data": {"action": "subscribe_presence", "userId": user}})
+    """Subscribe; returns the presence event that follows the ack.
+
+    A user connected on the other instance shares a room with ``peer`` once that
+    instance's registry write (a few ms after the connect) is in Redis; until then the
+    subscription is rightly refused, and asked again.
+    """
+
+    async def answered() -> Message | None:
+        reply = await peer.request({"id": uid("sub"), "type": "system",
+                                    "data": {"action": "subscribe_presence", "userId": user}})
+        refused = reply["type"] == "error" and reply["data"]["code"] == "forbidden"
+        return None if refused else reply
+
+    reply = await eventually(answered, f"{user} listed where {peer.conn_id} can follow them")
     assert reply["type"] == "system" and reply["data"]["status"] == "ok", reply
     assert reply["data"]["presence"]["userId"] == user
     event = await peer.expect("presence")
