@@ -147,7 +147,7 @@ class Session:
         user = UserId(command.user_id)
         tracker = self.node.presence
         if command.action == "unsubscribe_presence":
-            removed = tracker.unsubscribe(self.conn, user)
+            removed = await tracker.unsubscribe(self.conn, user)
             if command.id is not None:
                 self.reply(messages.ack(command.id, action_requested=command.action,
                                         userId=user, subscribed=False, changed=removed))

@@ -112,6 +112,8 @@ class Change:
     after: UserPresence
     #: Increases with every change, cluster-wide: receivers drop reordered events.
     version: int
+    #: False: the store knows of no instance following the user (nobody to tell).
+    followed: bool = True
 
     @property
     def visible(self) -> bool:
@@ -169,4 +171,9 @@ class PresenceStore(Protocol):
 
     async def sweep(self) -> list[Change]:
         """Remove expired entries; the changes of the users concerned."""
+        ...
+
+    async def follow(self, user_ids: list[UserId], following: bool) -> None:
+        """This instance starts (or stops) following these users: their changes show
+        ``followed``. Called again now and then, to outlive a store that lost it."""
         ...

@@ -80,3 +80,6 @@ class MemoryPresenceStore:
         if len(self._seen) > 100_000:
             self._seen.clear()
         return [self._drop(user_id, conns) for user_id, conns in due.items()]
+
+    async def follow(self, user_ids: list[UserId], following: bool) -> None:
+        """Nothing to share: the tracker knows its own subscribers."""

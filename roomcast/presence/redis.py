@@ -9,7 +9,12 @@ Keys:
 - ``roomcast:presence:leaving``: members in their grace period (never refreshed);
 - ``roomcast:presence:users``: users with at least one entry (for the stats);
 - ``roomcast:presence:seen:{user_id}``: when the user's last entry went (7 days);
-- ``roomcast:presence:seq``: the version counter of changes.
+- ``roomcast:presence:seq``: the version counter of changes;
+- ``roomcast:presence:followers:{user_id}``: set of the instances with a subscriber of
+  that user. A change of a user no instance follows is not published (nobody could
+  hear it): most changes are connections opening and closing, each of which would
+  otherwise reach every instance. A crashed instance's id stays until the key expires
+  (its survivors refresh it): extra publishes, never missing ones.
 
 The sweeper of every instance removes expired entries atomically (ZRANGEBYSCORE +
 HDEL in one script), so each expiry is reported by exactly one instance.
@@ -37,6 +42,7 @@ EXPIRY = PREFIX + "expiry"
 LEAVING = PREFIX + "leaving"
 USERS = PREFIX + "users"
 SEQ = PREFIX + "seq"
+FOLLOWERS_PREFIX = PREFIX + "followers:"
 SEEN_TTL_MS = 7 * 24 * 3600 * 1000
 #: Expired entries removed per script call (a sweep calls it until none are left).
 SWEEP_BATCH = 500
@@ -46,6 +52,9 @@ _KEYS = [EXPIRY, LEAVING, USERS, SEQ]
 # prefix (on a Redis Cluster all carry one hash tag: one slot).
 _PRELUDE = """
 local Z, LEAVING, USERS, SEQ = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- FOLLOWERS_PREFIX, from the user prefix (ARGV[1], which ends in 'user:').
+local FOLLOWERS = string.sub(ARGV[1], 1, -6) .. 'followers:'
+local function followed(uid) return redis.call('EXISTS', FOLLOWERS .. uid) end
 -- Split a user's hash into live entries (flat conn, value list) and expired conn ids.
 local function split(hash, uid, now)
   local flat = redis.call('HGETALL', hash)
@@ -81,7 +90,7 @@ local function drop(prefix, seen_prefix, uid, conns, now)
     seen = tostring(now)
     redis.call('SET', seen_prefix .. uid, seen, 'PX', ARGV[2])
   end
-  return {uid, redis.call('INCR', SEQ), removed, remaining, seen}
+  return {uid, redis.call('INCR', SEQ), removed, remaining, seen, followed(uid)}
 end
 """
 
@@ -98,7 +107,7 @@ redis.call('ZADD', Z, ARGV[7], m)
 redis.call('SREM', LEAVING, m)
 redis.call('SADD', USERS, uid)
 redis.call('PEXPIRE', hash, ARGV[9])
-return {redis.call('INCR', SEQ), old, seen}
+return {redis.call('INCR', SEQ), old, seen, followed(uid)}
 """
 
 # ARGV: user prefix, seen ttl, seen prefix, uid, conn, grace ms, now
@@ -192,7 +201,7 @@ class RedisPresenceStore:
 
     def __init__(
         self, url: str, *, ttl: float, chunk: int = 500, clock: Callable[[], int] = now_ms,
-        cluster: bool = False,
+        cluster: bool = False, server_id: str = "",
     ) -> None:
         options: dict[str, Any] = {"max_connections": 8, "timeout": 2.0,
                                    "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
@@ -204,6 +213,8 @@ class RedisPresenceStore:
         tag = CONTROL_TAG if cluster else ""
         self._keys = [tag + key for key in _KEYS]
         self._prefixes = (tag + USER_PREFIX, tag + SEEN_PREFIX)
+        self._followers = tag + FOLLOWERS_PREFIX
+        self._server_id = server_id or "anonymous"
         self._ttl_ms = int(ttl * 1000)
         self._chunk = chunk
         #: Unix ms; the scripts take the time from here, never from Redis (tests move it).
@@ -237,13 +248,14 @@ class RedisPresenceStore:
 
     async def add(self, user_id: UserId, conn_id: ConnId, entry: Entry) -> Change:
         now = self._clock()
-        version, old, seen = await self._run(
+        version, old, seen, followed = await self._run(
             self._add, user_id, conn_id, entry.encode(), now + self._ttl_ms, now, self._hash_ttl
         )
         entries = _entries(old)
         before = aggregate(user_id, list(entries.values()), _seen(seen))
         entries[conn_id] = entry
-        return Change(before, aggregate(user_id, list(entries.values())), int(version))
+        return Change(before, aggregate(user_id, list(entries.values())), int(version),
+                      followed=bool(followed))
 
     async def remove(self, user_id: UserId, conn_id: ConnId, *, grace: float) -> Change | None:
         result = await self._run(
@@ -252,11 +264,27 @@ class RedisPresenceStore:
         return self._change(result) if result else None
 
     def _change(self, row: list[Any]) -> Change:
-        uid, version, removed, remaining, seen = row
+        uid, version, removed, remaining, seen, followed = row
         user = UserId(_text(uid))
         left = list(_entries(remaining).values())
         before = aggregate(user, left + list(_entries(removed).values()))
-        return Change(before, aggregate(user, left, _seen(seen)), int(version))
+        return Change(before, aggregate(user, left, _seen(seen)), int(version),
+                      followed=bool(followed))
+
+    async def follow(self, user_ids: list[UserId], following: bool) -> None:
+        try:
+            for at in range(0, len(user_ids), self._chunk):
+                pipe = self._redis.pipeline(transaction=False)
+                for user in user_ids[at : at + self._chunk]:
+                    key = self._followers + user
+                    if following:
+                        pipe.sadd(key, self._server_id)
+                        pipe.pexpire(key, self._hash_ttl)
+                    else:
+                        pipe.srem(key, self._server_id)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailable(f"presence store unavailable: {exc}") from None
 
     async def presence(self, user_ids: list[UserId]) -> dict[UserId, UserPresence]:
         if not user_ids:

@@ -21,6 +21,7 @@ from typing import Any
 from roomcast.broker.base import PresenceChanged
 from roomcast.exceptions import BrokerError, Forbidden, ProtocolError
 from roomcast.hub import Hub, LocalConnection
+from roomcast.keylock import KeyedLock
 from roomcast.logs import log_event
 from roomcast.presence.base import Change, Entry, PresenceStore, UserPresence, now_ms
 from roomcast.protocol import messages
@@ -85,6 +86,11 @@ class PresenceTracker:
         self._subscribers: dict[UserId, dict[ConnId, LocalConnection]] = {}
         self._following: dict[ConnId, set[UserId]] = {}
         self._versions: dict[UserId, int] = {}
+        #: Users the store was told this instance follows (see PresenceStore.follow).
+        self._followed: set[UserId] = set()
+        #: Subscriptions under way (followed, not yet registered) per user.
+        self._pending: dict[UserId, int] = {}
+        self._follow_locks: KeyedLock[UserId] = KeyedLock()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -118,7 +124,8 @@ class PresenceTracker:
 
     async def connection_closed(self, conn: LocalConnection) -> None:
         for user in self._following.pop(conn.id, set()):
-            self._drop_subscriber(user, conn.id)
+            if self._drop_subscriber(user, conn.id):
+                await self._unfollow_if_unused(user)
         if self._entries.pop(conn.id, None) is None:
             return
         try:
@@ -180,30 +187,62 @@ class PresenceTracker:
             raise ProtocolError(
                 ErrorCode.INVALID_FIELD, f"at most {MAX_SUBSCRIPTIONS} presence subscriptions"
             )
+        self._pending[user_id] = self._pending.get(user_id, 0) + 1
         try:
+            # Followed before the read: a change after the read is then published.
+            await self._follow(user_id)
             current = (await self.store.presence([user_id]))[user_id]
         except BrokerError as exc:
             raise ProtocolError(ErrorCode.UNAVAILABLE, "presence unavailable, retry later") from exc
+        finally:
+            if self._pending[user_id] == 1:
+                del self._pending[user_id]
+            else:
+                self._pending[user_id] -= 1
         if conn.id in self._hub.connections:
             following.add(user_id)
             self._subscribers.setdefault(user_id, {})[conn.id] = conn
+        else:
+            await self._unfollow_if_unused(user_id)
         return current
 
-    def unsubscribe(self, conn: LocalConnection, user_id: UserId) -> bool:
+    async def unsubscribe(self, conn: LocalConnection, user_id: UserId) -> bool:
         following = self._following.get(conn.id)
         if not following or user_id not in following:
             return False
         following.discard(user_id)
-        self._drop_subscriber(user_id, conn.id)
+        if self._drop_subscriber(user_id, conn.id):
+            await self._unfollow_if_unused(user_id)
         return True
 
-    def _drop_subscriber(self, user_id: UserId, conn_id: ConnId) -> None:
+    def _drop_subscriber(self, user_id: UserId, conn_id: ConnId) -> bool:
+        """True when that was the user's last subscriber here."""
         subs = self._subscribers.get(user_id)
         if subs is not None:
             subs.pop(conn_id, None)
             if not subs:
                 del self._subscribers[user_id]
                 self._versions.pop(user_id, None)
+                return True
+        return False
+
+    async def _follow(self, user_id: UserId) -> None:
+        async with self._follow_locks.hold(user_id):
+            if user_id not in self._followed:
+                await self.store.follow([user_id], True)
+                self._followed.add(user_id)
+
+    async def _unfollow_if_unused(self, user_id: UserId) -> None:
+        async with self._follow_locks.hold(user_id):
+            if (user_id not in self._followed or user_id in self._subscribers
+                    or user_id in self._pending):
+                return
+            self._followed.discard(user_id)
+            try:
+                await self.store.follow([user_id], False)
+            except BrokerError as exc:  # the store's key expires: extra publishes meanwhile
+                log_event(_log, "presence_store_failed", logging.WARNING, op="unfollow",
+                          error=str(exc))
 
     # -- events -----------------------------------------------------------------------
 
@@ -211,7 +250,7 @@ class PresenceTracker:
         if not change.visible:
             return
         user = change.after.user_id
-        if self._alone and user not in self._subscribers:
+        if (self._alone or not change.followed) and user not in self._subscribers:
             return
         heard_by = {RoomId(r) for r in change.rooms} | (rooms or set())
         command = PresenceChanged(
@@ -254,6 +293,8 @@ class PresenceTracker:
                 log_event(_log, "presence_task_failed", logging.ERROR, exc_info=True)
 
     async def _refresh(self) -> None:
+        if self._followed:  # first: entries added again below must find their followers
+            await self.store.follow(sorted(self._followed), True)
         conns = [(c.user_id, c.id) for c in self._hub.connections.values() if c.id in self._entries]
         for _user, conn_id in await self.store.refresh(conns):
             # Lost by the store (Redis restarted empty): add it again.

@@ -98,7 +98,7 @@ def presence_store(settings: Settings) -> PresenceStore:
     from roomcast.presence.redis import RedisPresenceStore
 
     return RedisPresenceStore(settings.redis_url, ttl=settings.instance_ttl,
-                              cluster=settings.redis_cluster)
+                              cluster=settings.redis_cluster, server_id=settings.server_id)
 
 
 def denial_store(settings: Settings) -> Denials:

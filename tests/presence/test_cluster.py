@@ -8,6 +8,7 @@ users go offline once their entries expire.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -250,3 +251,56 @@ async def test_own_presence_reply_keeps_the_compat_fields(presence_cluster: Clus
         assert reply["data"]["userId"] == user and reply["data"]["timestamp"]
     finally:
         await close_all(peer)
+
+
+async def _control_until(pubsub: Any, marker: str) -> list[bytes]:
+    """Control-channel payloads received before ``marker`` (published after them)."""
+    seen: list[bytes] = []
+    async with asyncio.timeout(30.0):
+        while True:
+            # None for the subscription's own confirmation (and on a read timeout).
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
+            if msg is None:
+                continue
+            if msg["data"] == marker.encode():
+                return seen
+            seen.append(msg["data"])
+
+
+async def test_a_change_nobody_follows_is_not_published(
+    presence_cluster: Cluster, raw_redis: aioredis.Redis
+) -> None:
+    a_gw, b_gw = presence_cluster.gateways
+    group = uid("g")
+    alice = uid("alice")
+    pubsub = raw_redis.pubsub()
+    await pubsub.subscribe("roomcast:control")
+    try:
+        on_a = await join(a_gw, alice, [group])  # returns once the connect's events are out
+        await raw_redis.publish("roomcast:control", "marker-1")
+        heard = await _control_until(pubsub, "marker-1")
+        assert [m for m in heard if alice.encode() in m] == []
+        # Followed from the other instance: the same kind of change is published.
+        watcher = await join(b_gw, uid("bob"), [group])
+        await subscribe(watcher, alice)
+        await set_status(on_a, "away")
+        assert (await presence_of(watcher, alice))["data"]["status"] == "away"
+        await raw_redis.publish("roomcast:control", "marker-2")
+        heard = await _control_until(pubsub, "marker-2")
+        assert any(b"presence_changed" in m and alice.encode() in m for m in heard), heard
+        # Not followed any more (the watcher closed): quiet again.
+        await watcher.close()
+        await set_status(on_a, "online")
+
+        async def unfollowed() -> bool | None:
+            return True if not await raw_redis.exists(
+                f"roomcast:presence:followers:{alice}") else None
+
+        await eventually(unfollowed, "the closed watcher's instance to stop following")
+        await set_status(on_a, "away")
+        await raw_redis.publish("roomcast:control", "marker-3")
+        heard = await _control_until(pubsub, "marker-3")
+        assert [m for m in heard if b"presence_changed" in m and b'"away"' in m] == [], heard
+        await on_a.close()
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -197,3 +197,37 @@ def test_change_visibility_ignores_the_timestamp() -> None:
     before = aggregate(U, [Entry("online", {}, 1)])
     after = aggregate(U, [Entry("online", {}, 2)])
     assert not Change(before, after, 1).visible
+
+
+async def test_changes_say_whether_any_instance_follows_the_user(
+    stores: tuple[StoreFactory, Clock, str], request: pytest.FixtureRequest,
+) -> None:
+    make, clock, kind = stores
+    if kind == "memory":  # one instance: it knows its subscribers itself
+        store = make()
+        await store.follow([U], False)
+        assert (await store.add(U, A, entry(clock=clock))).followed
+        return
+    server = request.getfixturevalue("redis_server")
+    here = RedisPresenceStore(server.url, ttl=TTL, clock=clock, server_id="here")
+    there = RedisPresenceStore(server.url, ttl=TTL, clock=clock, server_id="there")
+    try:
+        assert not (await here.add(U, A, entry(clock=clock))).followed  # nobody follows
+        await there.follow([U], True)
+        await here.follow([U, V], True)
+        assert (await here.add(U, B, entry("away", clock))).followed
+        await here.follow([U], False)  # "there" still follows
+        left = await here.remove(U, B, grace=0)
+        assert left is not None and left.followed
+        await there.follow([U], False)
+        gone = await here.remove(U, A, grace=0)
+        assert gone is not None and gone.visible and not gone.followed
+        # Swept entries (an instance died) report it too.
+        await here.add(V, C, entry(clock=clock))
+        await here.remove(V, C, grace=1.0)
+        clock.advance(2)
+        [swept] = await there.sweep()
+        assert swept.after.user_id == V and swept.followed  # "here" follows V
+    finally:
+        await here.close()
+        await there.close()
