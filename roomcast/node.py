@@ -309,7 +309,6 @@ class Node:
         metrics.CONNECTIONS_TOTAL.inc()
         self.connections_accepted += 1
         self.last_connection_at = conn.created_at
-        self.registry.connection_opened(conn)
         if not welcomed:
             self.welcome(conn)
         rooms = {personal_room(conn.user_id): f"User: {conn.character_name}"}
@@ -324,6 +323,10 @@ class Node:
                 ))
         for room, name in rooms.items():
             await self.join_room(conn, RoomId(room), name, since=positions.get(room))
+        # Registered once in its rooms (one write, not one per room joined); unless it
+        # closed meanwhile, which the registry was told already.
+        if self.hub.connections.get(conn.id) is conn:
+            self.registry.connection_opened(conn)
         await self.presence.connection_opened(conn)
         self.lifetimes.track(conn)
 

@@ -78,7 +78,9 @@ class Registry(Protocol):
 
     def connection_closed(self, conn: LocalConnection) -> None: ...
 
-    def rooms_changed(self, conn: LocalConnection) -> None: ...
+    def rooms_changed(self, conn: LocalConnection) -> None:
+        """Nothing for a connection not yet opened (it is registered in its first rooms)."""
+        ...
 
     async def connections(
         self,

@@ -177,7 +177,9 @@ class RedisRegistry:
         self._mark(conn, False)
 
     def rooms_changed(self, conn: LocalConnection) -> None:
-        self._mark(conn, conn.id in self._hub.connections)
+        # Not yet opened (its first rooms being joined): written with them when it opens.
+        if conn.id in self._dirty or conn.id in self._written:
+            self._mark(conn, conn.id in self._hub.connections)
 
     async def _writer(self) -> None:
         delay = 0.1

@@ -1,11 +1,16 @@
-"""The registry's flush script: every write of a flush in one call, foreign keys skipped."""
+"""The registry's writes: one script call per flush, a connection written once opened."""
 
 from __future__ import annotations
 
+import orjson
 import redis.asyncio as aioredis
 
+from roomcast.hub import Hub
+from roomcast.registry.redis import RedisRegistry
 from roomcast.registry.redis_writes import FLUSH, Writes
+from roomcast.types import RoomId
 from tests.helpers.redis_server import RedisServer
+from tests.unit.fakes import make_conn
 
 
 async def test_one_call_writes_sets_members_ttls_and_skips_a_foreign_key(
@@ -35,3 +40,30 @@ async def test_one_call_writes_sets_members_ttls_and_skips_a_foreign_key(
         assert await client.get("t:foreign") == b"a string where a set is expected"
     finally:
         await client.aclose()
+
+
+async def test_a_connection_is_written_once_in_the_rooms_it_opened_with(
+        redis_server: RedisServer) -> None:
+    hub = Hub()
+    registry = RedisRegistry(redis_server.url, hub, "me")
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        conn, _ = make_conn("c1", "u1")
+        hub.add(conn)
+        for room in ("user:u1", "group:g1"):
+            assert hub.join(conn, RoomId(room), room)
+            registry.rooms_changed(conn)  # joining its first rooms: nothing written yet
+        assert not registry._dirty
+        registry.connection_opened(conn)
+        await registry._flush()
+        entry = orjson.loads(await client.get("websocket:connection:c1") or b"{}")
+        assert entry["rooms"] == ["group:g1", "user:u1"] and entry["server_id"] == "me"
+        assert await client.smembers("websocket:room:group:g1") == {b"c1"}
+        # Once registered, a room change is written.
+        assert hub.leave(conn, RoomId("group:g1"))
+        registry.rooms_changed(conn)
+        await registry._flush()
+        assert await client.smembers("websocket:room:group:g1") == set()
+    finally:
+        await client.aclose()
+        await registry._redis.aclose()
