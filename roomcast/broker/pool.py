@@ -19,6 +19,10 @@ from redis.asyncio.connection import AbstractConnection
 
 from roomcast.broker.packing import packed_in_c
 
+#: What the direct path relies on (private to redis-py: checked, never assumed).
+_KNOWN = ("_in_maintenance", "_available_connections", "_in_use_connections",
+          "ensure_connection", "_condition")
+
 
 class LeanPool(aioredis.BlockingConnectionPool):
     """``BlockingConnectionPool`` with a direct path for the uncontended case."""
@@ -27,9 +31,11 @@ class LeanPool(aioredis.BlockingConnectionPool):
         super().__init__(*args, **kwargs)
         #: Tasks on redis-py's path: a release must then go that way too (it notifies).
         self._slow = 0
+        #: The pool is the one this was written against (redis-py 8): else always its path.
+        self.lean = all(hasattr(self, name) for name in _KNOWN)
 
     def _direct(self) -> bool:
-        return not self._slow and not self._in_maintenance
+        return self.lean and not self._slow and not self._in_maintenance
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
         if self._available_connections and self._direct():

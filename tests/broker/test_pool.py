@@ -37,6 +37,8 @@ def _pool(redis: aioredis.Redis) -> LeanPool:
 async def test_an_idle_connection_is_lent_again(client: aioredis.Redis) -> None:
     await client.set("k", "v")
     pool = _pool(client)
+    # Fails when a redis-py upgrade moved what the direct path relies on: look again then.
+    assert pool.lean
     first = list(pool._available_connections)
     assert len(first) == 1 and not pool._in_use_connections
     for _ in range(5):
