@@ -433,7 +433,8 @@ class RedisRegistry:
             conn, raw = flat[at], flat[at + 1]
             if raw is None or conn is None:
                 continue
-            with contextlib.suppress(orjson.JSONDecodeError, TypeError, AttributeError):
+            # Invalid JSON, a non-object, a member that is not UTF-8: not a connection of ours.
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
                 server = orjson.loads(raw).get("server_id", "")
                 if server != self._server_id and isinstance(server, str):
                     owners[conn.decode()] = server

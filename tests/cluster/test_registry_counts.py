@@ -34,7 +34,10 @@ async def test_counts_skip_dead_instances_gone_entries_and_our_own_stale_ones(
         for conn, server in entries.items():
             await client.set(keys.conn + conn, _entry(conn, server))
         await client.set(keys.conn + "c-bad", b"{not json")
-        members = [*entries, "c-gone", "c-bad"]  # c-gone: no entry
+        await client.set(keys.conn.encode() + b"\xff\xfe", _entry("?", "live"))  # not UTF-8
+        await client.set(keys.conn + "c-list", b"[1, 2]")
+        # c-gone has no entry; c-bad, the non-UTF-8 member and c-list are not entries.
+        members: list[str | bytes] = [*entries, "c-gone", "c-bad", b"\xff\xfe", "c-list"]
         await client.sadd(keys.room + ROOM, *members)
         await client.sadd(keys.user + USER, *members)
         # Our own entries count from the hub (empty here), never from Redis.
