@@ -87,7 +87,6 @@ class Batcher(Generic[_K, _V]):
             else:
                 future.set_result(value)
 
-
     async def _one_shared(self, batch: list[tuple[_K, asyncio.Future[_V]]],
                           unique: list[_K]) -> None:
         futures: dict[_K, list[asyncio.Future[_V]]] = {}

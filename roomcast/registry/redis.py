@@ -23,8 +23,9 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -44,6 +45,7 @@ from roomcast.supervisor import supervise
 from roomcast.types import ConnId, RoomId, room_type
 
 _log = logging.getLogger("roomcast.registry")
+_T = TypeVar("_T")
 
 CONN_KEY = "websocket:connection:"
 USER_KEY = "websocket:user:"
@@ -369,26 +371,32 @@ class RedisRegistry:
             await self._call(self._redis.mget([self._k.conn + c for c in conn_ids]))
         )
 
-    async def _live_in(self, set_key: str) -> list[ConnectionInfo]:
-        """The live connections of a user or room set, in one round trip (SORT ... GET)."""
+    async def _read_set(self, set_key: str, read: Awaitable[_T], empty: _T) -> _T:
+        """A read of a user or room set: another type under its name (the Go gateway's,
+        say) is logged and reads as ``empty``; Redis failing is BrokerUnavailable."""
         try:
-            if self._cluster:
-                # SORT ... GET is refused by a Cluster, even within one slot.
-                members = await self._redis.smembers(set_key)
-                ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
-                raws = cast(list[bytes | None], await self._redis.mget(
-                    [self._k.conn + i for i in ids])) if ids else []
-            else:
-                raws = cast(list[bytes | None], await self._reads.get(
-                    lambda p: p.sort(set_key, by="nosort", get=[self._k.conn + "*"])))
+            return await read
         except ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
             self._wrong_type(set_key)
-            return []
+            return empty
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
-        return await self._alive(raws)
+
+    async def _live_in(self, set_key: str) -> list[ConnectionInfo]:
+        """The live connections of a user or room set, in one round trip (SORT ... GET)."""
+        return await self._alive(await self._read_set(set_key, self._entries_in(set_key), []))
+
+    async def _entries_in(self, set_key: str) -> list[bytes | None]:
+        if self._cluster:
+            # SORT ... GET is refused by a Cluster, even within one slot.
+            members = await self._redis.smembers(set_key)
+            ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+            return cast(list[bytes | None], await self._redis.mget(
+                [self._k.conn + i for i in ids])) if ids else []
+        return cast(list[bytes | None], await self._reads.get(
+            lambda p: p.sort(set_key, by="nosort", get=[self._k.conn + "*"])))
 
     async def _others_in(self, set_key: str) -> set[str]:
         """Ids in a user or room set registered by other live instances.
@@ -397,15 +405,7 @@ class RedisRegistry:
         counted from the hub, as Redis lags our writes by a round trip (a connection
         that just left is still listed).
         """
-        try:
-            owners = await self._owners.get(set_key)
-        except ResponseError as exc:
-            if not str(exc).startswith("WRONGTYPE"):
-                raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
-            self._wrong_type(set_key)
-            return set()
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailable(f"redis registry unavailable: {exc}") from None
+        owners = await self._read_set(set_key, self._owners.get(set_key), {})
         alive = await self._alive_servers(set(owners.values()))
         return {conn for conn, server in owners.items() if server in alive}
 
