@@ -281,6 +281,9 @@ class ConnectionWriter:
         self._limit = _CLOSED
         self.pending = []
         self.pending_bytes = 0
+        # The callback is the connection's closer, which holds this writer: kept, the pair
+        # would outlive the connection until the collector's next full pass.
+        self.on_overflow = None
 
     def fail(self) -> None:
         """The transport raised on write: drop the queue and close, as for an overflow."""
@@ -293,6 +296,7 @@ class ConnectionWriter:
         self._limit = _CLOSED
         self.pending = []
         self.pending_bytes = 0
-        if self.on_overflow is not None:
-            self.on_overflow()
+        overflow, self.on_overflow = self.on_overflow, None
+        if overflow is not None:
+            overflow()
 

@@ -288,6 +288,7 @@ async def _closed(ws: web.WebSocketResponse, conn: LocalConnection, gw: Gateway,
                   reason: str) -> None:
     """Take a connection that ended out of the node, and log why it ended."""
     conn.writer.close(flush=False)
+    _forget_traceback(ws.exception())
     await gw.node.close_connection(conn)
     closer = conn.closer
     ours = closer if isinstance(closer, _Closer) else None
@@ -301,6 +302,21 @@ async def _closed(ws: web.WebSocketResponse, conn: LocalConnection, gw: Gateway,
         # peer's answer to our close frame, not what we sent.
         code=ours.code if ours is not None and ours.code is not None else ws.close_code,
     )
+
+
+def _forget_traceback(exc: BaseException | None) -> None:
+    """Drop the tracebacks of the error that ended a socket, and of those before it.
+
+    aiohttp keeps that error on the response (a peer gone before our close frame was
+    written: a reset, after the end of its stream), and the frames of its traceback
+    hold the response: a cycle that kept each such closed connection until the
+    collector's next full pass. Nothing reads those tracebacks.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
 
 
 async def _denied(request: web.Request, gw: Gateway, claims: Claims) -> web.Response | None:
@@ -381,7 +397,11 @@ async def _flooding(conn: LocalConnection) -> str:
 class _Closer:
     """Closes one connection once, off the broadcast path."""
 
-    __slots__ = ("_conn", "_grace", "_task", "_transport", "_ws", "code", "reason")
+    # Not the connection itself: the connection holds its closer, and a cycle between
+    # them would keep every closed connection (its socket objects and buffers) until the
+    # collector's next full pass instead of freeing it when its handler returns.
+    __slots__ = ("_conn_id", "_grace", "_task", "_transport", "_user_id", "_writer", "_ws",
+                 "code", "reason")
 
     def __init__(
         self,
@@ -392,7 +412,9 @@ class _Closer:
         grace: float,
     ) -> None:
         self._ws = ws
-        self._conn = conn
+        self._conn_id = conn.id
+        self._user_id = conn.user_id
+        self._writer = conn.writer
         self._transport = transport
         self._grace = grace
         self._task: asyncio.Task[None] | None = None
@@ -409,7 +431,7 @@ class _Closer:
     def slow_consumer(self) -> None:
         metrics.SLOW_CONSUMERS.inc()
         log_event(
-            _log, "slow_consumer", logging.WARNING, conn=self._conn.id, user=self._conn.user_id
+            _log, "slow_consumer", logging.WARNING, conn=self._conn_id, user=self._user_id
         )
         self(CloseCode.SLOW_CONSUMER, "slow consumer")
 
@@ -421,7 +443,7 @@ class _Closer:
     async def _close(self, code: int, reason: str) -> None:
         # A slow consumer's backlog is dropped; everyone else gets what was queued first.
         slow = code == CloseCode.SLOW_CONSUMER
-        self._conn.writer.close(flush=not slow)
+        self._writer.close(flush=not slow)
         if slow and self._transport.get_write_buffer_size() > 0:
             # Its socket is full: the close frame would queue behind what it does not
             # read, pinning that buffer and the descriptor until the liveness timeout.
