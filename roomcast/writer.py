@@ -277,13 +277,7 @@ class ConnectionWriter:
             return
         if flush:
             self.flush()
-        self.closed = True
-        self._limit = _CLOSED
-        self.pending = []
-        self.pending_bytes = 0
-        # The callback is the connection's closer, which holds this writer: kept, the pair
-        # would outlive the connection until the collector's next full pass.
-        self.on_overflow = None
+        self._shut()
 
     def fail(self) -> None:
         """The transport raised on write: drop the queue and close, as for an overflow."""
@@ -292,11 +286,18 @@ class ConnectionWriter:
         self._overflow()
 
     def _overflow(self) -> None:
+        overflow = self.on_overflow
+        self._shut()
+        if overflow is not None:
+            overflow()
+
+    def _shut(self) -> None:
+        """Closed, with nothing queued."""
         self.closed = True
         self._limit = _CLOSED
         self.pending = []
         self.pending_bytes = 0
-        overflow, self.on_overflow = self.on_overflow, None
-        if overflow is not None:
-            overflow()
+        # The callback is the connection's closer, which holds this writer: kept, the pair
+        # would outlive the connection until the collector's next full pass.
+        self.on_overflow = None
 
