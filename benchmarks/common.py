@@ -134,17 +134,27 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def _proc_io(pid: int, field: str) -> float:
+    try:
+        with open(f"/proc/{pid}/io") as fh:
+            for line in fh:
+                if line.startswith(field):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return math.nan
+
+
 def bytes_written(pid: int) -> float:
     """Bytes ``pid`` has passed to write/send system calls (``/proc/<pid>/io`` wchar).
 
     Sockets included, so over a burst it is the server's bytes on the wire (TCP
     payload) plus whatever else it wrote (HTTP answers to the trigger, logs).
     """
-    try:
-        with open(f"/proc/{pid}/io") as fh:
-            for line in fh:
-                if line.startswith("wchar:"):
-                    return float(line.split()[1])
-    except OSError:
-        pass
-    return math.nan
+    return _proc_io(pid, "wchar:")
+
+
+def writes_made(pid: int) -> float:
+    """Write/send system calls ``pid`` has made (``/proc/<pid>/io`` syscw): over a burst,
+    how many messages share one write (a server that coalesces makes fewer)."""
+    return _proc_io(pid, "syscw:")

@@ -99,7 +99,7 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
             servers,
             args.n,
             out_dir,
-            connect_concurrency=20,
+            connect_concurrency=100 if args.native else 20,  # 100: as benchmarks.run
             handshake_timeout_s=120.0,
             stall_s=60.0,
             join_deadline_s=600.0,
@@ -108,11 +108,17 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
         if args.phase == "connect" and not args.native:
             for pid in servers.pids:
                 await control(pid, "--instr=on")
+        cpu_before = sum(cpu_seconds(pid) for pid in servers.pids)
         connect = await gen.call({"cmd": "connect"}, 1200)
         record["connected"] = connect["joined"]
         if connect["joined"] != args.n:
             raise RuntimeError(f"only {connect['joined']} of {args.n} clients joined")
         await gen.call({"cmd": "settle", "deadline_s": 120}, 180)
+        if args.phase == "connect" and args.native:
+            cpu = sum(cpu_seconds(pid) for pid in servers.pids) - cpu_before
+            record.update(connect_s=connect["connect_s"], us_per_connect=1e6 * cpu / args.n)
+            await gen.call({"cmd": "quit"}, 30)
+            return record
         if args.phase == "connect" and not args.native:
             await dump_all(servers.pids)
             connect_ir = sum(instructions(out_dir, pid, 1) for pid in servers.pids)
@@ -246,6 +252,19 @@ def connect_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def native_connect_table(records: list[dict[str, Any]]) -> list[str]:
+    bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
+    lines = ["| stack | N | connect s | server us/connection | x bare |", "|---|---|---|---|---|"]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['scenario']} | {r['n']} | error: {r['error']} |")
+            continue
+        ratio = f"{r['us_per_connect'] / bare['us_per_connect']:.2f}" if bare else "-"
+        lines.append(f"| {r['scenario']} | {r['n']} | {r['connect_s']:.2f} "
+                     f"| {r['us_per_connect']:,.0f} | {ratio} |")
+    return lines
+
+
 def table(records: list[dict[str, Any]]) -> list[str]:
     bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
     lines = [
@@ -307,8 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind (with callgrind_control) is needed: apt-get install valgrind")
         return 2
     records = asyncio.run(main_async(args))
-    if args.phase == "connect" and not args.native:
-        print("\n".join(connect_table(records)))
+    if args.phase == "connect":
+        print("\n".join(native_connect_table(records) if args.native else connect_table(records)))
     else:
         print("\n".join(native_table(records) if args.native else table(records)))
     if args.json:

@@ -49,6 +49,7 @@ from benchmarks.common import (
     mint_token,
     parse_ts,
     percentile,
+    writes_made,
 )
 
 TEXT = WSMsgType.TEXT
@@ -369,6 +370,7 @@ class Generator:
             return sum(cpu_seconds(pid) for pid in pids)
 
         written = sum(bytes_written(pid) for pid in self.cfg.server_pids)
+        writes = sum(writes_made(pid) for pid in self.cfg.server_pids)
 
         per_cpu = psutil.cpu_times(percpu=True)
         return {
@@ -377,6 +379,7 @@ class Generator:
             "aux": cpu(self.cfg.aux_pids),
             "gen": time.process_time(),
             "written": written,
+            "writes": writes,
             "cores": [(sum(c) - c.idle - c.iowait, sum(c)) for c in per_cpu],
         }
 
@@ -392,6 +395,7 @@ class Generator:
             "server_cpu_pct": 100 * (b["server"] - a["server"]) / wall,
             "aux_cpu_s": b["aux"] - a["aux"],
             "server_written_bytes": b["written"] - a["written"],
+            "server_writes": b["writes"] - a["writes"],
             "gen_cpu_pct": 100 * (b["gen"] - a["gen"]) / wall,
             "core_busy_pct": [round(100 * c, 1) for c in cores],
         }
@@ -694,6 +698,8 @@ class Generator:
         out["aux_us_per_delivery"] = 1e6 * out["aux_cpu_s"] / delivered if delivered else math.nan
         written = out["server_written_bytes"]
         out["server_bytes_per_delivery"] = written / delivered if delivered else math.nan
+        writes = out["server_writes"]
+        out["server_writes_per_delivery"] = writes / delivered if delivered else math.nan
         # Whole server core, kernel work (softirq of the loopback) included.
         core0 = out["core_busy_pct"][0] / 100 * out["cpu_window_s"]
         out["core0_us_per_delivery"] = 1e6 * core0 / delivered if delivered else math.nan
@@ -730,6 +736,9 @@ class Generator:
             "delivered_pct": 100.0 * delivered / expected if expected else math.nan,
             "complete": complete,
             "server_us_per_delivery": 1e6 * (b["server"] - a["server"]) / delivered
+            if delivered
+            else math.nan,
+            "server_writes_per_delivery": (b["writes"] - a["writes"]) / delivered
             if delivered
             else math.nan,
         }

@@ -133,15 +133,15 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| stack | N | M | gen procs | deliveries/s (median) | min-max | x bare | x socketio "
         "| p50 ms | p99 ms | max ms | RSS/conn KiB | server CPU | server us/delivery "
-        "| us/dlv x bare | CPU0 us/delivery | gen core CPU | gen core busy | delivered "
-        "| client-bound? | runs | frame B | other CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| us/dlv x bare | CPU0 us/delivery | writes/dlv | gen core CPU | gen core busy "
+        "| delivered | client-bound? | runs | frame B | other CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if not row.get("runs"):
             out.append(
                 f"| {row['scenario']} | {row['n']} | {row['m']} | 1 | failed: "
-                f"{(row['errors'] or ['?'])[0][:120]} |" + " |" * 18
+                f"{(row['errors'] or ['?'])[0][:120]} |" + " |" * 19
             )
             continue
         bare = _find(rows, "bare", row["n"]) or {}
@@ -166,6 +166,7 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
                     _f(row["us"], "{:.2f}"),
                     _ratio(row["us"], bare.get("us")),
                     _f(row["core0_us"], "{:.2f}"),
+                    _f(row.get("writes"), "{:.2f}"),
                     _f(row["gen_cpu"], "{:.0f}%"),
                     _f(row["core1"], "{:.0f}%"),
                     _f(row["delivered"], "{:.1f}%"),
@@ -183,8 +184,8 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
 def paced_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| stack | N | messages | p50 ms | p99 ms | max ms | p99 x bare | server us/delivery "
-        "| us/dlv x bare | delivered |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| us/dlv x bare | writes/dlv | delivered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if "paced_p50" not in row:
@@ -197,6 +198,7 @@ def paced_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {_ratio(row['paced_p99'], bare.get('paced_p99'))} "
             f"| {_f(row['paced_us'], '{:.2f}')} "
             f"| {_ratio(row['paced_us'], bare.get('paced_us'))} "
+            f"| {_f(row.get('paced_writes'), '{:.2f}')} "
             f"| {_f(row['paced_delivered'], '{:.1f}%')} |"
         )
     return out
@@ -387,8 +389,11 @@ def write_report(
         "/proc/<pid>/task/*/schedstat) in the delivery window, as a share of the window and "
         "per delivery (roomcast-redis: both instances; redis apart below); CPU0 us/delivery = "
         "the whole server core's busy time (/proc/stat, so kernel work such as the loopback's "
-        "softirq that no process is charged for is included) per delivery; gen core CPU = "
-        "generator process CPU / window; gen core busy = the whole generator core (CPU 1). "
+        "softirq that no process is charged for is included) per delivery; writes/dlv = the "
+        "server's write system calls (/proc/<pid>/io syscw, logs and HTTP answers included) "
+        "per delivery: below 1 when several messages to a connection share one write; "
+        "gen core CPU = generator process CPU / window; gen core busy = the whole generator "
+        "core (CPU 1). "
         f"client-bound? = gen core busy >= {GEN_BUSY:.0f}% ('both saturated' when CPU 0 is too). "
         "other CPU = the largest share of a core that processes outside the benchmark used "
         "during a measured phase (connect, burst, paced); NOISY = above --max-noise after "

@@ -230,6 +230,7 @@ BURST_FIELDS = {
     "frame": "avg_frame_bytes",
     "other_frames": "other_frames",
     "wire": "server_bytes_per_delivery",
+    "writes": "server_writes_per_delivery",
     "compressed": "compressed_pct",
     "compressed_frame": "compressed_wire_bytes",
 }
@@ -239,6 +240,7 @@ PACED_FIELDS = {
     "paced_max": "max_ms",
     "paced_delivered": "delivered_pct",
     "paced_us": "server_us_per_delivery",
+    "paced_writes": "server_writes_per_delivery",
 }
 
 
