@@ -145,7 +145,13 @@ class PresenceStore(Protocol):
     - Every operation that changes a user's entries returns a :class:`Change` with a
       cluster-wide increasing version; reads never return expired entries.
     - Failures of a remote store raise :class:`~roomcast.exceptions.BrokerUnavailable`.
+
+    A store that lives and dies with its one instance (``expires`` False) keeps live
+    entries until they are removed: nothing needs refreshing.
     """
+
+    #: Whether live entries expire unless refreshed (a store shared by instances).
+    expires: bool
 
     async def close(self) -> None: ...
 

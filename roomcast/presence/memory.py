@@ -17,6 +17,8 @@ class MemoryPresenceStore:
     entries of closed connections wait out their grace period.
     """
 
+    expires = False
+
     def __init__(self, *, clock: Callable[[], int] = now_ms) -> None:
         self._clock = clock
         self._entries: dict[UserId, dict[ConnId, Entry]] = {}

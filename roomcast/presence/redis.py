@@ -199,6 +199,8 @@ def _seen(raw: Any) -> int:
 class RedisPresenceStore:
     """A :class:`~roomcast.presence.base.PresenceStore` shared by every instance."""
 
+    expires = True
+
     def __init__(
         self, url: str, *, ttl: float, chunk: int = 500, clock: Callable[[], int] = now_ms,
         cluster: bool = False, server_id: str = "",
