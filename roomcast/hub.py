@@ -50,6 +50,9 @@ class LocalConnection:
     #: Rooms this connection receives.
     rooms: set[RoomId] = field(default_factory=set)
     last_seen: float = 0.0
+    #: When its last frame other than a pong arrived (loop time): a client heard from
+    #: since the previous liveness pass (a heartbeat, a message) is not pinged.
+    last_spoke: float = 0.0
     #: Its token's ``exp`` and ``iat`` (seconds since the epoch) and id; a refresh replaces them.
     expires_at: float = float("inf")
     issued_at: float | None = None

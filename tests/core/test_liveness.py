@@ -109,3 +109,43 @@ async def test_a_client_that_stops_reading_is_removed(gateway_factory: GatewayFa
     finally:
         writer.close()
         await watcher.close()
+
+
+async def test_a_client_that_talks_is_not_pinged_and_a_quiet_one_is(
+    gateway_factory: GatewayFactory,
+) -> None:
+    # Passes every 2 s; the talker sends a heartbeat every 0.2 s, so only a stall of
+    # ~1.8 s would leave it unheard for a whole interval.
+    gw = gateway_factory(env={"ROOMCAST_PING_INTERVAL": "2", "ROOMCAST_PING_TIMEOUT": "60"})
+    user = unique("talk")
+    talker = SilentClient(gw, make_token(gw.secret, user))
+    quiet = SilentClient(gw, make_token(gw.secret, user))
+    t_reader, t_writer = await talker.open()
+    q_reader, q_writer = await quiet.open()
+
+    async def collect(client: SilentClient, reader: asyncio.StreamReader) -> None:
+        while data := await reader.read(65536):
+            client.protocol.receive_data(data)
+            client.frames.extend(e for e in client.protocol.events_received()
+                                 if isinstance(e, Frame))
+            client.protocol.data_to_send()  # the quiet one never answers its pings
+
+    def pings(client: SilentClient) -> int:
+        return sum(f.opcode is Opcode.PING for f in client.frames)
+
+    readers = [asyncio.create_task(collect(talker, t_reader)),
+               asyncio.create_task(collect(quiet, q_reader))]
+    try:
+        async with asyncio.timeout(WAIT):
+            while pings(quiet) < 2:
+                talker.protocol.send_text(b'{"type":"system","data":{"action":"ping"}}')
+                t_writer.write(b"".join(talker.protocol.data_to_send()))
+                await asyncio.sleep(0.2)  # the client's own pace, not a wait for an event
+        replies = [f for f in talker.frames if f.opcode is Opcode.TEXT and b'"pong"' in f.data]
+        assert replies  # its heartbeats were read and answered
+        assert pings(talker) == 0
+    finally:
+        for task in readers:
+            task.cancel()
+        t_writer.close()
+        q_writer.close()
