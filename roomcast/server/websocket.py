@@ -34,7 +34,7 @@ from roomcast.server.state import Gateway, gateway
 from roomcast.session import Session
 from roomcast.throttle import Throttle
 from roomcast.types import ConnId, GroupId
-from roomcast.writer import ConnectionWriter
+from roomcast.writer import ConnectionWriter, fan_out
 
 _log = logging.getLogger("roomcast.websocket")
 #: A refusal, or the coroutine that serves an opened connection until it closes.
@@ -484,8 +484,12 @@ async def liveness(gw: Gateway) -> None:
         await asyncio.sleep(interval)
         now = loop.time()
         deadline, heard = now - timeout, now - interval
+        quiet: list[ConnectionWriter] = []
         for conn in list(gw.node.hub.connections.values()):
             if conn.last_seen < deadline:
                 conn.close(CloseCode.STALE, "no frame within the liveness timeout")
             elif conn.last_spoke < heard:
-                conn.writer.enqueue(PING_FRAME)
+                quiet.append(conn.writer)
+        # As one message to a room: written at once to idle sockets, queued behind
+        # what the others have pending.
+        fan_out(quiet, PING_FRAME)
