@@ -4,6 +4,8 @@ aiohttp accepts unmasked client frames (RFC 6455 5.1: the server must close the
 connection) and holds the fragments of an unfinished message for as long as the client
 keeps the connection alive with pings. :class:`FrameWatch` follows the frame boundaries
 of the raw stream (headers only; payloads are skipped, not copied) and reports either.
+It also tells a read that is one whole pong (:meth:`FrameWatch.lone_pong`), which the
+guard takes itself: through aiohttp, each pong woke the connection's task.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable
 _FIN = 0x80
 _MASK = 0x80
 _CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
+#: The first byte of a whole pong frame (FIN, no extension bits, opcode 0xA).
+_PONG = _FIN | 0xA
 #: The longest frame header: 2 bytes, an 8-byte length, a 4-byte mask key.
 _MAX_HEADER = 14
 
@@ -58,6 +62,14 @@ class FrameWatch:
                 and self._clock() - self._fragment_since > self.fragment_timeout):
             return FRAGMENTS_TIMED_OUT
         return None
+
+    def lone_pong(self, data: bytes) -> bool:
+        """Whether ``data`` is exactly one whole masked pong, starting at a frame boundary
+        while no fragmented message is open: it can be taken here, and the stream left
+        to aiohttp is still whole frames (control frames do not touch fragmentation)."""
+        return (len(data) >= 6 and data[0] == _PONG and not self._skip and not self._head
+                and self._fragment_since is None and data[1] & _MASK != 0
+                and len(data) == 6 + (data[1] & 0x7F))
 
     def _frame(self, head: bytes) -> str | None:
         if not head[1] & _MASK:

@@ -91,6 +91,15 @@ class ConnectionGuard:
         if guarded is not None:
             guarded.frames = FrameWatch(fragment_timeout)
 
+    def on_pong(self, transport: asyncio.BaseTransport | None,
+                callback: Callable[[], None]) -> None:
+        """Take this WebSocket's pongs that arrive alone here, calling ``callback`` for
+        each, instead of passing them to aiohttp (and waking the connection's task: most
+        of what a ping costs). Dropped when the connection is lost."""
+        guarded = self._by_transport.get(transport) if transport is not None else None
+        if guarded is not None:
+            guarded.pong = callback
+
     def _opened(self, guarded: _Guarded, transport: asyncio.BaseTransport) -> None:
         self._by_transport[transport] = guarded
         while len(self._pending) >= self.max_pending:
@@ -113,7 +122,7 @@ class _Guarded(asyncio.Protocol):
     """Passes everything to aiohttp's protocol, watching the handshake on the way."""
 
     __slots__ = ("_guard", "_inner", "_timer", "_transport", "counting", "frames", "head_bytes",
-                 "tail")
+                 "pong", "tail")
 
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self._guard = guard
@@ -122,6 +131,7 @@ class _Guarded(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self.counting = True
         self.frames: FrameWatch | None = None
+        self.pong: Callable[[], None] | None = None
         self.head_bytes = 0
         #: The last bytes seen, for a head end split across reads.
         self.tail = b""
@@ -138,6 +148,9 @@ class _Guarded(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.frames is not None:
+            if self.pong is not None and self.frames.lone_pong(data):
+                self.pong()
+                return
             problem = self.frames.feed(data)
             if problem is not None:
                 self.violation(problem)
@@ -159,6 +172,7 @@ class _Guarded(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        self.pong = None  # it holds the connection, which holds this transport
         self._guard._closed(self._transport)
         self._inner.connection_lost(exc)
 
