@@ -239,29 +239,19 @@ def native_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def connect_table(records: list[dict[str, Any]]) -> list[str]:
+def connect_table(records: list[dict[str, Any]], *, native: bool) -> list[str]:
+    """Per connection: user-space instructions, or (``native``) the servers' CPU time."""
+    key = "us_per_connect" if native else "ir_per_connect"
+    head = "connect s | server us/connection" if native else "instructions | per connection"
     bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
-    lines = ["| stack | N | instructions | per connection | x bare |", "|---|---|---|---|---|"]
+    lines = [f"| stack | N | {head} | x bare |", "|---|---|---|---|---|"]
     for r in records:
         if "error" in r:
             lines.append(f"| {r['scenario']} | {r['n']} | error: {r['error']} |")
             continue
-        ratio = f"{r['ir_per_connect'] / bare['ir_per_connect']:.2f}" if bare else "-"
-        lines.append(f"| {r['scenario']} | {r['n']} | {r['connect_ir']:,} "
-                     f"| {r['ir_per_connect']:,.0f} | {ratio} |")
-    return lines
-
-
-def native_connect_table(records: list[dict[str, Any]]) -> list[str]:
-    bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
-    lines = ["| stack | N | connect s | server us/connection | x bare |", "|---|---|---|---|---|"]
-    for r in records:
-        if "error" in r:
-            lines.append(f"| {r['scenario']} | {r['n']} | error: {r['error']} |")
-            continue
-        ratio = f"{r['us_per_connect'] / bare['us_per_connect']:.2f}" if bare else "-"
-        lines.append(f"| {r['scenario']} | {r['n']} | {r['connect_s']:.2f} "
-                     f"| {r['us_per_connect']:,.0f} | {ratio} |")
+        ratio = f"{r[key] / bare[key]:.2f}" if bare else "-"
+        total = f"{r['connect_s']:.2f}" if native else f"{r['connect_ir']:,}"
+        lines.append(f"| {r['scenario']} | {r['n']} | {total} | {r[key]:,.0f} | {ratio} |")
     return lines
 
 
@@ -327,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     records = asyncio.run(main_async(args))
     if args.phase == "connect":
-        print("\n".join(native_connect_table(records) if args.native else connect_table(records)))
+        print("\n".join(connect_table(records, native=args.native)))
     else:
         print("\n".join(native_table(records) if args.native else table(records)))
     if args.json:
