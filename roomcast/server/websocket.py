@@ -490,17 +490,24 @@ async def liveness(gw: Gateway) -> None:
     keep-alive traffic (and system calls) of every idle connection.
     """
     loop = asyncio.get_running_loop()
-    interval, timeout = gw.settings.ping_interval, gw.settings.ping_timeout
+    interval = gw.settings.ping_interval
     while True:
         await asyncio.sleep(interval)
-        now = loop.time()
-        deadline, heard = now - timeout, now - interval
-        quiet: list[ConnectionWriter] = []
-        for conn in list(gw.node.hub.connections.values()):
-            if conn.last_seen < deadline:
-                conn.close(CloseCode.STALE, "no frame within the liveness timeout")
-            elif conn.last_spoke < heard:
-                quiet.append(conn.writer)
-        # As one message to a room: written at once to idle sockets, queued behind
-        # what the others have pending.
-        fan_out(quiet, PING_FRAME)
+        _liveness_pass(gw, loop.time())
+
+
+def _liveness_pass(gw: Gateway, now: float) -> None:
+    # A function of its own: the loop's locals (the last connection looked at, the
+    # writers pinged) would otherwise keep a closed connection until the next pass
+    # that finds any connection at all.
+    deadline = now - gw.settings.ping_timeout
+    heard = now - gw.settings.ping_interval
+    quiet: list[ConnectionWriter] = []
+    for conn in list(gw.node.hub.connections.values()):
+        if conn.last_seen < deadline:
+            conn.close(CloseCode.STALE, "no frame within the liveness timeout")
+        elif conn.last_spoke < heard:
+            quiet.append(conn.writer)
+    # As one message to a room: written at once to idle sockets, queued behind what
+    # the others have pending.
+    fan_out(quiet, PING_FRAME)

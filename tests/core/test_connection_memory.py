@@ -133,6 +133,11 @@ async def test_a_closed_connection_is_freed_without_the_cycle_collector(
     node = server.app[GATEWAY].node
     peer = await open_as(server, "frees-" + ending.replace(" ", "-"))
     conn_id = peer.welcome["data"]["connection_id"]
+    # Until a liveness pass pinged it (its pong moved last_seen): what the pass looked
+    # at must not outlive it either.
+    opened = node.hub.connections[ConnId(conn_id)].last_seen
+    await eventually(lambda: node.hub.connections[ConnId(conn_id)].last_seen > opened,
+                     "a liveness pass to ping it")
     gc.collect()
     assert len(_server_side_objects()) == 3
     gc.disable()
