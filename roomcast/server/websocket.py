@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -173,7 +173,7 @@ async def _open(request: web.Request, gw: Gateway, claims: Claims, started: floa
                                         headers={"Upgrade": "websocket"}, request=request)
             gw.guard.watch_frames(request.transport, gw.settings.fragment_timeout)
             conn = _connection(request, gw, claims, groups, ws)
-            gw.guard.on_pong(request.transport, _pong_counter(conn))
+            gw.guard.on_pong(request.transport, conn)
             recover, first = None, None
             recovering = wants_recovery(request)
             if recovering:
@@ -214,16 +214,6 @@ async def _open(request: web.Request, gw: Gateway, claims: Claims, started: floa
             if conn is not None:
                 await _closed(ws, conn, gw, reason)
             gw.per_user.release(claims.user_id)
-
-
-def _pong_counter(conn: LocalConnection) -> Callable[[], None]:
-    """A pong the guard took: a sign of life, as any frame ``_serve`` reads."""
-    clock = asyncio.get_running_loop().time
-
-    def heard() -> None:
-        conn.last_seen = clock()
-
-    return heard
 
 
 async def _serve(ws: web.WebSocketResponse, session: Session, gw: Gateway,
