@@ -94,21 +94,16 @@ class ConnectionGuard:
             guarded.tail = b""
 
     def watch_frames(self, transport: asyncio.BaseTransport | None,
-                     fragment_timeout: float) -> None:
-        """From now on check this upgraded connection's frame headers (server/framewatch.py)."""
-        guarded = self._by_transport.get(transport) if transport is not None else None
-        if guarded is not None:
-            guarded.frames = FrameWatch(fragment_timeout)
-
-    def on_pong(self, transport: asyncio.BaseTransport | None, conn: Heard) -> None:
-        """Take this WebSocket's pongs that arrive alone here, setting ``conn.last_seen``
-        (loop time) for each, instead of passing them to aiohttp (and waking the
-        connection's task: most of what a ping costs). Forgotten when the connection is
-        lost."""
+                     fragment_timeout: float, conn: Heard) -> None:
+        """From now on check this upgraded connection's frame headers (server/framewatch.py),
+        and take its pongs that arrive alone here, setting ``conn.last_seen`` (loop time)
+        for each, instead of passing them to aiohttp (and waking the connection's task:
+        most of what a ping costs)."""
         guarded = self._by_transport.get(transport) if transport is not None else None
         if guarded is not None:
             if self.clock is time.monotonic:
                 self.clock = asyncio.get_running_loop().time
+            guarded.frames = FrameWatch(fragment_timeout)
             guarded.heard = conn
 
     def _opened(self, guarded: _Guarded, transport: asyncio.BaseTransport) -> None:

@@ -171,9 +171,8 @@ async def _open(request: web.Request, gw: Gateway, claims: Claims, started: floa
                 return problem_response(426, "expected a WebSocket upgrade",
                                         code="upgrade_required",
                                         headers={"Upgrade": "websocket"}, request=request)
-            gw.guard.watch_frames(request.transport, gw.settings.fragment_timeout)
             conn = _connection(request, gw, claims, groups, ws)
-            gw.guard.on_pong(request.transport, conn)
+            gw.guard.watch_frames(request.transport, gw.settings.fragment_timeout, conn)
             recover, first = None, None
             recovering = wants_recovery(request)
             if recovering:
