@@ -84,7 +84,11 @@ error_log {dir}/error.log info;
 {user}
 events {{ worker_connections 256; }}
 http {{
-    access_log {dir}/access.log;
+    # Which instance answered, when and how fast: what a failure's report shows.
+    log_format upstreams '$remote_addr [$time_local] "$request" $status '
+                         'upstream=$upstream_addr/$upstream_status '
+                         'connect=$upstream_connect_time total=$request_time';
+    access_log {dir}/access.log upstreams;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
