@@ -21,6 +21,7 @@ from roomcast.broker.base import (
     Disconnect,
     MembershipChanged,
     PresenceChanged,
+    RoomsChanged,
     Target,
     TokenRefreshed,
     ToRoom,
@@ -43,7 +44,7 @@ from roomcast.presence.tracker import PresenceTracker
 from roomcast.protocol import messages
 from roomcast.protocol.codes import CloseCode
 from roomcast.registry.base import Registry
-from roomcast.roomevents import RoomEventBudget
+from roomcast.roomevents import CoalescedUpdates, RoomEventBudget
 from roomcast.supervisor import spawn, supervise
 from roomcast.types import GroupId, RoomId, UserId, group_room, group_room_name, personal_room
 
@@ -54,6 +55,14 @@ UNSUBSCRIBE_DELAY = 5.0
 _TOKEN_CLOSES: dict[int, str] = {CloseCode.REVOKED: "revoked", CloseCode.KICKED: "kicked"}
 #: roomcast_messages_published's children by type (few: the protocol's types), looked up once.
 _SENT_BY_TYPE: dict[str, Any] = {}
+
+
+def _sent(kind: str) -> Any:
+    """The roomcast_messages_published counter of ``kind``."""
+    counter = _SENT_BY_TYPE.get(kind)
+    if counter is None:
+        counter = _SENT_BY_TYPE[kind] = metrics.MESSAGES_SENT.labels(kind)
+    return counter
 
 
 class Node:
@@ -101,10 +110,11 @@ class Node:
         self.connections_accepted = 0
         self.last_connection_at: str | None = None
         self._threshold = room_event_threshold
-        self._interval = room_event_interval
         self._room_events = RoomEventBudget(room_event_rate)
-        self._coalesced: set[RoomId] = set()
-        self._coalesce_task: asyncio.Task[None] | None = None
+        self._room_updates = CoalescedUpdates(
+            room_event_interval, count=self._member_count, deliver=self._members_update_here,
+            report=self._report_changed,
+        )
         self._catch_up_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.presence = PresenceTracker(
@@ -148,10 +158,7 @@ class Node:
             self._catch_up_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._catch_up_task
-        if self._coalesce_task is not None:
-            self._coalesce_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._coalesce_task
+        await self._room_updates.close()
         self.lifetimes.close()
         await self.presence.close()
         await self.broker.close()
@@ -220,6 +227,8 @@ class Node:
             self.presence.apply(command)
         elif isinstance(command, TokenRefreshed) and self.on_token_refreshed is not None:
             await self.on_token_refreshed(command)
+        elif isinstance(command, RoomsChanged) and command.server_id != self.server_id:
+            self._room_updates.changed_elsewhere(r for r in command.rooms if r in self.hub.rooms)
 
     async def _disconnect(self, command: Disconnect) -> None:
         label = _TOKEN_CLOSES.get(command.code)
@@ -249,11 +258,7 @@ class Node:
         Raises:
             BrokerError: other instances could not be reached (local delivery happened).
         """
-        kind = envelope["type"]
-        counter = _SENT_BY_TYPE.get(kind)
-        if counter is None:
-            counter = _SENT_BY_TYPE[kind] = metrics.MESSAGES_SENT.labels(kind)
-        counter.inc()
+        _sent(envelope["type"]).inc()
         self.messages_published += 1
         stream = self.history.stream_of(target) if stored else None
         try:
@@ -444,9 +449,7 @@ class Node:
         if self.hub.member_count(room) > self._threshold or not self._room_events.take(room):
             # N joins into one room would cost N^2/2 frames, and join/leave spam as many as
             # it likes: one event per interval instead.
-            self._coalesced.add(room)
-            if self._coalesce_task is None or self._coalesce_task.done():
-                self._coalesce_task = supervise("room-events", self._flush_coalesced)
+            self._room_updates.changed(room)
             return
         if count is None:
             count = await self._member_count(room)
@@ -455,15 +458,20 @@ class Node:
         event = messages.room_update(room, action, count, conn.id, conn.user_id)
         await self._publish_quietly(ToRoom(room, exclude=conn.id), event)
 
-    async def _flush_coalesced(self) -> None:
-        while self._coalesced:
-            await asyncio.sleep(self._interval)
-            rooms, self._coalesced = self._coalesced, set()
-            for room in rooms:
-                count = await self._member_count(room)
-                await self._publish_quietly(
-                    ToRoom(room), messages.room_update(room, "members", count)
-                )
+    def _members_update_here(self, room: RoomId, count: int) -> None:
+        """The coalesced update, to this instance's members of the room only."""
+        event = messages.room_update(room, "members", count)
+        _sent(event["type"]).inc()
+        self.handle_publication(ToRoom(room), messages.encode(event))
+
+    async def _report_changed(self, rooms: tuple[RoomId, ...]) -> None:
+        if self.broker.alone:
+            return
+        try:
+            await self.broker.publish_control(RoomsChanged(self.server_id, rooms))
+        except BrokerError as exc:
+            log_event(_log, "event_publish_failed", logging.WARNING, type="rooms_changed",
+                      error=str(exc))
 
     # -- memberships ------------------------------------------------------------
 

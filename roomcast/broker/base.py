@@ -105,7 +105,16 @@ class TokenRefreshed:
     groups: tuple[Group, ...]
 
 
-ControlCommand = MembershipChanged | Disconnect | PresenceChanged | TokenRefreshed
+@dataclass(frozen=True, slots=True)
+class RoomsChanged:
+    """Members joined or left these rooms on ``server_id`` during the last interval of
+    coalesced room events: every instance sends its own members of them one update."""
+
+    server_id: str
+    rooms: tuple[RoomId, ...]
+
+
+ControlCommand = MembershipChanged | Disconnect | PresenceChanged | TokenRefreshed | RoomsChanged
 
 
 class BrokerHandler(Protocol):

@@ -28,6 +28,7 @@ from roomcast.broker.base import (
     Disconnect,
     MembershipChanged,
     PresenceChanged,
+    RoomsChanged,
     Target,
     ToAll,
     ToConnection,
@@ -52,12 +53,14 @@ _CONTROL_KINDS: Final[dict[str, TypeAdapter[Any]]] = {
     "disconnect": TypeAdapter(Disconnect),
     "presence_changed": TypeAdapter(PresenceChanged),
     "token_refreshed": TypeAdapter(TokenRefreshed),
+    "rooms_changed": TypeAdapter(RoomsChanged),
 }
 _KIND_OF: Final = {
     MembershipChanged: "membership_changed",
     Disconnect: "disconnect",
     PresenceChanged: "presence_changed",
     TokenRefreshed: "token_refreshed",
+    RoomsChanged: "rooms_changed",
 }
 _FIELDS_OF: Final = {cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _KIND_OF}
 
