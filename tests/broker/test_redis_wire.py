@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from roomcast.broker import redis_wire as wire
 from roomcast.broker.base import (
+    ControlCommand,
     Disconnect,
     MembershipChanged,
+    RoomsChanged,
     Target,
     ToAll,
     ToConnection,
@@ -119,9 +121,11 @@ def test_parse_rejects_unknown_channels() -> None:
         MembershipChanged(UserId("u"), GroupId("g"), "Équipe 🚀", True),
         Disconnect(user_id=UserId("u")),
         Disconnect(conn_id=ConnId("c"), code=3008, reason="slow"),
+        RoomsChanged("server-1", (RoomId("group:a"), RoomId("group:Équipe 🚀"))),
+        RoomsChanged("server-1", ()),
     ],
 )
-def test_control_round_trip(command: MembershipChanged | Disconnect) -> None:
+def test_control_round_trip(command: ControlCommand) -> None:
     assert wire.parse_control(wire.encode_control(PREFIX, command)) == ("server-1", command)
 
 
