@@ -137,9 +137,14 @@ async def execute(redis: Redis, commands: list[Command]) -> list[Any]:
 
 async def run_script(batch: Batcher[Command, Any], script: Any, keys: list[Any],
                      args: list[Any]) -> Any:
-    """A registered script by its SHA through ``batch``; sent whole (and so loaded
-    again) when Redis lost it."""
+    """A registered script by its SHA through ``batch``; loaded again when Redis lost it.
+
+    The load goes through ``batch`` too, so the calls of one batch are sent again in
+    the order they were asked (sent one by one they could overtake each other: a
+    connection's presence removal before its addition).
+    """
     try:
         return await batch.get(lambda p: p.evalsha(script.sha, len(keys), *keys, *args))
     except NoScriptError:
-        return await script(keys=keys, args=args)
+        await batch.get(lambda p: p.script_load(script.script))
+        return await batch.get(lambda p: p.evalsha(script.sha, len(keys), *keys, *args))

@@ -226,8 +226,9 @@ class RedisPresenceStore:
         self._sweep = self._redis.register_script(_SWEEP)
         self._read = self._redis.register_script(_READ)
         self._refresh = self._redis.register_script(_REFRESH)
-        #: Adds asked meanwhile (a connect storm's) go out as one pipeline.
-        self._adds = pipelined(self._redis)
+        #: Adds and removes asked meanwhile (a connect or disconnect storm's) go out as
+        #: one pipeline, in the order they were asked.
+        self._changes = pipelined(self._redis)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -237,8 +238,8 @@ class RedisPresenceStore:
 
     async def _run(self, script: Any, *args: Any) -> Any:
         try:
-            if script is self._add:
-                return await run_script(self._adds, script, self._keys, self._argv(*args))
+            if script is self._add or script is self._remove:
+                return await run_script(self._changes, script, self._keys, self._argv(*args))
             return await script(keys=self._keys, args=self._argv(*args))
         except (RedisError, OSError) as exc:
             raise BrokerUnavailable(f"presence store unavailable: {exc}") from None

@@ -6,6 +6,7 @@ scripts never read Redis's own clock), so expiry is tested without sleeping.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -118,6 +119,27 @@ async def test_removing_without_grace_reports_offline_with_last_seen(
     assert wire["userId"] == "u1" and wire["status"] == "offline"
     assert wire["lastSeen"] == wire["timestamp"] is not None
     assert await store.remove(U, B, grace=0) is None  # already gone
+
+
+async def test_a_storm_of_adds_and_removes_reports_each_its_own_change(
+    stores: tuple[StoreFactory, Clock, str],
+) -> None:
+    # Redis sends the changes asked meanwhile in one pipeline: each caller must still get
+    # the answer about its own user, in the order the changes were asked.
+    make, clock, _ = stores
+    store = make()
+    users = [UserId(f"storm{i}") for i in range(40)]
+    added = await asyncio.gather(*(store.add(u, A, entry(clock=clock)) for u in users))
+    assert [c.after.user_id for c in added] == users
+    assert all(c.visible and c.after.status == "online" for c in added)
+    # Each user's second connection leaves while its first is being removed too.
+    await asyncio.gather(*(store.add(u, B, entry("away", clock)) for u in users))
+    removed = await asyncio.gather(*(
+        store.remove(u, conn, grace=0) for u in users for conn in (A, B)))
+    assert [c.after.user_id if c else None for c in removed] == [u for u in users for _ in "AB"]
+    assert [c.after.status if c else None for c in removed] == ["away", "offline"] * len(users)
+    shown = await store.presence(users)
+    assert [shown[u].status for u in users] == ["offline"] * len(users)
 
 
 async def test_a_grace_period_delays_offline_and_a_reconnect_cancels_it(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 
-from roomcast.batching import Batcher
+from roomcast.batching import Batcher, pipelined, run_script
+from tests.helpers.redis_server import RedisServer
 
 
 class Store:
@@ -122,3 +124,20 @@ async def test_without_sharing_equal_keys_are_each_fetched() -> None:
     batch = Batcher(store.fetch)
     assert list(await asyncio.gather(batch.get(2), batch.get(2))) == [2000, 2000]
     assert store.calls == [[2, 2]]
+
+
+@pytest.mark.redis
+async def test_scripts_redis_lost_are_loaded_again_and_run_in_the_order_asked(
+    redis_server: RedisServer,
+) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        push = client.register_script("return redis.call('RPUSH', KEYS[1], ARGV[1])")
+        batch = pipelined(client)
+        await run_script(batch, push, ["order"], ["warm"])
+        await client.script_flush()  # as after a Redis restart
+        await client.delete("order")
+        await asyncio.gather(*(run_script(batch, push, ["order"], [str(i)]) for i in range(30)))
+        assert await client.lrange("order", 0, -1) == [str(i).encode() for i in range(30)]
+    finally:
+        await client.aclose()
