@@ -150,6 +150,18 @@ async def registered(api: httpx.AsyncClient, conn_id: str, *rooms: str) -> dict[
     return await eventually(check, f"connection {conn_id} registered in {rooms}")
 
 
+async def unregistered(api: httpx.AsyncClient, conn_id: str, room: str) -> None:
+    """Wait until the cluster-wide registry shows the connection out of ``room``
+    (its instance writes the change a write window after the connection left)."""
+
+    async def check() -> bool | None:
+        r = await api.get(f"/websocket/connections/{conn_id}")
+        assert r.status_code == 200, r.text
+        return True if room not in r.json()["connection"]["rooms"] else None
+
+    await eventually(check, f"connection {conn_id} out of {room} in the registry")
+
+
 # -- raw Redis publications, as the Go gateway makes them ------------------------
 
 GO_SERVER = "9b2e4c1a-0000-4000-8000-0000000060a0"
