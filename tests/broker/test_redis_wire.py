@@ -129,6 +129,22 @@ def test_control_round_trip(command: ControlCommand) -> None:
     assert wire.parse_control(wire.encode_control(PREFIX, command)) == ("server-1", command)
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # neither field
+        {"server_id": "s"},  # no rooms
+        {"server_id": "s", "rooms": "group:a"},  # a string, not a list
+        {"server_id": "s", "rooms": [1, 2]},  # not room names
+        {"server_id": None, "rooms": ["group:a"]},
+    ],
+)
+def test_a_malformed_rooms_changed_is_refused(fields: dict[str, Any]) -> None:
+    body = orjson.dumps({"server_id": "server-2", "message": {"kind": "rooms_changed", **fields}})
+    with pytest.raises(wire.MalformedPayload):
+        wire.parse_control(body)
+
+
 # What orjson can encode: 64-bit integers, no lone surrogates.
 texts = st.text(st.characters(codec="utf-8"), max_size=12)
 json_values = st.recursive(
