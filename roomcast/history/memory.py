@@ -8,7 +8,6 @@ at the start (:mod:`roomcast.history.snapshot`).
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,31 +28,60 @@ from roomcast.types import RoomId
 _PRUNE_EVERY = 1024
 _PRUNE_INTERVAL = 60.0
 
-
-#: What a stream never appended to holds (most user rooms): two empty deques and a
-#: dict cost ~1.3 KiB, and every connection's user room has a stream from its join on.
-_NO_ENTRIES: deque[Publication] = deque(maxlen=0)
-_NO_IDS: deque[str | None] = deque(maxlen=0)
+#: What a stream never appended to holds (most user rooms: every connection's user room
+#: has a stream from its join on). Shared, never written to: see _Stream.writable.
+_NO_ENTRIES: list[Publication] = []
 _NO_OFFSETS: dict[str, int] = {}
 
 
 @dataclass(slots=True)
 class _Stream:
+    """One room's stream.
+
+    Lists, not deques: a deque allocates a block of 64 slots (~0.5 KiB) at once, and
+    most streams hold a few publications (a user room's, for its TTL); a stream with one
+    publication cost ~2.2 KiB with two deques, ~0.5 KiB with a list. Dropping the oldest
+    of a full list moves ``size`` pointers, which is nothing next to an append.
+    """
+
     epoch: str
     meta_until: float
     top: int = 0
-    entries: deque[Publication] = field(default_factory=lambda: _NO_ENTRIES)
-    #: The message id of each entry (None: appended without one), in step with entries.
-    entry_ids: deque[str | None] = field(default_factory=lambda: _NO_IDS)
-    #: message id -> offset, for the retained entries (idempotent appends).
+    entries: list[Publication] = field(default_factory=lambda: _NO_ENTRIES)
+    #: message id -> offset of the appends that carried one (idempotent appends). Ids of
+    #: entries dropped since are ignored when looked up, and swept as the map grows.
     ids: dict[str, int] = field(default_factory=lambda: _NO_OFFSETS)
     data_until: float = 0.0
 
     def writable(self) -> _Stream:
-        """The stream, with containers of its own to append to."""
+        """The stream, with a list of its own to append to."""
         if self.entries is _NO_ENTRIES:
-            self.entries, self.entry_ids, self.ids = deque(), deque(), {}
+            self.entries = []
         return self
+
+    def stored(self, message_id: str) -> Publication | None:
+        """The retained entry appended with ``message_id``, if any."""
+        offset = self.ids.get(message_id)
+        if offset is None or not self.entries:
+            return None
+        index = offset - self.entries[0].offset
+        return self.entries[index] if index >= 0 else None
+
+    def remember(self, message_id: str, offset: int, size: int) -> None:
+        if self.ids is _NO_OFFSETS:
+            self.ids = {}
+        self.ids[message_id] = offset
+        if len(self.ids) > 2 * size + 16:
+            first = self.entries[0].offset
+            self.ids = {m: o for m, o in self.ids.items() if o >= first}
+
+    def drop_data(self) -> None:
+        self.entries, self.ids = _NO_ENTRIES, _NO_OFFSETS
+
+    def message_ids(self) -> dict[int, str]:
+        """offset -> message id, for the retained entries that have one."""
+        first = self.entries[0].offset if self.entries else self.top + 1
+        return {o: m for m, o in self.ids.items() if o >= first}
 
 
 class MemoryHistory:
@@ -68,7 +96,7 @@ class MemoryHistory:
         self._streams: dict[RoomId, _Stream] = {}
         #: Streams whose data expired: (epoch, top, meta_until) only. A room left by its
         #: last user is rarely published to again; its meta must outlive it for a week,
-        #: and a tuple is a tenth of an empty _Stream (two deques and a dict).
+        #: and a tuple costs less than a _Stream.
         self._idle: dict[RoomId, tuple[str, int, float]] = {}
         self._appends = 0
         self._pruned_at = clock()
@@ -78,21 +106,16 @@ class MemoryHistory:
         message_id: str | None = None, route: Route | None = None,
     ) -> Appended:
         stream = self._stream(room, retention).writable()
-        if message_id is not None and message_id in stream.ids:
-            offset = stream.ids[message_id]
-            stored = stream.entries[offset - stream.entries[0].offset]
-            return Appended(Position(stream.epoch, offset), stored.payload, new=False)
+        if message_id is not None and (stored := stream.stored(message_id)) is not None:
+            return Appended(Position(stream.epoch, stored.offset), stored.payload, new=False)
         stream.top += 1
         payload = stamp(envelope, stream.top, stream.epoch)
-        stream.entries.append(Publication(stream.top, payload))
-        stream.entry_ids.append(message_id)
+        entries = stream.entries
+        entries.append(Publication(stream.top, payload))
+        if len(entries) > retention.size:
+            del entries[: len(entries) - retention.size]
         if message_id is not None:
-            stream.ids[message_id] = stream.top
-        while len(stream.entries) > retention.size:
-            stream.entries.popleft()
-            gone = stream.entry_ids.popleft()
-            if gone is not None:
-                stream.ids.pop(gone, None)
+            stream.remember(message_id, stream.top, retention.size)
         now = self._clock()
         stream.data_until = now + retention.ttl
         stream.meta_until = now + retention.meta_ttl
@@ -135,13 +158,13 @@ class MemoryHistory:
             if now >= s.meta_until:
                 continue
             fresh = bool(s.entries) and now < s.data_until
+            ids = s.message_ids() if fresh else {}
             out.append({
                 "room": room, "epoch": s.epoch, "top": s.top,
                 "meta_ttl": s.meta_until - now,
                 "data_ttl": s.data_until - now if fresh else 0.0,
-                "entries": [[p.offset, p.payload.decode(), i]
-                            for p, i in zip(s.entries, s.entry_ids, strict=True)] if fresh
-                else [],
+                "entries": [[p.offset, p.payload.decode(), ids.get(p.offset)]
+                            for p in s.entries] if fresh else [],
             })
         return out
 
@@ -158,9 +181,10 @@ class MemoryHistory:
                 stream.data_until = now + data_ttl
                 for offset, payload, message_id in item["entries"]:
                     stream.entries.append(Publication(int(offset), str(payload).encode()))
-                    stream.entry_ids.append(message_id)
                     if message_id is not None:
-                        stream.ids[message_id] = int(offset)
+                        if stream.ids is _NO_OFFSETS:
+                            stream.ids = {}
+                        stream.ids[str(message_id)] = int(offset)
             self._idle.pop(RoomId(str(item["room"])), None)
             self._streams[RoomId(str(item["room"]))] = stream
 
@@ -174,9 +198,7 @@ class MemoryHistory:
         if stream is None or now >= stream.meta_until:
             stream = self._streams[room] = _Stream(new_epoch(), now + retention.meta_ttl)
         elif stream.entries and now >= stream.data_until:
-            stream.entries.clear()
-            stream.entry_ids.clear()
-            stream.ids.clear()
+            stream.drop_data()
         return stream
 
     def _prune(self, now: float) -> None:
