@@ -72,7 +72,7 @@ class _Stream:
             self.ids = {}
         self.ids[message_id] = offset
         if len(self.ids) > 2 * size + 16:
-            first = self.entries[0].offset
+            first = self.entries[0].offset if self.entries else offset + 1
             self.ids = {m: o for m, o in self.ids.items() if o >= first}
 
     def drop_data(self) -> None:
