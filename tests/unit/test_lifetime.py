@@ -79,3 +79,24 @@ async def test_a_connection_is_warned_then_closed_with_one_deadline_held_at_a_ti
     assert all(not other.writer.closed for other in idle)
     assert len(lifetimes._heap) == len(idle)
     lifetimes.close()
+
+
+async def test_churn_leaves_at_most_one_stale_deadline_per_live_connection() -> None:
+    # Stale entries wait for their deadline (the token's exp, maybe hours); each keeps
+    # the closed connection's id. Under churn the heap is compacted, so it stays within
+    # the live connections plus as many stale ones (and a fixed slack).
+    lifetimes = Lifetimes(warning=60.0)
+    live = [make_conn(f"c{i}", f"u{i}")[0] for i in range(2000)]
+    for conn in live:
+        conn.expires_at = time.time() + 3600
+        lifetimes.track(conn)
+    largest = 0
+    for n in range(20_000):  # ten times the live connections close and are replaced
+        slot = n % len(live)
+        lifetimes.forget(live[slot])
+        live[slot] = make_conn(f"r{n}", f"v{n}")[0]
+        live[slot].expires_at = time.time() + 3600
+        lifetimes.track(live[slot])
+        largest = max(largest, len(lifetimes._heap))
+    assert largest <= 2 * len(live) + 1025
+    lifetimes.close()
