@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
+from benchmarks import soakgrowth
 from benchmarks.common import GENERATOR_CPU, cpu_seconds, percentile, pin_to, raise_nofile
 from benchmarks.noise import ForeignMeter
 from benchmarks.procs import ProcessGroup, tail
@@ -159,12 +160,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "nofile": list(nofile),
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
+    traced: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="roomcast-soak-") as tmp:
         procs = ProcessGroup(Path(tmp))
         try:
-            opts = Options(
-                trigger="http", roomcast_env=parse_env(args.server_env), start_timeout_s=120
-            )
+            trace_dir = Path(tmp) / "trace"
+            env = parse_env(args.server_env)
+            if args.trace:
+                trace_dir.mkdir()
+                env.update(soakgrowth.server_env(trace_dir))
+            opts = Options(trigger="http", roomcast_env=env, start_timeout_s=120)
             servers = await start_roomcast(procs, opts)
             pid = servers.pids[0]
             ws_url = servers.urls[0]
@@ -206,9 +211,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 minute, rest = divmod(round(k * args.interval), 60)
                 if rest == 0:
                     sampler.close_minute(minute)
+                    if args.trace and minute == round(args.warmup):
+                        traced.append(await soakgrowth.snapshot(pid, trace_dir, 1))
+            if args.trace:
+                traced.append(await soakgrowth.snapshot(pid, trace_dir, len(traced) + 1))
             await load.stop_traffic()
             record["error_samples"] = load.samples_of_errors()
             await load.close_all()
+            if len(traced) == 2:
+                record["growth"] = soakgrowth.growth(*traced)
             record["after_close"] = await after_close(pid, base, record["baseline"]["fds"])
         except Exception as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
@@ -265,13 +276,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--no-results-md", action="store_true", help="do not update the Soak section of RESULTS.md"
     )
-    return p.parse_args(argv)
+    p.add_argument(
+        "--trace", action="store_true",
+        help="diagnostic: trace the server's allocations and report what grew after warm-up "
+        "(tracing slows and bloats the server: its figures are not the product's; implies "
+        "--no-results-md)",
+    )
+    args = p.parse_args(argv)
+    args.no_results_md = args.no_results_md or args.trace
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     record = uvloop.run(run(args))
     verdict = write_outputs(record, args)
+    if record.get("growth"):
+        print("\n".join(soakgrowth.table(record["growth"])), file=sys.stderr)
     print(verdict, file=sys.stderr)
     return 0
 

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks.soakgrowth import table
 from benchmarks.svgplot import Panel, charts
 
 #: Other processes' mean share of a core below which the machine counts as quiet.
@@ -253,8 +254,10 @@ def write_outputs(record: dict[str, Any], args: argparse.Namespace) -> str:
     svg = f"{stem}.svg"
     (out / svg).write_text(plot(record, s, args))
     lines = section(record, s, args, svg)
+    grew = ["", "## What grew (`--trace`: tracemalloc, not the product's figures)", "",
+            *table(record["growth"])] if record.get("growth") else []
     (out / f"RESULTS-{stem}.md").write_text(
-        "\n".join(["# roomcast soak", "", *lines[2:]])
+        "\n".join(["# roomcast soak", "", *lines[2:], *grew])
         + f"\n\nEvery sample (every {args.interval:g} s): `RESULTS-{stem}.csv`; "
         f"everything: `RESULTS-{stem}.json`.\n"
     )
