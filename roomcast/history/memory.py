@@ -180,12 +180,11 @@ class MemoryHistory:
             data_ttl = float(item["data_ttl"]) - elapsed
             if data_ttl > 0:
                 stream.data_until = now + data_ttl
-                for offset, payload, message_id in item["entries"]:
+                entries = item["entries"]
+                for offset, payload, message_id in entries:
                     stream.entries.append(Publication(int(offset), str(payload).encode()))
                     if message_id is not None:
-                        if stream.ids is _NO_OFFSETS:
-                            stream.ids = {}
-                        stream.ids[str(message_id)] = int(offset)
+                        stream.remember(str(message_id), int(offset), len(entries))
             self._idle.pop(RoomId(str(item["room"])), None)
             self._streams[RoomId(str(item["room"]))] = stream
 
