@@ -19,7 +19,9 @@ calls per delivery compare by it exactly. See ``docs/topics/benchmark.md``.
 
 ``--native`` runs the same sequence without valgrind and reports server CPU time per
 delivery and its user-space share instead (wall-clock dependent: indicative on a
-busy machine).
+busy machine). With ``--phase connect`` it splits a connection's CPU into user and
+system time and counts the servers' write system calls per connection; where the stack
+has a redis-server, also its CPU and its commands (``INFO commandstats``) per connection.
 """
 
 from __future__ import annotations
@@ -109,6 +111,9 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
             for pid in servers.pids:
                 await control(pid, "--instr=on")
         cpu_before = sum(cpu_seconds(pid) for pid in servers.pids)
+        meter = ConnectMeter(servers.pids, servers.aux_pids, servers.redis_port)
+        if args.native:
+            await meter.start()
         connect = await gen.call({"cmd": "connect"}, 1200)
         record["connected"] = connect["joined"]
         if connect["joined"] != args.n:
@@ -117,6 +122,7 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
         if args.phase == "connect" and args.native:
             cpu = sum(cpu_seconds(pid) for pid in servers.pids) - cpu_before
             record.update(connect_s=connect["connect_s"], us_per_connect=1e6 * cpu / args.n)
+            record.update(await meter.per_connection(args.n))
             await gen.call({"cmd": "quit"}, 30)
             return record
         if args.phase == "connect" and not args.native:
@@ -166,6 +172,55 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
     finally:
         await procs.close()
     return record
+
+
+class ConnectMeter:
+    """What the servers (and a redis-server) spent on a connect storm, per connection."""
+
+    def __init__(self, pids: list[int], aux_pids: list[int], redis_port: int | None) -> None:
+        self.procs = [psutil.Process(pid) for pid in pids]
+        self.aux = [psutil.Process(pid) for pid in aux_pids]
+        self.redis_port = redis_port
+        self._before: tuple[float, float, int, float] = (0.0, 0.0, 0, 0.0)
+
+    def _sample(self) -> tuple[float, float, int, float]:
+        times = [p.cpu_times() for p in self.procs]
+        writes = sum(p.io_counters().write_count for p in self.procs)
+        aux = sum(t.user + t.system for t in (p.cpu_times() for p in self.aux))
+        return sum(t.user for t in times), sum(t.system for t in times), writes, aux
+
+    async def _redis(self, *command: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "redis-cli", "-p", str(self.redis_port), *command,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        return out.decode(errors="replace")
+
+    async def start(self) -> None:
+        if self.redis_port is not None:
+            await self._redis("config", "resetstat")
+        self._before = self._sample()
+
+    async def per_connection(self, n: int) -> dict[str, Any]:
+        after = self._sample()
+        user, system, writes, aux = (b - a for a, b in zip(self._before, after, strict=True))
+        out: dict[str, Any] = {"user_us": 1e6 * user / n, "sys_us": 1e6 * system / n,
+                               "writes_per_connect": writes / n}
+        if self.redis_port is not None:
+            calls = commandstats(await self._redis("info", "commandstats"))
+            calls.pop("config|resetstat", None)
+            out["redis_us"] = 1e6 * aux / n
+            out["redis_commands"] = {k: round(v / n, 2) for k, v in
+                                     sorted(calls.items(), key=lambda kv: -kv[1])}
+        return out
+
+
+_CMDSTAT = re.compile(r"^cmdstat_(\S+?):calls=(\d+)", re.MULTILINE)
+
+
+def commandstats(info: str) -> dict[str, int]:
+    """Calls per command from ``INFO commandstats`` (commands run by scripts included)."""
+    return {m.group(1): int(m.group(2)) for m in _CMDSTAT.finditer(info)}
 
 
 async def native(
@@ -243,15 +298,24 @@ def connect_table(records: list[dict[str, Any]], *, native: bool) -> list[str]:
     """Per connection: user-space instructions, or (``native``) the servers' CPU time."""
     key = "us_per_connect" if native else "ir_per_connect"
     head = "connect s | server us/connection" if native else "instructions | per connection"
+    more = " user us | system us | writes | redis-server us | redis commands |" if native else ""
     bare = next((r for r in records if r["scenario"] == "bare" and "error" not in r), None)
-    lines = [f"| stack | N | {head} | x bare |", "|---|---|---|---|---|"]
+    lines = [f"| stack | N | {head} | x bare |{more}",
+             "|---|---|---|---|---|" + "---|" * more.count("|")]
     for r in records:
         if "error" in r:
             lines.append(f"| {r['scenario']} | {r['n']} | error: {r['error']} |")
             continue
         ratio = f"{r[key] / bare[key]:.2f}" if bare else "-"
         total = f"{r['connect_s']:.2f}" if native else f"{r['connect_ir']:,}"
-        lines.append(f"| {r['scenario']} | {r['n']} | {total} | {r[key]:,.0f} | {ratio} |")
+        line = f"| {r['scenario']} | {r['n']} | {total} | {r[key]:,.0f} | {ratio} |"
+        if native:
+            redis = r.get("redis_commands")
+            line += (f" {r['user_us']:,.0f} | {r['sys_us']:,.0f} | {r['writes_per_connect']:.1f} |"
+                     f" {r['redis_us']:,.0f} | {sum(redis.values()):.1f} |" if redis is not None
+                     else f" {r['user_us']:,.0f} | {r['sys_us']:,.0f} |"
+                     f" {r['writes_per_connect']:.1f} | - | - |")
+        lines.append(line)
     return lines
 
 

@@ -40,6 +40,8 @@ class ServerSet:
     urls: list[str]
     pids: list[int]
     aux_pids: list[int] = field(default_factory=list)
+    #: The redis-server of a stack with one (its commands are counted per connection).
+    redis_port: int | None = None
     trigger: str = "ws"
     http_url: str = ""
     api_key: str = ""
@@ -301,7 +303,8 @@ async def start_roomcast_redis(procs: ProcessGroup, opts: Options) -> ServerSet:
         _start_roomcast(procs, opts, "roomcast-b", env),
     )
     urls = [f"ws://127.0.0.1:{p}/websocket/connect" for p in (p1, p2)]
-    servers = ServerSet("roomcast", urls, [pid1, pid2], aux_pids=[redis_pid])
+    servers = ServerSet("roomcast", urls, [pid1, pid2], aux_pids=[redis_pid],
+                        redis_port=redis_port)
     servers.restart = _restarter(procs, opts, servers, env)
     await _trigger_for(p1, opts, servers)
     servers.notes.append("two instances + redis on the server CPU; publishes on instance a")
