@@ -112,7 +112,7 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
                 await control(pid, "--instr=on")
         cpu_before = sum(cpu_seconds(pid) for pid in servers.pids)
         meter = ConnectMeter(servers.pids, servers.aux_pids, servers.redis_port)
-        if args.native:
+        if args.phase == "connect" and args.native:
             await meter.start()
         connect = await gen.call({"cmd": "connect"}, 1200)
         record["connected"] = connect["joined"]
@@ -311,10 +311,10 @@ def connect_table(records: list[dict[str, Any]], *, native: bool) -> list[str]:
         line = f"| {r['scenario']} | {r['n']} | {total} | {r[key]:,.0f} | {ratio} |"
         if native:
             redis = r.get("redis_commands")
-            line += (f" {r['user_us']:,.0f} | {r['sys_us']:,.0f} | {r['writes_per_connect']:.1f} |"
-                     f" {r['redis_us']:,.0f} | {sum(redis.values()):.1f} |" if redis is not None
-                     else f" {r['user_us']:,.0f} | {r['sys_us']:,.0f} |"
-                     f" {r['writes_per_connect']:.1f} | - | - |")
+            tail = "- | - |" if redis is None else \
+                f"{r['redis_us']:,.0f} | {sum(redis.values()):.1f} |"
+            line += (f" {r['user_us']:,.0f} | {r['sys_us']:,.0f} |"
+                     f" {r['writes_per_connect']:.1f} | {tail}")
         lines.append(line)
     return lines
 
