@@ -140,7 +140,7 @@ class PresenceTracker:
             log_event(_log, "presence_store_failed", logging.WARNING, op="remove", error=str(exc))
             return
         if change is not None:
-            await self._announce(change, own_rooms(conn))
+            await self._announce(change, conn)
 
     async def set_status(
         self, conn: LocalConnection, status: str, metadata: dict[str, Any]
@@ -167,7 +167,7 @@ class PresenceTracker:
             # Closed while the store answered: its removal may have run first.
             await self.connection_closed(conn)
             return change
-        await self._announce(change, own_rooms(conn))
+        await self._announce(change, conn)
         return change
 
     # -- subscriptions --------------------------------------------------------------
@@ -251,13 +251,15 @@ class PresenceTracker:
 
     # -- events -----------------------------------------------------------------------
 
-    async def _announce(self, change: Change, rooms: set[RoomId] | None = None) -> None:
+    async def _announce(self, change: Change, conn: LocalConnection | None = None) -> None:
+        """Publish a visible change to whoever may hear it: the rooms of the user's
+        connections, and those ``conn`` (the connection that changed it) is entitled to."""
         if not change.visible:
             return
         user = change.after.user_id
         if (self._alone or not change.followed) and user not in self._subscribers:
             return
-        heard_by = {RoomId(r) for r in change.rooms} | (rooms or set())
+        heard_by = {RoomId(r) for r in change.rooms} | (own_rooms(conn) if conn else set())
         command = PresenceChanged(
             user, change.after.wire(), change.version, tuple(sorted(heard_by))
         )
