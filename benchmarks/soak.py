@@ -212,14 +212,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if rest == 0:
                     sampler.close_minute(minute)
                     if args.trace and minute == round(args.warmup):
-                        traced.append(await soakgrowth.snapshot(pid, trace_dir, 1))
+                        traced.append(await soakgrowth.snapshot(pid, trace_dir, len(traced) + 1))
             if args.trace:
                 traced.append(await soakgrowth.snapshot(pid, trace_dir, len(traced) + 1))
             await load.stop_traffic()
             record["error_samples"] = load.samples_of_errors()
             await load.close_all()
             if len(traced) == 2:
-                record["growth"] = soakgrowth.growth(*traced)
+                record["growth"] = soakgrowth.growth(traced[0], traced[1])
             record["after_close"] = await after_close(pid, base, record["baseline"]["fds"])
         except Exception as exc:
             record["error"] = f"{type(exc).__name__}: {exc}"
@@ -272,7 +272,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--server-env", action="append", default=[], metavar="K=V", help="extra server settings"
     )
     p.add_argument("--out", type=Path, default=HERE, help="directory of the result files")
-    p.add_argument("--name", default="soak", help="stem of the result files")
+    p.add_argument("--name", default=None,
+                   help="stem of the result files (default: soak, or soak-trace with --trace)")
     p.add_argument(
         "--no-results-md", action="store_true", help="do not update the Soak section of RESULTS.md"
     )
@@ -284,6 +285,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.no_results_md = args.no_results_md or args.trace
+    # A traced run's figures are not the product's: never in the measured soak's files.
+    args.name = args.name or ("soak-trace" if args.trace else "soak")
     return args
 
 
