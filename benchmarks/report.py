@@ -122,6 +122,22 @@ def bound(row: dict[str, Any]) -> str:
     return "no"
 
 
+def _span(low: Any, high: Any) -> str:
+    """``low-high`` over the runs (``-`` for one run)."""
+    if low is None or high is None or low == high:
+        return "-"
+    return f"{_f(low, '{:.2f}')}-{_f(high, '{:.2f}')}"
+
+
+def _paired(paired: dict[str, Any] | None) -> str:
+    """The median of the run-by-run ratios to bare, with their range."""
+    if not paired:
+        return "-"
+    if paired["runs"] == 1:
+        return f"{paired['median']:.2f}"
+    return f"{paired['median']:.2f} ({paired['min']:.2f}-{paired['max']:.2f})"
+
+
 def _find(rows: list[dict[str, Any]], scenario: str, n: int) -> dict[str, Any] | None:
     for row in rows:
         if row["scenario"] == scenario and row["n"] == n and row.get("runs"):
@@ -184,8 +200,8 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
 def paced_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| stack | N | messages | p50 ms | p99 ms | max ms | p99 x bare | server us/delivery "
-        "| us/dlv x bare | writes/dlv | delivered |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| us/dlv range | us/dlv x bare | x bare run by run | writes/dlv | delivered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if "paced_p50" not in row:
@@ -197,7 +213,9 @@ def paced_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {_f(row['paced_max'], '{:.2f}')} "
             f"| {_ratio(row['paced_p99'], bare.get('paced_p99'))} "
             f"| {_f(row['paced_us'], '{:.2f}')} "
+            f"| {_span(row.get('paced_us_min'), row.get('paced_us_max'))} "
             f"| {_ratio(row['paced_us'], bare.get('paced_us'))} "
+            f"| {_paired(row.get('paced_us_paired'))} "
             f"| {_f(row.get('paced_writes'), '{:.2f}')} "
             f"| {_f(row['paced_delivered'], '{:.1f}%')} |"
         )
@@ -334,6 +352,10 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
             1.05 * bare.get("paced_us", nan),
             True,
         )
+        paired = row.get("paced_us_paired")
+        if paired and paired["runs"] >= 3:
+            add(f"paced us/delivery, median of {paired['runs']} run-by-run ratios <= 1.05",
+                n, paired["median"], 1.05, True)
         add("idle RSS KB/conn <= 20", n, row["rss_kib"] * 1.024, 20.0, True)
         add("redis deliveries/s >= 0.6x single", n, redis.get("rate", nan), 0.6 * rate, False)
         if n == 5000:

@@ -213,7 +213,43 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if ok:
             row.update(_medians(ok))
         rows.append(row)
+    for row in rows:
+        row.update(_paired(groups, row["scenario"], row["n"]))
     return rows
+
+
+#: Per-run figures compared run by run with the bare server's run of the same index.
+PAIRED_FIELDS = {
+    "paced_us": ("paced", "server_us_per_delivery"),
+    "us": ("burst", "server_us_per_delivery"),
+    "connect_s": ("connect", "connect_s"),
+}
+
+
+def _paired(groups: dict[tuple[str, int], list[dict[str, Any]]], scenario: str,
+            n: int) -> dict[str, Any]:
+    """Ratios to ``bare`` run by run (``<key>_paired``: their median, min and max).
+
+    Runs are interleaved, so run i of a stack and run i of ``bare`` saw the same state
+    of the machine; the median of their ratios moves less than the ratio of medians.
+    """
+    bare = {r.get("run", 0): r for r in groups.get(("bare", n), []) if "error" not in r}
+    out: dict[str, Any] = {}
+    if scenario == "bare" or not bare:
+        return out
+    mine = [r for r in groups.get((scenario, n), [])
+            if "error" not in r and r.get("run", 0) in bare]
+    for key, (phase, name) in PAIRED_FIELDS.items():
+        ratios = []
+        for rec in mine:
+            a = _num(rec.get(phase, {}).get(name))
+            b = _num(bare[rec.get("run", 0)].get(phase, {}).get(name))
+            if not (math.isnan(a) or math.isnan(b) or b == 0):
+                ratios.append(a / b)
+        if ratios:
+            out[key + "_paired"] = {"median": median(ratios), "min": min(ratios),
+                                    "max": max(ratios), "runs": len(ratios)}
+    return out
 
 
 BURST_FIELDS = {
@@ -285,6 +321,8 @@ def _medians(ok: list[dict[str, Any]]) -> dict[str, Any]:
         row["paced_count"] = ok[0]["paced"]["count"]
         for key, name in PACED_FIELDS.items():
             row[key] = median([_num(r["paced"].get(name)) for r in ok])
+        paced_us = [_num(r["paced"].get("server_us_per_delivery")) for r in ok]
+        row["paced_us_min"], row["paced_us_max"] = min(paced_us), max(paced_us)
     return row
 
 
@@ -361,9 +399,12 @@ async def main_async(args: argparse.Namespace) -> int:
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="roomcast-bench-") as tmp:
         for n in ns:
-            for scenario in scenarios:
-                m = m_for(scenario, n, args.m)
-                for run in range(args.runs):
+            # Run-major: each run of every scenario before the next run, so a drift of
+            # the machine (another VM on the host) falls on all stacks alike and the
+            # paired ratios of one run compare like with like.
+            for run in range(args.runs):
+                for scenario in scenarios:
+                    m = m_for(scenario, n, args.m)
                     log_dir = Path(tmp) / f"{scenario}-{n}-{run}"
                     log_dir.mkdir()
                     best: dict[str, Any] | None = None
