@@ -363,6 +363,11 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
         add("connect s <= 1.5x bare", n, row["connect_s"], 1.5 * bare.get("connect_s", nan), True)
         add("redis connect s <= 2x bare", n, redis.get("connect_s", nan),
             2 * bare.get("connect_s", nan), True)
+        for stack, limit, what in ((row, 1.5, "connect s"), (redis, 2.0, "redis connect s")):
+            paired = stack.get("connect_s_paired")
+            if paired and paired["runs"] >= 3:
+                add(f"{what}, median of {paired['runs']} run-by-run ratios <= {limit:g}",
+                    n, paired["median"], limit, True)
         if n >= 10000:
             add("all connections on one instance", n, row["connected"], float(n), False)
     return out if len(out) > 2 else []
