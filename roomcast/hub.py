@@ -18,7 +18,7 @@ from roomcast.logs import Throttled
 from roomcast.membership.base import Group
 from roomcast.protocol.frames import deflated_text_frame, text_frame
 from roomcast.types import ConnId, GroupId, RoomId, UserId
-from roomcast.writer import ConnectionWriter, fan_out
+from roomcast.writer import ConnectionWriter, RoomWriters, fan_out, fan_out_room
 
 _oversize = Throttled(logging.getLogger("roomcast.hub"), "oversize_publication_dropped",
                       logging.ERROR)
@@ -82,10 +82,10 @@ class Hub:
         self.users: dict[UserId, dict[ConnId, LocalConnection]] = {}
         self.rooms: dict[RoomId, dict[ConnId, LocalConnection]] = {}
         self.room_names: dict[RoomId, str] = {}
-        #: Each room's writers as a list, built at its first message after a change of
-        #: members: the one-message-per-room loop then reads nothing per recipient but
-        #: the writer (a dict of connections cost two lookups more each).
-        self._writers: dict[RoomId, list[ConnectionWriter]] = {}
+        #: Each room's writers (and their transports), built at its first message after
+        #: a change of members: the one-message-per-room loop then reads nothing per
+        #: recipient but the transport (a dict of connections cost two lookups more each).
+        self._writers: dict[RoomId, RoomWriters] = {}
         #: Connections here that negotiated permessage-deflate (0: the plain fast path).
         self.deflating = 0
 
@@ -181,8 +181,9 @@ class Hub:
                 members = self.rooms.get(room)
                 if not members:
                     return 0
-                writers = self._writers[room] = [c.writer for c in members.values()]
-            return fan_out(writers, frame)
+                writers = self._writers[room] = RoomWriters(
+                    [c.writer for c in members.values()])
+            return fan_out_room(writers, frame)
         return fan_out([c.writer for c in self.recipients(target)], frame)
 
     def _deliver_mixed(

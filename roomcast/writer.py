@@ -16,6 +16,13 @@ at once, up to which it takes direct writes without asking (the byte limit minus
 its buffer when last measured, less what it took since through its own writes).
 A large fan-out with no pass pending (one message to a room) is then a bare loop:
 compare, write; the count moves once per message, not once per recipient.
+
+A room's fan-out (:func:`fan_out_room`) goes one step further: its :class:`RoomWriters`
+keeps the transports of its open writers in a list, and with no pass pending the loop
+reads nothing per recipient but the transport, as a bare server does: its buffer size
+(the exact measure, in place of the writer's limit) and the write. Reading each
+writer object and its limit cost more than that measure: about 0.1 us of user time
+per recipient at 10,000 recipients, in cache misses rather than instructions.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ class Flusher:
     charged them through its limit, recipient or not: an overestimate, never less).
     """
 
-    __slots__ = ("_dirty", "_fanned", "scheduled", "sent", "tick")
+    __slots__ = ("_dirty", "_fanned", "closes", "scheduled", "sent", "tick")
 
     def __init__(self) -> None:
         self._dirty: list[ConnectionWriter] = []
@@ -66,6 +73,9 @@ class Flusher:
         self.scheduled = False
         self.tick = 0
         self.sent = 0
+        #: Writers closed so far: a room's list of transports older than the last close
+        #: is built again before its next bare loop.
+        self.closes = 0
 
     def schedule(self) -> None:
         """Make sure a pass (ending the current tick) runs soon."""
@@ -159,6 +169,68 @@ def fan_out(writers: Collection[ConnectionWriter], frame: bytes) -> int:
             continue
         if not writer.write(frame):
             sent -= 1
+    return sent
+
+
+class RoomWriters:
+    """A room's writers, and the transports of the open ones for :func:`fan_out_room`.
+
+    Built at a room's first message after a change of members; the transports are
+    listed again after any writer closes (a closed writer takes no frame). Its writers
+    share one flusher (the gateway's), whose count of closes says when.
+    """
+
+    __slots__ = ("_closes", "_max_bytes", "_transports", "writers")
+
+    def __init__(self, writers: list[ConnectionWriter]) -> None:
+        self.writers = writers
+        self._transports: list[_Transport] = []
+        self._max_bytes = 0
+        self._closes = -1
+
+    def transports(self, closes: int) -> list[_Transport]:
+        """The open writers' transports, as of ``closes`` (the flusher's count)."""
+        if self._closes != closes:
+            open_ = [w for w in self.writers if not w.closed]
+            self._transports = [w._transport for w in open_]
+            self._max_bytes = min((w.max_bytes for w in open_), default=0)
+            self._closes = closes
+        return self._transports
+
+
+def fan_out_room(room: RoomWriters, frame: bytes) -> int:
+    """:func:`fan_out` to a room's writers; how many took the frame.
+
+    With no pass pending every writer's queue is empty, so a transport whose buffer
+    leaves room for the frame takes it at once; the others (a slow consumer, a
+    transport that raised) go the writer's own way afterwards, which closes them.
+    """
+    writers = room.writers
+    flusher = writers[0]._flusher if writers else None
+    if flusher is None or len(writers) < FAST_MIN or flusher.scheduled:
+        return fan_out(writers, frame)
+    transports = room.transports(flusher.closes)
+    room_left = room._max_bytes - len(frame)
+    others: list[_Transport] = []
+    for transport in transports:
+        if transport.get_write_buffer_size() <= room_left:
+            if not transport.is_closing():
+                try:
+                    transport.write(frame)
+                except Exception:
+                    others.append(transport)
+        else:
+            others.append(transport)
+    sent = len(transports)
+    end = flusher.sent + len(frame)
+    if others:
+        by_transport = {id(w._transport): w for w in writers}
+        for transport in others:
+            if not by_transport[id(transport)]._write_measured(frame, end):
+                sent -= 1
+    flusher.sent = end
+    flusher._fanned.append(writers)
+    flusher.schedule()
     return sent
 
 
@@ -293,6 +365,8 @@ class ConnectionWriter:
 
     def _shut(self) -> None:
         """Closed, with nothing queued."""
+        if not self.closed:
+            self._flusher.closes += 1
         self.closed = True
         self._limit = _CLOSED
         self.pending = []

@@ -6,8 +6,11 @@ Tests are async because ``enqueue`` schedules the flush on the running loop.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from roomcast.writer import FAST_MIN, ConnectionWriter, Flusher, fan_out
+import pytest
+
+from roomcast.writer import FAST_MIN, ConnectionWriter, Flusher, RoomWriters, fan_out, fan_out_room
 from tests.unit.fakes import FakeTransport, Overflows, make_writer
 
 
@@ -209,6 +212,25 @@ async def test_a_transport_that_raises_fails_its_writer_and_nobody_else() -> Non
 
 
 # -- fan_out to a room: the bare loop while no pass is pending ----------------------
+#
+# A room's messages go through fan_out_room (the hub's path, one RoomWriters kept
+# across messages) or fan_out (a list of writers, as for the liveness pings): both
+# must keep the same promises.
+
+Send = Callable[[bytes], int]
+
+
+@pytest.fixture(params=["fan_out", "fan_out_room"])
+def sender(request: pytest.FixtureRequest) -> Callable[[list[ConnectionWriter]], Send]:
+    """How a room's members get a frame: ``sender(members)(frame)`` -> count."""
+
+    def make(members: list[ConnectionWriter]) -> Send:
+        if request.param == "fan_out":
+            return lambda frame: fan_out(members, frame)
+        kept = RoomWriters(members)
+        return lambda frame: fan_out_room(kept, frame)
+
+    return make
 
 
 def room(n: int = FAST_MIN,
@@ -218,29 +240,37 @@ def room(n: int = FAST_MIN,
     return [ConnectionWriter(t, flusher, max_bytes=max_bytes) for t in transports], transports
 
 
-async def test_a_room_gets_one_write_per_message_one_at_a_time() -> None:
+async def test_a_room_gets_one_write_per_message_one_at_a_time(
+    sender: Callable[[list[ConnectionWriter]], Send],
+) -> None:
     members, transports = room()
+    send = sender(members)
     frames = [f"frame-{i}".encode() for i in range(5)]
     for frame in frames:
-        assert fan_out(members, frame) == len(members)
+        assert send(frame) == len(members)
         assert all(t.writes[-1] is frame for t in transports)  # during the call
         await one_iteration()
     assert all(len(t.writes) == 5 for t in transports)
 
 
-async def test_a_burst_to_a_room_costs_two_writes_per_connection_in_order() -> None:
+async def test_a_burst_to_a_room_costs_two_writes_per_connection_in_order(
+    sender: Callable[[list[ConnectionWriter]], Send],
+) -> None:
     members, transports = room()
+    send = sender(members)
     frames = [f"{i};".encode() for i in range(30)]
     for frame in frames:
-        assert fan_out(members, frame) == len(members)
+        assert send(frame) == len(members)
     await one_iteration()
     for t in transports:
         assert t.writes == [frames[0], b"".join(frames[1:])]
 
 
-async def test_a_room_fan_out_then_a_single_write_in_the_same_iteration_is_queued() -> None:
+async def test_a_room_fan_out_then_a_single_write_in_the_same_iteration_is_queued(
+    sender: Callable[[list[ConnectionWriter]], Send],
+) -> None:
     members, transports = room()
-    assert fan_out(members, b"room;") == len(members)
+    assert sender(members)(b"room;") == len(members)
     assert fan_out(members[:1], b"direct;") == 1
     assert members[0].write(b"again;")
     assert transports[0].writes == [b"room;"]
@@ -249,25 +279,30 @@ async def test_a_room_fan_out_then_a_single_write_in_the_same_iteration_is_queue
     assert all(t.writes == [b"room;"] for t in transports[1:])
 
 
-async def test_a_queued_frame_is_never_overtaken_by_a_room_fan_out() -> None:
+async def test_a_queued_frame_is_never_overtaken_by_a_room_fan_out(
+    sender: Callable[[list[ConnectionWriter]], Send],
+) -> None:
     members, transports = room()
     assert members[3].enqueue(b"reply;")
-    assert fan_out(members, b"room;") == len(members)
+    assert sender(members)(b"room;") == len(members)
     assert transports[3].writes == []
     await one_iteration()
     assert transports[3].writes == [b"reply;room;"]
     assert transports[0].writes == [b"room;"]
 
 
-async def test_a_room_fan_out_stops_at_the_byte_limit_of_a_consumer_that_reads_nothing() -> None:
+async def test_a_room_fan_out_stops_at_the_byte_limit_of_a_consumer_that_reads_nothing(
+    sender: Callable[[list[ConnectionWriter]], Send],
+) -> None:
     flusher, overflows = Flusher(), Overflows()
     stuck = StuckTransport()
     others = [FakeTransport() for _ in range(FAST_MIN)]
     members = [ConnectionWriter(stuck, flusher, max_bytes=1000, on_overflow=overflows)]
     members += [ConnectionWriter(t, flusher, max_bytes=1000) for t in others]
+    send = sender(members)
     results = []
     for _ in range(25):
-        results.append(fan_out(members, b"x" * 100))
+        results.append(send(b"x" * 100))
         await one_iteration()
     assert results == [len(members)] * 10 + [len(members) - 1] * 15
     assert stuck.buffered == 1000  # never above the limit
@@ -275,13 +310,45 @@ async def test_a_room_fan_out_stops_at_the_byte_limit_of_a_consumer_that_reads_n
     assert all(len(t.writes) == 25 for t in others)
 
 
-async def test_a_room_fan_out_skips_closed_writers_and_survives_a_broken_transport() -> None:
+async def test_a_room_fan_out_skips_closed_writers_and_survives_a_broken_transport(
+    sender: Callable[[list[ConnectionWriter]], Send],
+) -> None:
     members, transports = room()
     members[0].close(flush=False)
     broken = ConnectionWriter(BrokenTransport(), members[1]._flusher, max_bytes=1000)
     members[1] = broken
-    assert fan_out(members, b"frame") == len(members) - 2
+    send = sender(members)
+    assert send(b"frame") == len(members) - 2
     assert transports[0].writes == [] and broken.closed
     assert all(t.writes == [b"frame"] for t in transports[2:])
     await one_iteration()
-    assert fan_out(members, b"next") == len(members) - 2
+    assert send(b"next") == len(members) - 2
+    assert all(t.writes == [b"frame", b"next"] for t in transports[2:])
+
+
+async def test_a_writer_closed_after_the_room_was_listed_gets_nothing_more() -> None:
+    members, transports = room()
+    kept = RoomWriters(members)
+    assert fan_out_room(kept, b"one") == len(members)
+    await one_iteration()
+    members[2].close(flush=False)  # e.g. kicked: not yet out of the room
+    assert fan_out_room(kept, b"two") == len(members) - 1
+    assert transports[2].writes == [b"one"]
+    assert all(t.writes == [b"one", b"two"] for i, t in enumerate(transports) if i != 2)
+
+
+async def test_a_room_member_with_a_larger_limit_is_measured_against_its_own() -> None:
+    flusher = Flusher()
+    transports = [FakeTransport() for _ in range(FAST_MIN)]
+    members = [ConnectionWriter(t, flusher, max_bytes=1000) for t in transports]
+    roomy, overflows = FakeTransport(), Overflows()
+    roomy.buffered = 1500  # over the room's smallest limit, within its own
+    members.append(ConnectionWriter(roomy, flusher, max_bytes=2000, on_overflow=overflows))
+    kept = RoomWriters(members)
+    assert fan_out_room(kept, b"x" * 100) == len(members)
+    assert roomy.writes == [b"x" * 100] and overflows.calls == 0
+    await one_iteration()
+    roomy.buffered = 1950  # now over its own limit too
+    assert fan_out_room(kept, b"y" * 100) == len(members) - 1
+    assert roomy.writes == [b"x" * 100] and overflows.calls == 1
+    assert all(t.writes == [b"x" * 100, b"y" * 100] for t in transports)
