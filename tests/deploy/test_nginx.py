@@ -121,6 +121,21 @@ class Deployment:
         self.ca.configure_trust(ctx)
         return ctx
 
+    def ws_ssl_context(self) -> ssl.SSLContext:
+        """For websockets' sync client: TLS 1.2 at most.
+
+        That client reads in a background thread while the caller writes, on one
+        ``ssl.SSLSocket``, which is not safe to use from two threads at once. Under TLS
+        1.3 nginx sends its session tickets just after the handshake, as the upgrade
+        request is written: now and then the request never reached nginx ("client timed
+        out while waiting for request" in its log, no answer within 20 s), in CI only.
+        Under TLS 1.2 nothing arrives before the answer. Chromium and httpx (one thread
+        each) still speak TLS 1.3 to nginx.
+        """
+        ctx = self.ssl_context()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.origin, verify=self.ssl_context(), timeout=TIMEOUT,
                             headers={"X-API-Key": API_KEY})
@@ -232,7 +247,7 @@ def python_client(stack: ExitStack, dep: Deployment, user: str, groups: list[str
     token = make_token(dep.secret, user, groups=groups)
 
     def dial() -> Any:
-        return connect(dep.ws_url, ssl=dep.ssl_context(), origin=Origin(dep.origin),
+        return connect(dep.ws_url, ssl=dep.ws_ssl_context(), origin=Origin(dep.origin),
                        additional_headers={"Cookie": f"{COOKIE}={token}"},
                        open_timeout=TIMEOUT)
 
@@ -344,7 +359,7 @@ def test_a_foreign_origin_and_plain_http_are_refused(deployment: Deployment) -> 
     dep = deployment
     token = make_token(dep.secret, "eve")
     with pytest.raises(InvalidStatus) as refused, connect(
-            dep.ws_url, ssl=dep.ssl_context(), origin=Origin("https://evil.example"),
+            dep.ws_url, ssl=dep.ws_ssl_context(), origin=Origin("https://evil.example"),
             additional_headers={"Cookie": f"{COOKIE}={token}"}, open_timeout=TIMEOUT):
         pass
     assert refused.value.response.status_code == 403
