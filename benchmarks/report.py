@@ -129,7 +129,7 @@ def _span(low: Any, high: Any) -> str:
     return f"{_f(low, '{:.2f}')}-{_f(high, '{:.2f}')}"
 
 
-def _paired(paired: dict[str, Any] | None) -> str:
+def _paired_cell(paired: dict[str, Any] | None) -> str:
     """The median of the run-by-run ratios to bare, with their range."""
     if not paired:
         return "-"
@@ -215,7 +215,7 @@ def paced_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {_f(row['paced_us'], '{:.2f}')} "
             f"| {_span(row.get('paced_us_min'), row.get('paced_us_max'))} "
             f"| {_ratio(row['paced_us'], bare.get('paced_us'))} "
-            f"| {_paired(row.get('paced_us_paired'))} "
+            f"| {_paired_cell(row.get('paced_us_paired'))} "
             f"| {_f(row.get('paced_writes'), '{:.2f}')} "
             f"| {_f(row['paced_delivered'], '{:.1f}%')} |"
         )

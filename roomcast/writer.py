@@ -83,6 +83,13 @@ class Flusher:
             self.scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def fanned(self, writers: Collection[ConnectionWriter], end: int) -> None:
+        """Count a large fan-out written directly in this tick (``end``: ``sent`` with its
+        frame): its writers are charged the bytes and stay busy until the pass."""
+        self.sent = end
+        self._fanned.append(writers)
+        self.schedule()
+
     def mark(self, writer: ConnectionWriter) -> None:
         self._dirty.append(writer)
         self.schedule()
@@ -138,9 +145,7 @@ def fan_out(writers: Collection[ConnectionWriter], frame: bytes) -> int:
                         sent -= 1
             elif not writer._write_measured(frame, end):
                 sent -= 1
-        flusher.sent = end
-        flusher._fanned.append(writers)
-        flusher.schedule()
+        flusher.fanned(writers, end)
         return sent
     if flusher._fanned:
         flusher.settle()
@@ -228,9 +233,7 @@ def fan_out_room(room: RoomWriters, frame: bytes) -> int:
         for transport in others:
             if not by_transport[id(transport)]._write_measured(frame, end):
                 sent -= 1
-    flusher.sent = end
-    flusher._fanned.append(writers)
-    flusher.schedule()
+    flusher.fanned(writers, end)
     return sent
 
 
