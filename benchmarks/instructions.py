@@ -82,7 +82,7 @@ async def one(scenario: str, args: argparse.Namespace, out_dir: Path) -> dict[st
     if args.native:
         wrap = []
     opts = Options(
-        trigger="http" if scenario.startswith("roomcast") else "auto",
+        trigger=args.trigger if scenario.startswith("roomcast") else "auto",
         # Periodic work (roomcast's liveness pings to every connection, and the presence
         # refresh, a pass over every connection each TTL/3) is not a cost per delivery
         # and lands in one window but not the other: subtracting its average rate left
@@ -363,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=20, help="messages counted, one at a time")
     p.add_argument("--warm", type=int, default=3, help="messages before counting")
     p.add_argument("--idle", type=float, default=5.0, help="s of the idle window")
+    p.add_argument("--trigger", choices=("http", "ws"), default="http",
+                   help="how roomcast's messages are published: the HTTP API, or a member "
+                   "WebSocket like the bare server's")
     p.add_argument("--phase", choices=("delivery", "connect"), default="delivery",
                    help="connect: instructions per connection of the connect storm (from "
                    "the first handshake until every client joined and the server settled)")

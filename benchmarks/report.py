@@ -200,8 +200,9 @@ def main_table(rows: list[dict[str, Any]]) -> list[str]:
 def paced_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
         "| stack | N | messages | p50 ms | p99 ms | max ms | p99 x bare | server us/delivery "
-        "| us/dlv range | us/dlv x bare | x bare run by run | writes/dlv | delivered |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| us/dlv range | us/dlv x bare | x bare run by run | x bare-http run by run "
+        "| writes/dlv | delivered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if "paced_p50" not in row:
@@ -216,6 +217,7 @@ def paced_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {_span(row.get('paced_us_min'), row.get('paced_us_max'))} "
             f"| {_ratio(row['paced_us'], bare.get('paced_us'))} "
             f"| {_paired_cell(row.get('paced_us_paired'))} "
+            f"| {_paired_cell(row.get('paced_us_paired_bare_http'))} "
             f"| {_f(row.get('paced_writes'), '{:.2f}')} "
             f"| {_f(row['paced_delivered'], '{:.1f}%')} |"
         )

@@ -215,6 +215,8 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(row)
     for row in rows:
         row.update(_paired(groups, row["scenario"], row["n"]))
+        if row["scenario"].startswith("roomcast"):
+            row.update(_paired(groups, row["scenario"], row["n"], base="bare-http"))
     return rows
 
 
@@ -227,16 +229,18 @@ PAIRED_FIELDS = {
 
 
 def _paired(groups: dict[tuple[str, int], list[dict[str, Any]]], scenario: str,
-            n: int) -> dict[str, Any]:
-    """Ratios to ``bare`` run by run (``<key>_paired``: their median, min and max).
+            n: int, base: str = "bare") -> dict[str, Any]:
+    """Ratios to ``base`` run by run (``<key>_paired``, or ``<key>_paired_bare_http``
+    against ``bare-http``: their median, min and max).
 
-    Runs are interleaved, so run i of a stack and run i of ``bare`` saw the same state
+    Runs are interleaved, so run i of a stack and run i of ``base`` saw the same state
     of the machine; the median of their ratios moves less than the ratio of medians.
     """
-    bare = {r.get("run", 0): r for r in groups.get(("bare", n), []) if "error" not in r}
+    bare = {r.get("run", 0): r for r in groups.get((base, n), []) if "error" not in r}
     out: dict[str, Any] = {}
-    if scenario == "bare" or not bare:
+    if scenario == base or not bare:
         return out
+    suffix = "_paired" if base == "bare" else "_paired_" + base.replace("-", "_")
     mine = [r for r in groups.get((scenario, n), [])
             if "error" not in r and r.get("run", 0) in bare]
     for key, (phase, name) in PAIRED_FIELDS.items():
@@ -247,8 +251,8 @@ def _paired(groups: dict[tuple[str, int], list[dict[str, Any]]], scenario: str,
             if not (math.isnan(a) or math.isnan(b) or b == 0):
                 ratios.append(a / b)
         if ratios:
-            out[key + "_paired"] = {"median": median(ratios), "min": min(ratios),
-                                    "max": max(ratios), "runs": len(ratios)}
+            out[key + suffix] = {"median": median(ratios), "min": min(ratios),
+                                 "max": max(ratios), "runs": len(ratios)}
     return out
 
 

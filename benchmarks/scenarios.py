@@ -104,6 +104,16 @@ async def start_bare(procs: ProcessGroup, opts: Options, mode: str = "frame") ->
     return ServerSet("bare", [f"ws://127.0.0.1:{port}/ws"], [pid])
 
 
+async def start_bare_http(procs: ProcessGroup, opts: Options) -> ServerSet:
+    """The bare server, its messages POSTed like roomcast's through the API."""
+    servers = await start_bare(procs, opts)
+    port = int(servers.urls[0].split(":")[2].split("/")[0])
+    servers.trigger = "http"
+    servers.http_url = f"http://127.0.0.1:{port}/websocket/rooms/{BENCH_ROOM}/message"
+    servers.api_key = API_KEY
+    return servers
+
+
 async def start_bare_send(procs: ProcessGroup, opts: Options) -> ServerSet:
     return await start_bare(procs, opts, mode="send")
 
@@ -362,6 +372,7 @@ async def start_roomcast_cluster(procs: ProcessGroup, opts: Options) -> ServerSe
 
 SCENARIOS: dict[str, Starter] = {
     "bare": start_bare,
+    "bare-http": start_bare_http,
     "roomcast": start_roomcast,
     "roomcast-nohistory": start_roomcast_nohistory,
     "roomcast-redis": start_roomcast_redis,
@@ -375,6 +386,7 @@ SCENARIOS: dict[str, Starter] = {
 
 DESCRIPTIONS = {
     "bare": "aiohttp 3.14, frame built once, same bytes written to every transport",
+    "bare-http": "the bare server with its messages POSTed (aiohttp's HTTP request on top)",
     "roomcast": "roomcast serve, one instance, in-memory broker (history on, the default)",
     "roomcast-nohistory": "the same with history off (ROOMCAST_HISTORY_*_SIZE=0)",
     "roomcast-deflate": "roomcast with ROOMCAST_PERMESSAGE_DEFLATE=on, every receiver offering it",

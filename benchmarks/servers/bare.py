@@ -2,7 +2,10 @@
 
 Every connection is in one implicit room. A text message from any connection is
 framed once (server frames are unmasked) and the same bytes are written to every
-other connection's transport: no auth, no envelope, no queue. ``--mode send``
+other connection's transport: no auth, no envelope, no queue. A message POSTed to
+``/websocket/rooms/{room}/message`` (roomcast's API route) is fanned out the same way
+to every connection, its room spliced in: the least an HTTP-triggered fan-out does.
+``--mode send``
 instead calls ``send_str`` per connection (for calibrating against other aiohttp measurements).
 On connect the server sends ``{"type":"room_joined"}`` so the generator knows the
 connection is registered.
@@ -60,7 +63,16 @@ class Hub:
             self.transports.pop(ws, None)
         return ws
 
-    def fan_out_frame(self, sender: web.WebSocketResponse, payload: bytes) -> None:
+    async def post(self, request: web.Request) -> web.Response:
+        """``{"type":"message","data":...}`` to every connection, as the WebSocket trigger
+        would have sent it (``{"type":"message","room":...,"data":...}``)."""
+        body = await request.read()
+        head, sep, rest = body.partition(b'"data":')
+        room = request.match_info["room"].encode()
+        self.fan_out_frame(None, head + b'"room":"' + room + b'",' + sep + rest)
+        return web.Response(body=b'{"success":true}', content_type="application/json")
+
+    def fan_out_frame(self, sender: web.WebSocketResponse | None, payload: bytes) -> None:
         frame = text_frame(payload)
         for ws, transport in self.transports.items():
             if ws is not sender and not transport.is_closing():
@@ -76,6 +88,7 @@ async def serve(host: str, port: int, mode: str, backlog: int) -> None:
     hub = Hub(mode)
     app = web.Application()
     app.router.add_get("/ws", hub.handler)
+    app.router.add_post("/websocket/rooms/{room}/message", hub.post)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=backlog)
