@@ -5,6 +5,8 @@ Hot paths count once per publication or per batch, never per recipient call.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -115,3 +117,20 @@ HISTORY_DUPLICATES = Counter(
     "Publications of a room received twice by this instance and delivered once",
     registry=REGISTRY,
 )
+
+
+#: Children of the counters above that are counted per message, by label value.
+_CHILDREN: dict[tuple[int, str], Any] = {}
+
+
+def by_type(counter: Counter, kind: str) -> Any:
+    """``counter.labels(kind)`` for a message type, looked up once.
+
+    Only for labels of a small fixed set (the protocol's message types): per message,
+    prometheus_client's label lookup cost more than the increment.
+    """
+    key = (id(counter), kind)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = counter.labels(kind)
+    return child

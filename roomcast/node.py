@@ -53,18 +53,6 @@ _log = logging.getLogger("roomcast.node")
 UNSUBSCRIBE_DELAY = 5.0
 #: Closes counted in roomcast_token_closes (expiry is counted by lifetime.py).
 _TOKEN_CLOSES: dict[int, str] = {CloseCode.REVOKED: "revoked", CloseCode.KICKED: "kicked"}
-#: roomcast_messages_published's children by type (few: the protocol's types), looked up once.
-_SENT_BY_TYPE: dict[str, Any] = {}
-
-
-def _sent(kind: str) -> Any:
-    """The roomcast_messages_published counter of ``kind``."""
-    counter = _SENT_BY_TYPE.get(kind)
-    if counter is None:
-        counter = _SENT_BY_TYPE[kind] = metrics.MESSAGES_SENT.labels(kind)
-    return counter
-
-
 class Node:
     """One roomcast instance."""
 
@@ -258,7 +246,7 @@ class Node:
         Raises:
             BrokerError: other instances could not be reached (local delivery happened).
         """
-        _sent(envelope["type"]).inc()
+        metrics.by_type(metrics.MESSAGES_SENT, envelope["type"]).inc()
         self.messages_published += 1
         stream = self.history.stream_of(target) if stored else None
         try:
@@ -461,7 +449,7 @@ class Node:
     def _members_update_here(self, room: RoomId, count: int) -> None:
         """The coalesced update, to this instance's members of the room only."""
         event = messages.room_update(room, "members", count)
-        _sent(event["type"]).inc()
+        metrics.by_type(metrics.MESSAGES_SENT, event["type"]).inc()
         self.handle_publication(ToRoom(room), messages.encode(event))
 
     async def _report_changed(self, rooms: tuple[RoomId, ...]) -> None:

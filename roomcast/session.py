@@ -76,7 +76,7 @@ class Session:
 
     async def handle(self, command: ClientCommand) -> None:
         """Carry out one parsed client message, replying exactly once if it has an id."""
-        metrics.MESSAGES_RECEIVED.labels(command.type).inc()
+        metrics.by_type(metrics.MESSAGES_RECEIVED, command.type).inc()
         try:
             if isinstance(command, Publish):
                 await self._publish(command)
