@@ -120,7 +120,7 @@ HISTORY_DUPLICATES = Counter(
 
 
 #: Children of the counters above that are counted per message, by label value.
-_CHILDREN: dict[tuple[int, str], Any] = {}
+_CHILDREN: dict[tuple[Counter, str], Any] = {}
 
 
 def by_type(counter: Counter, kind: str) -> Any:
@@ -129,7 +129,7 @@ def by_type(counter: Counter, kind: str) -> Any:
     Only for labels of a small fixed set (the protocol's message types): per message,
     prometheus_client's label lookup cost more than the increment.
     """
-    key = (id(counter), kind)
+    key = (counter, kind)
     child = _CHILDREN.get(key)
     if child is None:
         child = _CHILDREN[key] = counter.labels(kind)

@@ -53,6 +53,8 @@ _log = logging.getLogger("roomcast.node")
 UNSUBSCRIBE_DELAY = 5.0
 #: Closes counted in roomcast_token_closes (expiry is counted by lifetime.py).
 _TOKEN_CLOSES: dict[int, str] = {CloseCode.REVOKED: "revoked", CloseCode.KICKED: "kicked"}
+
+
 class Node:
     """One roomcast instance."""
 
