@@ -95,8 +95,10 @@ class Session:
             self.reject(exc)
         except BrokerError as exc:
             # The broker's own text may carry the Redis address: the logs get it, users not.
-            _broker_failed(time.monotonic(), error=str(exc))
-            if isinstance(exc, DeliveryUnknown):
+            _broker_failed(time.monotonic(), type=command.type, error=str(exc))
+            if not isinstance(command, Publish):
+                text = "the other instances are unreachable; try again"
+            elif isinstance(exc, DeliveryUnknown):
                 text = ("delivered on this instance; the others may or may not have it "
                         "(not sent again)")
             else:

@@ -191,6 +191,13 @@ async def test_redis_outage_keeps_local_delivery_and_recovers_without_restart(
                 got = await local.expect(has_text(text))
                 assert got["to"] == local.conn_id and got["from"] == sender.conn_id
                 await sender.expect(reply_to(mid))
+            # A request that delivers nothing is not said to have been delivered.
+            mid = uid("members")
+            await a1.send({"id": mid, "type": "system",
+                           "data": {"action": "members", "room": room}})
+            reply = await a1.expect(reply_to(mid))
+            assert reply["type"] == "error" and reply["data"]["code"] == "unavailable", reply
+            assert "delivered" not in reply["data"]["message"], reply
             # The admin API fails with a clear 503 instead of hanging or pretending.
             for url in (f"/websocket/rooms/{room}/message", "/websocket/broadcast",
                         f"/websocket/users/{uid('u')}/message"):
