@@ -23,6 +23,7 @@ from roomcast.server.admin.guard import API_KEY_HEADER
 from roomcast.server.admin.inputs import MAX_CONN_ID
 from roomcast.server.admin.problems import ERROR_SCHEMA, PROBLEM_JSON
 from roomcast.server.admin.routes import OPERATIONS, Operation
+from roomcast.server.tokens import PATH as TOKEN_REFRESH_PATH
 
 SPEC_PATH = "/websocket/openapi.json"
 _REF = "#/components/schemas/{model}"
@@ -44,7 +45,8 @@ _ERRORS = {
          "change them there.",
     415: "A cookie-authenticated request whose body is not application/json.",
     422: "Invalid path id, query parameter or body; `detail` and `errors` say which and why.",
-    503: "Redis or the membership store is unreachable; retry later.",
+    503: "Redis or a store is unreachable, or did not answer within the store timeout; "
+         "retry later.",
     504: "Redis took the message but did not confirm it in time: other instances may or "
          "may not have it (never twice). A retry is a new message.",
 }
@@ -58,6 +60,7 @@ def _schemas() -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, A
                         dict[str, Any]]:
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = {
         (bodies.ErrorModel, "serialization"), (bodies.Status, "serialization"),
+        (bodies.RefreshBody, "validation"), (bodies.Refreshed, "serialization"),
     }
     for op in OPERATIONS:
         models.add((op.response, "serialization"))
@@ -118,20 +121,25 @@ def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]
     }
     if op.description:
         out["description"] = op.description
-    errors = {401, 403, 422, *op.errors}
+    # 503: every operation waits for its stores at most the store timeout.
+    errors = {401, 403, 422, 503, *op.errors}
     if op.method != "GET":
         errors.add(415)  # a cookie-authenticated write must send JSON (CSRF guard)
     if op.body is not None:
-        media: dict[str, Any] = {"schema": refs[(op.body, "validation")]}
-        extra = op.body.model_config.get("json_schema_extra")
-        examples = extra.get("examples") if isinstance(extra, dict) else None
-        if isinstance(examples, list) and examples:
-            media["example"] = examples[0]
-        out["requestBody"] = {"required": op.body_required,
-                              "content": {"application/json": media}}
+        out["requestBody"] = _request_body(op.body, refs, required=op.body_required)
     for status in sorted(errors):
         out["responses"][str(status)] = _problem(status)
     return out
+
+
+def _request_body(model: type[BaseModel], refs: dict[Any, dict[str, Any]], *,
+                  required: bool) -> dict[str, Any]:
+    media: dict[str, Any] = {"schema": refs[(model, "validation")]}
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if isinstance(examples, list) and examples:
+        media["example"] = examples[0]
+    return {"required": required, "content": {"application/json": media}}
 
 
 def _public(prefix: str) -> dict[str, Any]:
@@ -174,12 +182,41 @@ def _public(prefix: str) -> dict[str, Any]:
     }
 
 
+def _token_refresh(prefix: str, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]:
+    """The browser's cookie hand-over: the caller's own token, not an administrator's."""
+    described = {
+        401: "No valid token (bearer or cookie), or it is revoked.",
+        403: "A cross-site request with the cookie.",
+        404: "None of the named connections is the caller's and open.",
+        415: "A cookie-authenticated request whose body is not application/json.",
+        422: "Invalid body; `detail` and `errors` say which and why.",
+        503: "The revocation store or Redis is unreachable; retry later.",
+    }
+    return {f"{prefix}{TOKEN_REFRESH_PATH}": {"post": {
+        "operationId": "refreshToken",
+        "summary": "Hand the request's token to the caller's live connections",
+        "description": "A page cannot read its HttpOnly cookie to send it over its "
+                       "WebSocket: it posts the connection ids here with the fresh cookie, "
+                       "and those connections take over the token's expiry, scopes and groups.",
+        "tags": ["tokens"], "security": [{"bearerToken": []}, {"cookie": []}],
+        "requestBody": _request_body(bodies.RefreshBody, refs, required=True),
+        "responses": {
+            "200": {"description": "The connections that took over the token",
+                    "content": {"application/json": {
+                        "schema": refs[(bodies.Refreshed, "serialization")]}}},
+            **{str(code): {**_problem(code), "description": text}
+               for code, text in described.items()},
+        },
+    }}}
+
+
 def build_spec(prefix: str = "") -> dict[str, Any]:
     """The OpenAPI 3.1 document of the admin API, its paths under ``prefix``."""
     refs, schemas = _schemas()
     paths: dict[str, dict[str, Any]] = _public(prefix)
     for op in OPERATIONS:
         paths.setdefault(prefix + op.path, {})[op.method.lower()] = _operation(op, refs)
+    paths.update(_token_refresh(prefix, refs))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -187,15 +224,18 @@ def build_spec(prefix: str = "") -> dict[str, Any]:
             "version": roomcast.__version__,
             "description": (
                 "Administration and publishing API of the roomcast WebSocket gateway "
-                "(the Go gateway's admin API, with real authorization). Every endpoint "
-                "but status and metrics needs an administrator's token (admin scope or "
-                f"listed user id) or the `{API_KEY_HEADER}` of an app backend. Errors "
+                "(the Go gateway's admin API, with real authorization). The status, "
+                "probe and metrics routes are public; the token refresh takes the "
+                "caller's own token; every other endpoint needs an administrator's token "
+                f"(admin scope or listed user id) or the `{API_KEY_HEADER}` of an app "
+                "backend. Errors "
                 "are RFC 9457 problem details (`application/problem+json`) as the Go "
                 "gateway writes them, plus a stable `code`."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
-        "tags": [{"name": n} for n in ("messages", "connections", "rooms", "users", "status")],
+        "tags": [{"name": n} for n in ("messages", "connections", "rooms", "users", "tokens",
+                                       "status")],
         "paths": paths,
         "components": {
             "schemas": schemas,

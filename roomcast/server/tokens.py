@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from pydantic import Field
 
 from roomcast import metrics
 from roomcast.auth import TokenSource, authenticate, token_candidates
@@ -20,7 +19,7 @@ from roomcast.exceptions import AuthError, BrokerError, StoreError
 from roomcast.logs import log_event
 from roomcast.protocol import messages
 from roomcast.refresh import grant_of
-from roomcast.server.admin.bodies import _Request
+from roomcast.server.admin.bodies import RefreshBody, Refreshed
 from roomcast.server.admin.guard import same_site_only
 from roomcast.server.admin.inputs import read_body
 from roomcast.server.admin.problems import ERROR_SCHEMA, Problem, json_response, with_schema
@@ -29,12 +28,6 @@ from roomcast.types import ConnId
 
 _log = logging.getLogger("roomcast.refresh")
 PATH = "/websocket/token/refresh"
-
-
-class RefreshBody(_Request):
-    """The connections (of the caller's user) that take over the fresh token."""
-
-    connection_ids: list[str] = Field(min_length=1, max_length=32)
 
 
 async def refresh_route(request: web.Request) -> web.StreamResponse:
@@ -74,8 +67,9 @@ async def _refresh(request: web.Request) -> web.Response:
         raise Problem(503, "unavailable", "could not reach the other instances",
                       headers={"Retry-After": "1"}) from None
     log_event(_log, "cookie_refresh", user=claims.user_id, connections=len(named))
-    return json_response({"user_id": claims.user_id, "connection_ids": list(named),
-                          "expires_at": messages.rfc3339(claims.expires_at)})
+    return with_schema(request, json_response(
+        {"user_id": claims.user_id, "connection_ids": list(named),
+         "expires_at": messages.rfc3339(claims.expires_at)}), Refreshed.__name__)
 
 
 def _refused(reason: str) -> Problem:

@@ -35,12 +35,17 @@ def test_every_operation_is_described(spec: dict[str, Any]) -> None:
         assert described["operationId"] == op.operation_id
         assert described["summary"]
         assert {"apiKey": []} in described["security"]
-        assert {"200", "401", "403", "422"} <= set(described["responses"])
+        assert {"200", "401", "403", "422", "503"} <= set(described["responses"])
         if op.body is not None:
             media = described["requestBody"]["content"]["application/json"]
             assert media["schema"]["$ref"].startswith("#/components/schemas/")
             assert media["example"]
     assert spec["paths"]["/websocket/status"]["get"]["security"] == []
+    # The browser's cookie hand-over takes the caller's own token, never an API key.
+    refresh = spec["paths"]["/websocket/token/refresh"]["post"]
+    assert {"apiKey": []} not in refresh["security"] and {"cookie": []} in refresh["security"]
+    assert refresh["requestBody"]["content"]["application/json"]["example"]["connection_ids"]
+    assert {"200", "401", "404", "422", "503"} <= set(refresh["responses"])
     schemas = spec["components"]["schemas"]
     assert schemas["MessageBody"]["properties"]["type"]["enum"][0] == "message"
     assert len(schemas["MessageBody"]["properties"]["type"]["enum"]) == 10

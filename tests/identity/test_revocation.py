@@ -140,7 +140,12 @@ async def test_a_fresh_cookie_refreshes_a_connection_on_another_instance(pair: C
                             headers={"Cookie": f"falcon_auth_token={fresh}",
                                      "Origin": gw0.base_url})
         assert r.status_code == 200, r.text
-        assert r.json()["connection_ids"] == [peer.conn_id]
+        body = r.json()
+        assert body["connection_ids"] == [peer.conn_id]
+        # Described like every other answer of the API.
+        assert body["$schema"].endswith("/schemas/Refreshed.json"), body
+        assert (await http.get("/schemas/Refreshed.json")).json()["required"] == [
+            "user_id", "connection_ids", "expires_at"]
         await peer.expect(lambda m: m.get("type") == "room_joined" and m["room"] == "group:green")
         # The CSRF guard of the admin API: cross-site Origin, or a form post.
         r = await http.post("/websocket/token/refresh", json={"connection_ids": [peer.conn_id]},

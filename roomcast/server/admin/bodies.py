@@ -363,6 +363,24 @@ class Revoked(BaseModel):
     connections: int = Field(description="Connections of the user, cluster-wide, closed.")
 
 
+class RefreshBody(_Request):
+    """``POST /websocket/token/refresh``: the caller's connections that take over the token."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"connection_ids": [_CONN_ID]}]})
+
+    connection_ids: list[str] = Field(min_length=1, max_length=32)
+
+
+class Refreshed(BaseModel):
+    """The connections that took over the request's token, and when it expires."""
+
+    model_config = _example(user_id="alice", connection_ids=[_CONN_ID],
+                            expires_at="2026-12-06T11:00:00Z")
+    user_id: str
+    connection_ids: list[str] = Field(description="Those named that are the caller's and open.")
+    expires_at: str = Field(description="RFC 3339 expiry of the token they now hold.")
+
+
 class Stats(BaseModel):
     """The Go gateway's ``WebSocketStats``, for this instance."""
 
