@@ -11,7 +11,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from roomcast import metrics
 from roomcast.auth import Claims, authenticate, origin_allowed, token_candidates
@@ -264,7 +264,11 @@ async def _serve(ws: web.WebSocketResponse, session: Session, gw: Gateway,
             elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.ERROR:
-                metrics.REJECTED.labels(str(ErrorCode.TOO_LARGE)).inc()
+                # aiohttp closed the socket: a frame over its hard size limit (1009), or
+                # one RFC 6455 forbids (1002) or that is not UTF-8 text (1007).
+                too_big = getattr(msg.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG
+                metrics.REJECTED.labels(
+                    str(ErrorCode.TOO_LARGE) if too_big else MALFORMED_FRAME).inc()
                 reason = f"protocol error: {msg.data}"
                 break
             msg = None
@@ -381,6 +385,8 @@ def _connection(
     return conn
 
 
+#: The ``roomcast_messages_rejected`` label of a frame the WebSocket layer refused.
+MALFORMED_FRAME = "malformed_frame"
 _COUNTED = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING)
 #: What ends ``async for msg in ws`` in aiohttp.
 _ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)

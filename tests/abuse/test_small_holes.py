@@ -223,6 +223,27 @@ async def test_unmasked_client_frames_close_the_connection(gateway_factory: Gate
         writer.transport.abort()
 
 
+async def test_text_that_is_not_utf8_closes_with_1007_and_is_counted(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_API_KEY": API_KEY})
+    reader, writer, _ = await raw_upgrade(gw, make_token(gw.secret, uid("u")))
+    try:
+        writer.write(client_frame(0x1, b'{"type": "heartbeat", "id": "\xff"}'))
+        assert await close_code(reader) == 1007
+    finally:
+        writer.transport.abort()
+    async with api_client(gw) as http:
+
+        async def counted() -> bool | None:
+            text = (await http.get("/metrics")).text
+            return 'roomcast_messages_rejected_total{code="malformed_frame"} 1.0' in text or None
+
+        await eventually(counted, "the malformed frame to be counted")
+        assert 'roomcast_messages_rejected_total{code="too_large"}' not in (
+            await http.get("/metrics")).text
+
+
 @pytest.mark.parametrize("keepalive", [0x9, 0xA], ids=["pings", "pongs"])
 async def test_unfinished_fragmented_messages_are_time_bounded(
     gateway_factory: GatewayFactory, keepalive: int,
