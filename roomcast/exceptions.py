@@ -137,4 +137,5 @@ class ApiInvalid(ApiError, ValueError):
 
 
 class ApiUnavailable(ApiError):
-    """503, or the server could not be reached: the broker or a store is down."""
+    """502, 503 or 504, or the server could not be reached: the broker or a store is down
+    or slow (a 504 ``delivery_unknown`` send may have been delivered: retrying repeats it)."""

@@ -27,7 +27,7 @@ export const State = Object.freeze({
   CONNECTED: "connected",
   RECONNECTING: "reconnecting", // lost; waiting for the backoff or trying again
   OFFLINE: "offline", // close() called: not connected and not trying
-  ERROR: "error", // the server refused us for good (1008 policy, 3403 revoked, 3500 kicked)
+  ERROR: "error", // refused for good (1002 framing, 1008 policy, 3403 revoked, 3500 kicked)
 });
 
 /** WebSocket close codes the gateway sends (roomcast.protocol.codes.CloseCode). */
@@ -74,7 +74,7 @@ export class RoomcastError extends Error {
   constructor(code, message, { temporary = false, reply = null } = {}) {
     super(message);
     this.name = "RoomcastError";
-    /** Wire code (`forbidden`, `rate_limited`, ...) or `timeout`, `connection_lost`, `closed`, `queue_full`. */
+    /** Wire code (`forbidden`, `invalid_field`, ...) or `timeout`, `connection_lost`, `closed`, `queue_full`. */
     this.code = code;
     /** Whether the same message may succeed later. */
     this.temporary = temporary;

@@ -206,7 +206,7 @@ async def remove_membership(request: web.Request, caller: Caller) -> web.Respons
 
 async def disconnect(request: web.Request, caller: Caller) -> web.Response:
     """Close a connection with 3500 (kicked: clients do not reconnect on their own), or
-    with ``?reconnect=true`` 1001 (clients reconnect at once).
+    with ``?reconnect=true`` 1001 (clients reconnect after their first backoff delay).
 
     With ``ban_seconds`` the kick sticks: the connection's token (``ban: token``), or
     every token of its user (``ban: user``, whose connections all close), is refused at
