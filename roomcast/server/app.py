@@ -31,7 +31,7 @@ from roomcast.refresh import TokenRefresher
 from roomcast.registry.base import Registry
 from roomcast.registry.local import LocalRegistry
 from roomcast.server import login, pages, proxy, status, tokens
-from roomcast.server.admin.problems import api_paths, http_problem
+from roomcast.server.admin.problems import api_paths, http_problem, problem_response
 from roomcast.server.guard import ConnectionGuard
 from roomcast.server.quotas import Quota
 from roomcast.server.state import GATEWAY, Gateway
@@ -229,6 +229,13 @@ async def _converted(request: web.Request, handler: Handler,
         return await handler(request)
     except web.HTTPException as exc:
         return http_problem(exc, request, api)
+    except Exception:
+        # The admin operations convert their own; this is every other route of the API
+        # (status, spec, token refresh). Elsewhere aiohttp's plain 500 is the page's.
+        if not request.path.startswith(api):
+            raise
+        log_event(_log, "request_failed", logging.ERROR, path=request.path, exc_info=True)
+        return problem_response(500, "internal error", code="internal", request=request)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 from websockets.asyncio.client import connect
@@ -15,6 +16,7 @@ from roomcast import config
 from roomcast.exceptions import ProtocolError
 from roomcast.protocol.codes import ErrorCode
 from roomcast.protocol.envelope import parse_client_message
+from roomcast.server import tokens
 from roomcast.server.app import create_app
 from roomcast.session import Session
 from tests.helpers.gateway import GatewayProcess
@@ -127,3 +129,27 @@ async def test_internal_error_closes_with_1011_and_logs_the_traceback(
     reply = await bystander.request({"id": "p", "type": "system", "data": {"action": "ping"}})
     assert reply["data"]["action"] == "pong"
     await bystander.close()
+
+
+# An unexpected exception in an API route outside the admin operations (the token
+# refresh, the status) answered aiohttp's text/plain 500, not the API's problem+json.
+async def test_an_unexpected_error_in_an_api_route_answers_problem_json(
+    inprocess_gateway: TestServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def failing(*_: object, **__: object) -> None:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(tokens, "read_body", failing)
+    token = make_token(SECRET, "refresher")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{inprocess_gateway.port}",
+                                 timeout=TIMEOUT) as http:
+        with caplog.at_level(logging.ERROR, logger="roomcast.server"):
+            r = await http.post("/websocket/token/refresh", json={"connection_ids": ["x"]},
+                                headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 500, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "internal" and "injected" not in r.text
+        (failed,) = [rec for rec in caplog.records if rec.getMessage() == "request_failed"]
+        assert failed.exc_info is not None and "injected fault" in str(failed.exc_info[1])
+        assert (await http.get("/websocket/status")).status_code == 200  # still serving
