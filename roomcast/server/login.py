@@ -71,7 +71,7 @@ def parse_groups(raw: str) -> list[tuple[GroupId, str | None]]:
             continue
         gid, _, name = item.partition(":")
         gid = gid.strip()
-        if not _ID.match(gid):
+        if not _ID.fullmatch(gid):
             raise ValueError(f"invalid group id {gid[:64]!r}")
         out.append((GroupId(gid), name.strip()[:64] or None))
     return out
@@ -104,7 +104,7 @@ async def login(request: web.Request) -> web.Response:
     user_id = str(form.get("user_id", "")).strip()
     name = str(form.get("name", "")).strip()[:64] or user_id
     raw_groups = str(form.get("groups", ""))
-    if not _ID.match(user_id):
+    if not _ID.fullmatch(user_id):
         return web.Response(
             text=_page("User id: letters, digits, _ . @ - (max 64).", user_id, name, raw_groups),
             content_type="text/html",

@@ -117,6 +117,8 @@ async def test_unknown_is_404(api: httpx.AsyncClient, path: str) -> None:
     ("/websocket/rooms/group:bad%20id", "path.room_id"),
     ("/websocket/rooms/group:", "path.room_id"),
     ("/websocket/users/bad%20user/groups", "path.user_id"),
+    ("/websocket/users/alice%0A/groups", "path.user_id"),  # "$" passes a final newline
+    ("/websocket/rooms/group:red%0A", "path.room_id"),
     ("/websocket/users/-leading-dash/groups", "path.user_id"),
     ("/websocket/users/" + "u" * 65 + "/groups", "path.user_id"),
     ("/websocket/connections/" + "c" * 129, "path.connection_id"),

@@ -90,7 +90,7 @@ def read_query(request: web.Request, model: type[M]) -> M:
 def path_id(request: web.Request, name: str, pattern: re.Pattern[str], what: str) -> str:
     """A path parameter that must match ``pattern`` (422 otherwise)."""
     value = request.match_info[name]
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):  # match() lets "$" pass a final newline
         raise Problem(
             422, "invalid_path",
             f"{name}: {value[:80]!r} is not a valid {what}",
