@@ -41,8 +41,8 @@ def _open(browser: Browser, gw: GatewayProcess, cookie: str | None = None) -> tu
     page.on("pageerror", lambda exc: problems.append(str(exc)))
     page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
     page.goto(f"{gw.base_url}/websocket/docs")
-    # + status, healthz, readyz, metrics
-    expect(page.locator("details.op")).to_have_count(len(OPERATIONS) + 4)
+    # + status, healthz, readyz, metrics and the token refresh
+    expect(page.locator("details.op")).to_have_count(len(OPERATIONS) + 5)
     return page, problems
 
 
