@@ -254,6 +254,10 @@ class Settings:
         "seconds a new TCP connection has to send its request head and finish the "
         "WebSocket handshake", 10.0,
     )
+    body_timeout: float = _opt(
+        "ROOMCAST_BODY_TIMEOUT", _positive_float,
+        "seconds an HTTP API request's body may take to arrive (then 408)", 10.0,
+    )
     max_header_bytes: int = _opt(
         "ROOMCAST_MAX_HEADER_BYTES", _positive_int,
         "largest request head (request line and headers) in bytes", 32768,

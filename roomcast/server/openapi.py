@@ -41,6 +41,7 @@ _ERRORS = {
     401: "No valid credentials (no or wrong API key, missing, expired or invalid token).",
     403: "Valid token, but not an administrator; or a cross-site request with the cookie.",
     404: "No such connection or room, or nobody connected to the target.",
+    408: "The body did not arrive within ROOMCAST_BODY_TIMEOUT; the connection is closed.",
     409: "Memberships come from the application (an http(s) membership URL): "
          "change them there.",
     415: "A cookie-authenticated request whose body is not application/json.",
@@ -126,6 +127,7 @@ def _operation(op: Operation, refs: dict[Any, dict[str, Any]]) -> dict[str, Any]
     if op.method != "GET":
         errors.add(415)  # a cookie-authenticated write must send JSON (CSRF guard)
     if op.body is not None:
+        errors.add(408)
         out["requestBody"] = _request_body(op.body, refs, required=op.body_required)
     for status in sorted(errors):
         out["responses"][str(status)] = _problem(status)
@@ -188,6 +190,7 @@ def _token_refresh(prefix: str, refs: dict[Any, dict[str, Any]]) -> dict[str, An
         401: "No valid token (bearer or cookie), or it is revoked.",
         403: "A cross-site request with the cookie.",
         404: "None of the named connections is the caller's and open.",
+        408: _ERRORS[408],
         415: "A cookie-authenticated request whose body is not application/json.",
         422: "Invalid body; `detail` and `errors` say which and why.",
         503: "The revocation store or Redis is unreachable; retry later.",

@@ -16,10 +16,20 @@ import resource
 
 import httpx
 import psutil
+import pytest
 
-from tests.abuse.support import DEADLINE, eventually, gateway_peers, log_events, ping, uid
+from tests.abuse.support import (
+    API_KEY,
+    DEADLINE,
+    eventually,
+    gateway_peers,
+    log_events,
+    ping,
+    uid,
+)
 from tests.conftest import GatewayFactory
 from tests.helpers.gateway import GatewayProcess
+from tests.helpers.tokens import make_token
 from tests.helpers.ws import connect_peer
 
 LINE = b"X-Filler: " + b"a" * 8000 + b"\r\n"
@@ -166,3 +176,56 @@ def test_the_soft_descriptor_limit_is_raised_at_start(gateway_factory: GatewayFa
     raised, _ = psutil.Process(gw.proc.pid).rlimit(psutil.RLIMIT_NOFILE)
     assert raised > low
     assert log_events(gw, "fd_limit")[0]["soft"] == raised
+
+
+def _post_head(path: str, auth: str, length: int) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("route", ["admin", "refresh"])
+async def test_a_body_that_never_ends_is_answered_408_and_closed(
+    gateway_factory: GatewayFactory, route: str,
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_BODY_TIMEOUT": "1", "ROOMCAST_API_KEY": API_KEY,
+                              "ROOMCAST_LOG_FORMAT": "json"})
+    if route == "admin":
+        head = _post_head("/websocket/broadcast", f"X-API-Key: {API_KEY}", 100)
+    else:
+        token = make_token(gw.secret, uid("slow"))
+        head = _post_head("/websocket/token/refresh", f"Authorization: Bearer {token}", 100)
+    reader, writer = await open_raw(gw)
+    try:
+        writer.write(head + b'{"type": "notification", "data": {')
+        async with asyncio.timeout(DEADLINE):
+            status = await reader.readline()
+            answer = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"Content-Length: (\d+)", answer)[1])  # type: ignore[index]
+            body = await reader.readexactly(length)
+    finally:
+        writer.transport.abort()
+    # The connection then closes (after aiohttp's lingering read of what still comes).
+    assert status == b"HTTP/1.1 408 Request Timeout\r\n", status + answer
+    assert b"Connection: close" in answer and b'"code":"timeout"' in body, answer + body
+    await served(gw, "after-slow-body")
+    assert "ERROR" not in gw.log() and '"level": "error"' not in gw.log(), gw.log()[-2000:]
+
+
+async def test_a_client_leaving_mid_body_is_no_error(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(env={"ROOMCAST_API_KEY": API_KEY, "ROOMCAST_LOG_FORMAT": "json"})
+    _, writer = await open_raw(gw)
+    writer.write(_post_head("/websocket/broadcast", f"X-API-Key: {API_KEY}", 100) + b'{"ty')
+    await writer.drain()
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=DEADLINE) as http:
+
+        async def answered() -> bool | None:
+            text = (await http.get("/metrics")).text
+            return ('roomcast_api_requests_total{operation="broadcast",status="400"} 1.0'
+                    in text or None)
+
+        await eventually(answered, "the abandoned request to be counted")
+    assert '"level": "error"' not in gw.log(), gw.log()[-2000:]

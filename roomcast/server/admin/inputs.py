@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from roomcast.server.admin.bodies import ID_RE, ROOM_RE
 from roomcast.server.admin.problems import Problem
+from roomcast.server.state import gateway
 
 M = TypeVar("M", bound=BaseModel)
 MAX_CONN_ID = 128
@@ -54,11 +56,7 @@ async def read_body(request: web.Request, model: type[M], *, limit: int,
     length = request.content_length
     if length is not None and length > limit:
         raise Problem(422, "too_large", f"body of {length} bytes exceeds the {limit}-byte limit")
-    try:
-        # aiohttp stops reading past the app's client_max_size (1 MiB) with a 413.
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Problem(422, "too_large", f"body exceeds the {limit}-byte limit") from None
+    raw = await receive_body(request, limit=limit)
     if len(raw) > limit:
         raise Problem(422, "too_large", f"body exceeds the {limit}-byte limit")
     if not raw:  # a body of whitespace only is not JSON either: 422 below
@@ -76,6 +74,27 @@ async def read_body(request: web.Request, model: type[M], *, limit: int,
         return model.model_validate(obj)
     except ValidationError as exc:
         raise invalid(exc, prefix="body.") from None
+
+
+async def receive_body(request: web.Request, *, limit: int) -> bytes:
+    """The request's whole body, within ``ROOMCAST_BODY_TIMEOUT`` (aiohttp keeps it: later
+    reads return it at once). 408 when it does not arrive in time (a sender that trickles
+    it would hold a connection and a task for as long as it liked), 400 when the client
+    leaves before it is complete; the connection is closed after either answer.
+    """
+    timeout = gateway(request).settings.body_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        # aiohttp stops reading past the app's client_max_size (1 MiB) with a 413.
+        raise Problem(422, "too_large", f"body exceeds the {limit}-byte limit") from None
+    except TimeoutError:
+        raise Problem(408, "timeout", f"the request body did not arrive within {timeout:g} s",
+                      close=True) from None
+    except ConnectionResetError:
+        raise Problem(400, "incomplete_body", "the connection closed before the body was "
+                      "complete", close=True) from None
 
 
 def read_query(request: web.Request, model: type[M]) -> M:

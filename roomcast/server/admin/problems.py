@@ -34,7 +34,7 @@ class Problem(Exception):
 
     def __init__(self, status: int, error: str, message: str, *,
                  details: list[dict[str, Any]] | None = None, reason: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
@@ -42,6 +42,8 @@ class Problem(Exception):
         self.details = details
         self.reason = reason
         self.headers = headers
+        #: Close the connection after the answer (the request's body was not read whole).
+        self.close = close
 
     def body(self) -> dict[str, Any]:
         """The problem document (without ``$schema``, which needs the request)."""
@@ -49,8 +51,11 @@ class Problem(Exception):
                             details=self.details)
 
     def response(self) -> web.Response:
-        return web.Response(body=orjson.dumps(self.body()), status=self.status,
-                            headers=self.headers, content_type=PROBLEM_JSON)
+        response = web.Response(body=orjson.dumps(self.body()), status=self.status,
+                                headers=self.headers, content_type=PROBLEM_JSON)
+        if self.close:
+            response.force_close()
+        return response
 
 
 def problem_body(status: int, detail: str, *, code: str | None = None,

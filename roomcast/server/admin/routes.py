@@ -18,6 +18,7 @@ from roomcast.exceptions import BrokerError, StoreError, StoreReadOnly
 from roomcast.logs import log_event
 from roomcast.server.admin import actions, bodies, history, listings
 from roomcast.server.admin.guard import Caller, authorize
+from roomcast.server.admin.inputs import receive_body
 from roomcast.server.admin.problems import ERROR_SCHEMA, PROBLEM_JSON, Problem, with_schema
 from roomcast.server.state import gateway
 
@@ -170,6 +171,11 @@ def _endpoint(op: Operation) -> Handler:
         try:
             gw = gateway(request)
             caller = await authorize(request, gw.settings, gw.verifier)
+            if request.body_exists:
+                # Read here, within its own deadline: the store timeout below is no
+                # measure of a slow sender, and a body still arriving when it struck was
+                # read by two tasks at once.
+                await receive_body(request, limit=gw.settings.max_message_size)
             response = await _bounded(op, op.handler(request, caller), gw.settings.store_timeout)
         except Problem as problem:
             response, schema = problem.response(), ERROR_SCHEMA
