@@ -32,6 +32,7 @@ from roomcast.registry.base import Registry
 from roomcast.registry.local import LocalRegistry
 from roomcast.server import login, pages, proxy, status, tokens
 from roomcast.server.admin.problems import api_paths, http_problem, problem_response
+from roomcast.server.badrequests import quiet_malformed_requests
 from roomcast.server.guard import ConnectionGuard
 from roomcast.server.quotas import Quota
 from roomcast.server.state import GATEWAY, Gateway
@@ -120,6 +121,7 @@ def denial_store(settings: Settings) -> Denials:
 
 def create_app(settings: Settings) -> web.Application:
     """The gateway as an aiohttp application (not yet started)."""
+    quiet_malformed_requests()
     prefix = settings.api_prefix
     app = web.Application(
         client_max_size=1 << 20,

@@ -294,3 +294,28 @@ async def test_a_token_group_removed_through_the_api_leaves_live_connections(
         await api.aclose()
         await member.close()
         await speaker.close()
+
+
+async def test_malformed_http_requests_cannot_flood_the_log(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_LOG_FORMAT": "json"})
+    bad = [b"GET /websocket/status HTTP/1.1\r\n\r\n",  # no Host
+           b"GET /websocket/status HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+           b"GET /websocket/status HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n"]
+    for raw in bad * 10:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", gw.port), DEADLINE)
+        try:
+            writer.write(raw)
+            async with asyncio.timeout(DEADLINE):
+                status = await reader.readline()
+        finally:
+            writer.transport.abort()
+        assert status.startswith(b"HTTP/1.") and b" 400 " in status, (raw, status)
+    await ping(await connect_peer(gw, uid("after")))
+    log = gw.log()
+    assert "Traceback" not in log and '"level": "error"' not in log, log[-2000:]
+    reported = log_events(gw, "bad_http_request")
+    # One line per interval, counting what it stands for.
+    assert 1 <= len(reported) <= 2 and reported[0]["status"] == 400, reported
