@@ -178,13 +178,18 @@ async def live_endpoint(request: web.Request) -> web.StreamResponse:
     live = request.app[LIVE]
     viewer = _Viewer(ws, caller)
     log_event(_log, "live_viewer", caller=caller.name)
-    await ws.send_str((await live.snapshot()).decode())
+    try:
+        await ws.send_str((await live.snapshot()).decode())
+    except ConnectionError:
+        return ws  # gone before its first frame
     live.viewers.add(viewer)
     writer = asyncio.create_task(_write(viewer))
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
                 await ws.send_str(orjson.dumps(await _command(live, viewer, msg.data)).decode())
+    except ConnectionError:
+        pass  # the viewer left while we wrote to it
     finally:
         live.viewers.discard(viewer)
         writer.cancel()
@@ -192,6 +197,7 @@ async def live_endpoint(request: web.Request) -> web.StreamResponse:
             await writer
         with contextlib.suppress(BrokerError):
             await live.tail(viewer, None)
+        log_event(_log, "live_viewer_left", caller=caller.name)
     return ws
 
 
@@ -214,14 +220,15 @@ async def _command(live: LiveView, viewer: _Viewer, raw: str) -> dict[str, Any]:
 
 
 async def _write(viewer: _Viewer) -> None:
-    """Sends the viewer's queued frames in order (ticks and tail alike)."""
-    while True:
-        frame = await viewer.queue.get()
-        if viewer.dropped:
-            count, viewer.dropped = viewer.dropped, 0
-            note = {"type": "tail_dropped", "count": count}
-            await viewer.ws.send_str(orjson.dumps(note).decode())
-        await viewer.ws.send_str(frame.decode())
+    """Sends the viewer's queued frames in order (ticks and tail alike), until it is gone."""
+    with contextlib.suppress(ConnectionError):  # a viewer that left is no error of ours
+        while True:
+            frame = await viewer.queue.get()
+            if viewer.dropped:
+                count, viewer.dropped = viewer.dropped, 0
+                note = {"type": "tail_dropped", "count": count}
+                await viewer.ws.send_str(orjson.dumps(note).decode())
+            await viewer.ws.send_str(frame.decode())
 
 
 async def _lifecycle(app: web.Application) -> Any:
