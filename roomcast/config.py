@@ -283,6 +283,11 @@ class Settings:
     client_burst: int = _opt(
         "ROOMCAST_CLIENT_BURST", _positive_int, "client message burst allowance", 200
     )
+    client_frame_bytes: int = _opt(
+        "ROOMCAST_CLIENT_FRAME_BYTES", _non_negative_int,
+        "a client frame counts once more against the message rate per this many bytes "
+        "(characters of a text frame) beyond the first (0: every frame counts once)", 8192,
+    )
     flood_close: float = _opt(
         "ROOMCAST_FLOOD_CLOSE", _positive_float,
         "seconds a connection may stay over its message rate (it is paused meanwhile) "

@@ -228,6 +228,10 @@ async def _serve(ws: web.WebSocketResponse, session: Session, gw: Gateway,
     try:
         loop = asyncio.get_running_loop()
         max_size = gw.settings.max_message_size
+        # One member's burst of large frames reaches every member of a room: frames are
+        # also counted by size, or a burst within the frame allowance could push a room's
+        # members on slower links past their write queues (closed as slow consumers).
+        frame_bytes = gw.settings.client_frame_bytes
         throttle = session.limiter
         msg, first = first, None
         while True:
@@ -244,6 +248,8 @@ async def _serve(ws: web.WebSocketResponse, session: Session, gw: Gateway,
             if msg.type in _COUNTED and not await throttle.admit():
                 reason = await _flooding(conn)
                 break
+            if frame_bytes and msg.type in _SIZED and len(msg.data) > frame_bytes:
+                throttle.charge(len(msg.data) // frame_bytes)
             if msg.type is WSMsgType.TEXT:
                 try:
                     command = parse_client_message(msg.data, max_size=max_size)
@@ -388,6 +394,7 @@ def _connection(
 #: The ``roomcast_messages_rejected`` label of a frame the WebSocket layer refused.
 MALFORMED_FRAME = "malformed_frame"
 _COUNTED = (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING)
+_SIZED = (WSMsgType.TEXT, WSMsgType.BINARY)
 #: What ends ``async for msg in ws`` in aiohttp.
 _ENDED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED)
 

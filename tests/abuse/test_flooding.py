@@ -124,6 +124,33 @@ async def test_members_is_counted_at_its_cost(gateway_factory: GatewayFactory) -
             await peer.close()
 
 
+async def test_large_frames_are_counted_by_size(gateway_factory: GatewayFactory) -> None:
+    # One member's burst of 200 frames of 60 KB (12 MB, within the frame allowance) once
+    # pushed the room's members on 1-3 MB/s links past their write queues: closed as
+    # slow consumers, with what they had not read lost.
+    gw = gateway_factory(env={"ROOMCAST_CLIENT_RATE": "0.1", "ROOMCAST_CLIENT_BURST": "20",
+                              "ROOMCAST_FLOOD_CLOSE": "1", "ROOMCAST_CLIENT_FRAME_BYTES": "8192"})
+    small = await connect_peer(gw, uid("small"))
+    large = await connect_peer(gw, uid("large"))
+    pad = "x" * 30000  # counts 1 + 3
+    try:
+        for n in range(15):  # fifteen small frames fit in the burst of twenty...
+            await small.request({"type": "heartbeat", "id": f"s{n}", "pad": "x" * 8000})
+        await ping(small)
+        answered = 0
+        with contextlib.suppress(ConnectionClosed):  # ...fifteen large ones do not
+            for n in range(15):
+                await large.request({"type": "heartbeat", "id": f"l{n}", "pad": pad})
+                answered += 1
+        assert answered < 15
+        async with asyncio.timeout(DEADLINE):
+            await large.ws.wait_closed()
+        assert large.ws.close_code == 1008
+    finally:
+        for peer in (small, large):
+            await peer.close()
+
+
 async def refused_with(gw: GatewayProcess, user: str, headers: dict[str, str]) -> int:
     token = make_token(gw.secret, user)
     with pytest.raises(InvalidStatus) as refused:
