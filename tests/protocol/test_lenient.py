@@ -70,6 +70,11 @@ def test_a_too_large_frame_gets_its_id_without_being_parsed_whole() -> None:
     ('{"id": 5, "type": "x"}', None),
     ('{"type": "x"}', None),
     ('{"type": "x", "data": {"id": "nested"', None),
+    ('{"type": "x", "data": {"id": "nested"}', None),  # read whole: no trust in the end
+    ('{"type": "x", "data": {"id": "nested"}}', None),
+    ('{"type": "x", "id": "middle", "data": {"id": "nested"}}', "middle"),
+    ('{"type": "x", "data": {"id": "nested"}, "id": "end"}', "end"),
+    ('{"\\u0069d": "escaped key"}', "escaped key"),
     ('[{"id": "in an array"}]', None),
     ('{"id": "' + "x" * 129 + '"}', None),
     ('{"id": "unterminated', None),
