@@ -20,6 +20,8 @@ _CONTINUATION, _TEXT, _BINARY = 0x0, 0x1, 0x2
 _PONG = _FIN | 0xA
 #: The longest frame header: 2 bytes, an 8-byte length, a 4-byte mask key.
 _MAX_HEADER = 14
+#: The longest payload of a control frame, whose length is never extended (RFC 6455 5.5).
+_MAX_CONTROL = 125
 
 UNMASKED = "unmasked frame"
 FRAGMENTS_TIMED_OUT = "fragmented message unfinished"
@@ -64,12 +66,19 @@ class FrameWatch:
         return None
 
     def lone_pong(self, data: bytes) -> bool:
-        """Whether ``data`` is exactly one whole masked pong, starting at a frame boundary
+        """Whether ``data`` is exactly one well-formed masked pong (its length in the 7 bits
+        of its second byte, as a control frame's must be), starting at a frame boundary
         while no fragmented message is open: it can be taken here, and the stream left
-        to aiohttp is still whole frames (control frames do not touch fragmentation)."""
-        return (len(data) >= 6 and data[0] == _PONG and not self._skip and not self._head
-                and self._fragment_since is None and data[1] & _MASK != 0
-                and len(data) == 6 + (data[1] & 0x7F))
+        to aiohttp is still whole frames (control frames do not touch fragmentation).
+
+        Anything else is fed and passed on, a pong with an extended length included:
+        read as 7 bits, a length of 126 made the frames behind it look like its payload.
+        """
+        if (len(data) < 6 or data[0] != _PONG or self._skip or self._head
+                or self._fragment_since is not None):
+            return False
+        length = data[1] ^ _MASK  # 128 or more if the mask bit is not set
+        return length <= _MAX_CONTROL and len(data) == 6 + length
 
     def _frame(self, head: bytes) -> str | None:
         if not head[1] & _MASK:

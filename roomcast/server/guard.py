@@ -6,11 +6,20 @@ protocol and cuts it when
 
 - its request head (and, on the WebSocket path, the whole handshake) is not finished
   within ``timeout`` seconds of the connection being accepted;
-- more than ``max_head_bytes`` arrive before the blank line that ends a request head;
+- its request head, up to and including the blank line that ends it, is longer than
+  ``max_head_bytes``, however the head is split into reads;
 - ``max_pending`` other connections are unfinished: the oldest of them is cut, so a flood
   of silent connections cannot hold every descriptor (real handshakes take milliseconds).
 
 Each cut is counted in ``roomcast_connections_refused{reason}`` and logged, throttled.
+
+The guard finds where each request head ends, to the byte. What a client sends after it
+(in the same read or later) is held back until the request's handler starts
+(:meth:`ConnectionGuard.finished`) or its WebSocket is watched
+(:meth:`ConnectionGuard.watch_frames`): frames sent with the upgrade request then go
+through the frame watch (server/framewatch.py) from their first byte, as later frames
+do. Passed on at once, they reached aiohttp unchecked, and a frame split across the end
+of the head put the watch out of step with the stream for the connection's whole life.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from roomcast import metrics
 from roomcast.logs import Throttled
@@ -29,8 +38,13 @@ from roomcast.server.framewatch import UNMASKED, FrameWatch
 
 _log = logging.getLogger("roomcast.guard")
 
-#: What a request head ends with (the lenient parser also takes bare newlines).
-_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+#: What ends a request head (aiohttp's parsers, C and Python, take nothing else).
+_HEAD_END = b"\r\n\r\n"
+#: What aiohttp skips before a request line: empty lines start no head.
+_EMPTY_LINE = b"\r\n"
+#: Bytes held after a request head beyond which reading pauses until they are passed on
+#: (aiohttp buffers as much before it pauses an upgraded connection).
+_HOLD_MAX = 1 << 16
 #: Seconds a half-closed socket is kept for its close frame to reach the client.
 LINGER = 2.0
 _TOO_LARGE = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -50,10 +64,30 @@ def half_close(transport: asyncio.Transport, code: int, reason: str) -> None:
     asyncio.get_running_loop().call_later(LINGER, transport.abort)
 
 
+class _Writer(Protocol):
+    def close(self, *, flush: bool) -> None: ...
+
+
+@runtime_checkable
+class _Named(Protocol):
+    """A closer that keeps the code and reason its connection was closed with, which the
+    connection's disconnect line reports (server/websocket.py)."""
+
+    code: int | None
+    reason: str | None
+
+
 class Heard(Protocol):
-    """What a pong taken by the guard marks alive (a connection)."""
+    """The connection behind a watched socket: a pong taken by the guard marks it alive; a
+    violation closes its writer and names the close to its closer."""
 
     last_seen: float
+
+    @property
+    def writer(self) -> _Writer: ...
+
+    @property
+    def closer(self) -> object: ...
 
 
 class ConnectionGuard:
@@ -80,15 +114,18 @@ class ConnectionGuard:
         return lambda: _Guarded(self, factory())
 
     def finished(self, transport: asyncio.BaseTransport | None) -> None:
-        """The handshake of this connection is over: no deadline, no longer pending."""
+        """The handshake of this connection is over: no deadline, no longer pending, and
+        what followed the request's head goes on to aiohttp (a body, say)."""
         guarded = self._by_transport.get(transport) if transport is not None else None
         if guarded is not None:
             guarded.finish()
+            guarded.release()
 
     def next_request(self, transport: asyncio.BaseTransport | None) -> None:
         """A response was sent: count header bytes again for the next request (keep-alive)."""
         guarded = self._by_transport.get(transport) if transport is not None else None
         if guarded is not None:
+            guarded.release()
             guarded.counting = True
             guarded.head_bytes = 0
             guarded.tail = b""
@@ -98,13 +135,17 @@ class ConnectionGuard:
         """From now on check this upgraded connection's frame headers (server/framewatch.py),
         and take its pongs that arrive alone here, setting ``conn.last_seen`` (loop time)
         for each, instead of passing them to aiohttp (and waking the connection's task:
-        most of what a ping costs)."""
+        most of what a ping costs).
+
+        Frames the client sent before the 101, held since the end of its request head,
+        are checked first: they may already break the protocol."""
         guarded = self._by_transport.get(transport) if transport is not None else None
         if guarded is not None:
             if self.clock is time.monotonic:
                 self.clock = asyncio.get_running_loop().time
             guarded.frames = FrameWatch(fragment_timeout)
             guarded.heard = conn
+            guarded.release()
 
     def _opened(self, guarded: _Guarded, transport: asyncio.BaseTransport) -> None:
         self._by_transport[transport] = guarded
@@ -128,7 +169,7 @@ class _Guarded(asyncio.Protocol):
     """Passes everything to aiohttp's protocol, watching the handshake on the way."""
 
     __slots__ = ("_guard", "_inner", "_timer", "_transport", "counting", "frames", "head_bytes",
-                 "heard", "tail")
+                 "heard", "held", "tail")
 
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self._guard = guard
@@ -141,8 +182,11 @@ class _Guarded(asyncio.Protocol):
         #: connection cost ~250 bytes of every idle one).
         self.heard: Heard | None = None
         self.head_bytes = 0
-        #: The last bytes seen, for a head end split across reads.
+        #: The last bytes of the head so far, for an end split across reads; empty until
+        #: the head's first byte.
         self.tail = b""
+        #: What arrived after a request head, until :meth:`release` (None: nothing held).
+        self.held: bytearray | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they behave as one.
@@ -155,26 +199,93 @@ class _Guarded(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self.frames is not None:
+        frames = self.frames
+        if frames is not None:  # an open WebSocket's reads, the hot path: inline
             heard = self.heard
-            if heard is not None and self.frames.lone_pong(data):
+            if heard is not None and frames.lone_pong(data):
                 heard.last_seen = self._guard.clock()
                 return
-            problem = self.frames.feed(data)
+            problem = frames.feed(data)
             if problem is not None:
                 self.violation(problem)
                 return
+        elif self.held is not None:
+            self._hold(data)
+            return
         elif self.counting:
-            self.head_bytes += len(data)
-            seen = self.tail + data
-            if any(end in seen for end in _HEAD_ENDS):
-                self.counting = False
-            elif self.head_bytes > self._guard.max_head_bytes:
-                self.cut("head_too_large", answer=_TOO_LARGE)
-                return
-            else:
-                self.tail = seen[-3:]
+            self._head_received(data)
+            return
         self._inner.data_received(data)
+
+    def _head_received(self, data: bytes) -> None:
+        """Pass a request head on, up to its end; hold what follows it (see :meth:`release`)."""
+        end = self._head_end(data)
+        if end is None:
+            return
+        if end < 0:
+            self._inner.data_received(data)
+            return
+        self.counting = False
+        self.held = bytearray()
+        if end == len(data):
+            self._inner.data_received(data)
+        else:
+            self._inner.data_received(data[:end])
+            self._hold(data[end:])
+
+    def _head_end(self, data: bytes) -> int | None:
+        """Where in ``data`` the request head ends (just past its blank line), -1 if it does
+        not end in ``data``; None if the head is over the cap, and the connection cut.
+
+        The size is checked with the end known, so a head that ends in the read taking it
+        over the cap is refused too. Only the 3 last bytes of a head are kept, never a copy
+        of the read.
+        """
+        tail = self.tail
+        start = 0
+        if not tail and data[:1] in (b"\r", b"\n"):
+            # aiohttp skips these: a blank line among them ends no head.
+            start = len(data) - len(data.lstrip(_EMPTY_LINE))
+        found = (tail + data[start:start + 3]).find(_HEAD_END)
+        if found >= 0:  # across the previous read and this one
+            end = start + found + len(_HEAD_END) - len(tail)
+        else:
+            found = data.find(_HEAD_END, start)
+            end = found + len(_HEAD_END) if found >= 0 else -1
+        size = self.head_bytes + (end if end >= 0 else len(data))
+        if size > self._guard.max_head_bytes:
+            self.cut("head_too_large", answer=_TOO_LARGE)
+            return None
+        if end < 0:
+            self.head_bytes = size
+            self.tail = (tail + data[max(start, len(data) - 3):])[-3:]
+        return end
+
+    def _hold(self, data: bytes) -> None:
+        """Keep bytes that came after a request head; past ``_HOLD_MAX`` stop reading."""
+        held = self.held
+        assert held is not None
+        before = len(held)
+        held += data
+        if before < _HOLD_MAX <= len(held) and self._transport is not None:
+            self._transport.pause_reading()
+
+    def release(self) -> None:
+        """Pass on what was held since the end of the request head: through the frame watch
+        if the connection is a watched WebSocket by now, else to aiohttp.
+
+        Held until then, frames sent with an upgrade request are checked from their first
+        byte; a plain request's body or the next pipelined request waits only until its
+        handler starts (microseconds after aiohttp has the head).
+        """
+        held, self.held = self.held, None
+        transport = self._transport
+        if held is None or transport is None or transport.is_closing():
+            return
+        if len(held) >= _HOLD_MAX:
+            transport.resume_reading()
+        if held:
+            self.data_received(bytes(held))
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()
@@ -182,6 +293,7 @@ class _Guarded(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
         self.heard = None  # the connection holds this transport
+        self.held = None
         self._guard._closed(self._transport)
         self._inner.connection_lost(exc)
 
@@ -209,13 +321,24 @@ class _Guarded(asyncio.Protocol):
             transport.abort()
 
     def violation(self, problem: str) -> None:
-        """Close a WebSocket that broke the protocol, without reading any more of it."""
+        """Close a WebSocket that broke the protocol, without reading any more of it.
+
+        Its connection's writer takes no more frames: room traffic written after the
+        half-close failed, and was logged and counted as a slow consumer. Its closer
+        learns the code and reason, for the disconnect line.
+        """
         transport = self._transport
         if transport is None or transport.is_closing():
             return
         self.frames = None
         code = CloseCode.PROTOCOL_ERROR if problem == UNMASKED else CloseCode.POLICY_VIOLATION
         self._guard._cut_one(problem.replace(" ", "_"), transport.get_extra_info("peername"))
+        conn = self.heard
+        if conn is not None:
+            conn.writer.close(flush=False)
+            closer = conn.closer
+            if isinstance(closer, _Named) and closer.code is None:
+                closer.code, closer.reason = code, problem
         half_close(transport, code, problem)
 
     def _stop_timer(self) -> None:
