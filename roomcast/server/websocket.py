@@ -268,7 +268,10 @@ async def _serve(ws: web.WebSocketResponse, session: Session, gw: Gateway,
                 binary.message_id = recover_id(msg.data)  # a reply the client can match
                 session.reject(binary)
             elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
+                # Not once the connection is closing: after the guard's half-close (a
+                # violation) a pong would be written into a socket shut for writing.
+                if not conn.writer.closed:
+                    await ws.pong(msg.data)
             elif msg.type is WSMsgType.ERROR:
                 # aiohttp closed the socket: a frame over its hard size limit (1009), or
                 # one RFC 6455 forbids (1002) or that is not UTF-8 text (1007).
@@ -437,7 +440,8 @@ class _Closer:
         self.code: int | None = None
 
     def __call__(self, code: int, reason: str) -> None:
-        if self._task is not None or self._ws.closed:
+        # A code set without a task: the guard half-closed the socket for a violation.
+        if self._task is not None or self.code is not None or self._ws.closed:
             return
         self.reason = reason
         self.code = code
