@@ -171,10 +171,10 @@ def _endpoint(op: Operation) -> Handler:
         try:
             gw = gateway(request)
             caller = await authorize(request, gw.settings, gw.verifier)
-            if request.body_exists:
-                # Read here, within its own deadline: the store timeout below is no
-                # measure of a slow sender, and a body still arriving when it struck was
-                # read by two tasks at once.
+            if request.body_exists and not request.content.is_eof():
+                # A body still arriving is read here, within its own deadline: the store
+                # timeout below is no measure of a slow sender, and a body still arriving
+                # when it struck was read by two tasks at once.
                 await receive_body(request, limit=gw.settings.max_message_size)
             response = await _bounded(op, op.handler(request, caller), gw.settings.store_timeout)
         except Problem as problem:
