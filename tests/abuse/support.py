@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import socket
+import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -112,3 +113,14 @@ def gateway_peers(gw: GatewayProcess) -> set[int]:
     assert gw.proc is not None
     return {c.raddr.port for c in psutil.Process(gw.proc.pid).net_connections(kind="tcp")
             if c.raddr}
+
+
+async def server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next frame the gateway sends: its opcode and payload."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", await reader.readexactly(8))[0]
+    return first & 0x0F, await reader.readexactly(length)

@@ -15,12 +15,18 @@ import base64
 import json
 import os
 import re
-import struct
 from typing import Any
 
 import httpx
 
-from tests.abuse.support import DEADLINE, eventually, log_events, raw_upgrade, uid
+from tests.abuse.support import (
+    DEADLINE,
+    eventually,
+    log_events,
+    raw_upgrade,
+    server_frame,
+    uid,
+)
 from tests.abuse.test_small_holes import client_frame, close_code
 from tests.conftest import GatewayFactory
 from tests.helpers.gateway import GatewayProcess
@@ -57,17 +63,6 @@ def masked(opcode: int, payload: bytes, *, fin: bool = True,
 
 def ping_request(mid: str) -> bytes:
     return json.dumps({"type": "system", "id": mid, "data": {"action": "ping"}}).encode()
-
-
-async def server_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    """The next frame the gateway sends: its opcode and payload."""
-    first, second = await reader.readexactly(2)
-    length = second & 0x7F
-    if length == 126:
-        length = struct.unpack("!H", await reader.readexactly(2))[0]
-    elif length == 127:
-        length = struct.unpack("!Q", await reader.readexactly(8))[0]
-    return first & 0x0F, await reader.readexactly(length)
 
 
 async def until_close(reader: asyncio.StreamReader) -> tuple[list[dict[str, Any]], int, bytes]:

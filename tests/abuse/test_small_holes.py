@@ -14,7 +14,6 @@ import json
 import os
 import re
 import socket
-import struct
 from collections.abc import Iterator
 
 import httpx
@@ -30,6 +29,7 @@ from tests.abuse.support import (
     log_events,
     ping,
     raw_upgrade,
+    server_frame,
     uid,
 )
 from tests.conftest import GatewayFactory
@@ -202,14 +202,8 @@ async def close_code(reader: asyncio.StreamReader) -> int:
     """Read server frames until the close frame; its code."""
     async with asyncio.timeout(DEADLINE):
         while True:
-            first, second = await reader.readexactly(2)
-            length = second & 0x7F
-            if length == 126:
-                length = struct.unpack("!H", await reader.readexactly(2))[0]
-            elif length == 127:
-                length = struct.unpack("!Q", await reader.readexactly(8))[0]
-            payload = await reader.readexactly(length)
-            if first & 0x0F == 0x8:
+            opcode, payload = await server_frame(reader)
+            if opcode == 0x8:
                 return int.from_bytes(payload[:2], "big")
 
 
