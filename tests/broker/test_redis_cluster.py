@@ -7,6 +7,10 @@ room's history keys.
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
+
 import httpx
 import pytest
 from redis.crc import key_slot
@@ -18,7 +22,8 @@ from roomcast.history.redis import keys
 from tests.cluster.support import eventually
 from tests.conftest import GatewayFactory
 from tests.helpers.gateway import GatewayProcess
-from tests.helpers.redis_cluster import RedisCluster
+from tests.helpers.redis_cluster import RedisCluster, redis_cli_binary
+from tests.helpers.redis_server import RedisServer, redis_server_binary
 from tests.helpers.ws import Peer, connect_peer
 
 pytestmark = pytest.mark.redis
@@ -170,3 +175,28 @@ async def test_the_shared_slots_follow_their_failover(
         for left in (alice, bob, carol):
             if left is not None:
                 await left.close()
+
+
+
+def test_a_node_whose_port_was_taken_meanwhile_starts_on_fresh_ports(tmp_path: Path) -> None:
+    # Ports are picked when the cluster is made and bound when it starts: another test
+    # process once took a bus port in between, and the whole CI run failed.
+    if redis_server_binary() is None or redis_cli_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("no redis-server or redis-cli binary on PATH")
+        pytest.skip("no redis-server or redis-cli binary on PATH")
+
+    def bus_port(node: RedisServer) -> int:
+        return int(node.extra_args[node.extra_args.index("--cluster-port") + 1])
+
+    cluster = RedisCluster(tmp_path)
+    taken = bus_port(cluster.nodes[0])
+    try:
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", taken))
+            squatter.listen()
+            cluster.start()
+        assert bus_port(cluster.nodes[0]) != taken
+        assert len(cluster.live()) == 6
+    finally:
+        cluster.stop()

@@ -34,6 +34,32 @@ def _cli(port: int, *args: str) -> str:
     return done.stdout
 
 
+def _node_args(bus: int) -> list[str]:
+    return [
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", "nodes.conf",
+        "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+        "--cluster-port", str(bus),
+        # A replica takes over however long it was cut off: a test kills its master.
+        "--cluster-replica-validity-factor", "0",
+    ]
+
+
+def _start_node(node: RedisServer, attempts: int = 3) -> None:
+    """Start a node, on fresh ports if one it was given was taken since it was picked
+    (by another test process: the bus port's bind failed once in a CI run)."""
+    for attempt in range(attempts):
+        try:
+            node.start()
+            return
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            (node.directory / "nodes.conf").unlink(missing_ok=True)
+            node.port = stable_port()
+            node.extra_args = _node_args(stable_port())
+
+
 class RedisCluster:
     """Six nodes that a test owns; it may kill a master and wait for the failover."""
 
@@ -41,15 +67,7 @@ class RedisCluster:
         self.directory = directory
         self.nodes: list[RedisServer] = []
         for i in range(masters * 2):
-            bus = stable_port()
-            node = RedisServer(directory / f"node{i}", extra_args=[
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                "--cluster-port", str(bus),
-                # A replica takes over however long it was cut off: a test kills its master.
-                "--cluster-replica-validity-factor", "0",
-            ])
+            node = RedisServer(directory / f"node{i}", extra_args=_node_args(stable_port()))
             node.port = stable_port()
             self.nodes.append(node)
 
@@ -63,7 +81,7 @@ class RedisCluster:
 
     def start(self) -> RedisCluster:
         for node in self.nodes:
-            node.start()
+            _start_node(node)
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         out = _cli(self.nodes[0].port, "--cluster", "create", *addresses,
                    "--cluster-replicas", "1", "--cluster-yes")
