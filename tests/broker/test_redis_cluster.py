@@ -200,3 +200,16 @@ def test_a_node_whose_port_was_taken_meanwhile_starts_on_fresh_ports(tmp_path: P
         assert len(cluster.live()) == 6
     finally:
         cluster.stop()
+
+
+def test_a_redis_on_a_port_another_redis_holds_is_not_taken_for_started(
+    redis_server: RedisServer, tmp_path: Path,
+) -> None:
+    # Any answer to PING used to count: with the port held by another test's server, a
+    # node "started" while its own process failed to bind, and a cluster listing six
+    # addresses was made of five nodes.
+    second = RedisServer(tmp_path / "second")
+    second.port = redis_server.port
+    with pytest.raises(RuntimeError, match="did not start"):
+        second.start()
+    assert not second.running

@@ -45,7 +45,17 @@ def _node_args(bus: int) -> list[str]:
     ]
 
 
-def _start_node(node: RedisServer, attempts: int = 3) -> None:
+def _distinct_port(taken: set[int]) -> int:
+    """A stable port (see tests/helpers/ports.py) that no other node of the cluster has:
+    twelve ports are picked before any is bound, so a port free for one pick is still
+    free for the next."""
+    while (port := stable_port()) in taken:
+        pass
+    taken.add(port)
+    return port
+
+
+def _start_node(node: RedisServer, taken: set[int], attempts: int = 3) -> None:
     """Start a node, on fresh ports if one it was given was taken since it was picked
     (by another test process: the bus port's bind failed once in a CI run)."""
     for attempt in range(attempts):
@@ -56,8 +66,8 @@ def _start_node(node: RedisServer, attempts: int = 3) -> None:
             if attempt == attempts - 1:
                 raise
             (node.directory / "nodes.conf").unlink(missing_ok=True)
-            node.port = stable_port()
-            node.extra_args = _node_args(stable_port())
+            node.port = _distinct_port(taken)
+            node.extra_args = _node_args(_distinct_port(taken))
 
 
 class RedisCluster:
@@ -66,9 +76,11 @@ class RedisCluster:
     def __init__(self, directory: Path, masters: int = 3) -> None:
         self.directory = directory
         self.nodes: list[RedisServer] = []
+        self._taken: set[int] = set()
         for i in range(masters * 2):
-            node = RedisServer(directory / f"node{i}", extra_args=_node_args(stable_port()))
-            node.port = stable_port()
+            node = RedisServer(directory / f"node{i}",
+                               extra_args=_node_args(_distinct_port(self._taken)))
+            node.port = _distinct_port(self._taken)
             self.nodes.append(node)
 
     @property
@@ -81,7 +93,7 @@ class RedisCluster:
 
     def start(self) -> RedisCluster:
         for node in self.nodes:
-            _start_node(node)
+            _start_node(node, self._taken)
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         out = _cli(self.nodes[0].port, "--cluster", "create", *addresses,
                    "--cluster-replicas", "1", "--cluster-yes")

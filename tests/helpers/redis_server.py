@@ -33,13 +33,25 @@ def free_port() -> int:
         return port
 
 
-def _answers_ping(port: int) -> bool:
+def _serves(port: int, pid: int) -> bool:
+    """Whether the Redis answering on ``port`` is process ``pid``.
+
+    Not just any answer: a server of another test on the same port (taken between
+    picking it and binding it) answered PING while ours was failing to bind, and a
+    Redis Cluster was once made of five nodes where it listed six addresses.
+    """
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(b"INFO server\r\n")
+            answer = b""
+            while b"process_id:" not in answer or not answer.endswith(b"\r\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return False
+                answer += chunk
     except OSError:
         return False
+    return f"process_id:{pid}\r\n".encode() in answer
 
 
 class RedisServer:
@@ -111,7 +123,7 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 return False  # exited: most likely the port was taken meanwhile
-            if _answers_ping(self.port):
+            if _serves(self.port, self._proc.pid):
                 return True
             time.sleep(0.01)  # polling the port: there is no event to await
         self.stop()
