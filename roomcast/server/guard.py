@@ -67,6 +67,10 @@ def half_close(transport: asyncio.Transport, code: int, reason: str) -> None:
 class _Writer(Protocol):
     def close(self, *, flush: bool) -> None: ...
 
+    def signal_when_full(self) -> None: ...
+
+    def transport_full(self) -> None: ...
+
 
 @runtime_checkable
 class _Named(Protocol):
@@ -79,7 +83,8 @@ class _Named(Protocol):
 
 class Heard(Protocol):
     """The connection behind a watched socket: a pong taken by the guard marks it alive; a
-    violation closes its writer and names the close to its closer."""
+    violation closes its writer and names the close to its closer; a full write buffer
+    (``pause_writing``) tells its writer."""
 
     last_seen: float
 
@@ -135,7 +140,8 @@ class ConnectionGuard:
         """From now on check this upgraded connection's frame headers (server/framewatch.py),
         and take its pongs that arrive alone here, setting ``conn.last_seen`` (loop time)
         for each, instead of passing them to aiohttp (and waking the connection's task:
-        most of what a ping costs).
+        most of what a ping costs). Its transport's ``pause_writing`` is passed on to
+        ``conn.writer`` too, with the writer's limit as the high-water mark.
 
         Frames the client sent before the 101, held since the end of its request head,
         are checked first: they may already break the protocol."""
@@ -145,6 +151,8 @@ class ConnectionGuard:
                 self.clock = asyncio.get_running_loop().time
             guarded.frames = FrameWatch(fragment_timeout)
             guarded.heard = conn
+            # Only now: the limit's pause_writing must find the connection to tell.
+            conn.writer.signal_when_full()
             guarded.release()
 
     def _opened(self, guarded: _Guarded, transport: asyncio.BaseTransport) -> None:
@@ -298,6 +306,9 @@ class _Guarded(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
+        heard = self.heard
+        if heard is not None:
+            heard.writer.transport_full()
         self._inner.pause_writing()
 
     def resume_writing(self) -> None:

@@ -1,10 +1,18 @@
-"""One client stops reading while 50 others receive a stream."""
+"""One client stops reading while 50 others receive a stream, over plain TCP and TLS.
+
+The room's fan-out asks no transport for its buffer size: the transport signals the
+one that passed its limit (``pause_writing``), and a TLS transport keeps its own buffer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from pathlib import Path
 
+import pytest
+import trustme
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -18,18 +26,33 @@ MESSAGES = 120
 PAYLOAD = "x" * 50_000  # 6 MB in all: more than the kernel buffers (tcp_wmem max 4 MiB)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
 async def test_slow_consumer_is_closed_and_nobody_else_waits(
-    gateway_factory: GatewayFactory,
+    gateway_factory: GatewayFactory, tls: bool, tmp_path: Path,
 ) -> None:
-    gw = gateway_factory(env={
+    env = {
         "ROOMCAST_MAX_QUEUE_BYTES": str(128 * 1024),
         "ROOMCAST_CLIENT_RATE": "100000",
         "ROOMCAST_CLIENT_BURST": "100000",
-    })
+    }
+    context: ssl.SSLContext | None = None
+    if tls:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1")
+        certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+        cert.cert_chain_pems[0].write_to_path(str(certfile))
+        cert.private_key_pem.write_to_path(str(keyfile))
+        gw = gateway_factory(env=env, tls=True, args=[
+            "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)])
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+    else:
+        gw = gateway_factory(env=env)
     group = ["stream"]
-    readers: list[Peer] = [await connect_peer(gw, f"reader{i}", groups=group)
+    readers: list[Peer] = [await connect_peer(gw, f"reader{i}", groups=group,
+                                              ssl_context=context)
                            for i in range(READERS)]
-    sender = await connect_peer(gw, "sender", groups=group)
+    sender = await connect_peer(gw, "sender", groups=group, ssl_context=context)
 
     # The slow client: a tiny receive buffer and a client-side queue of one message, so
     # once it stops reading, the server's queue for it fills up.
@@ -37,7 +60,8 @@ async def test_slow_consumer_is_closed_and_nobody_else_waits(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", gw.port))
     token = make_token(gw.secret, "sloth", groups=group)
-    slow = await connect(gw.ws_url, sock=sock, max_queue=1,
+    slow = await connect(gw.ws_url, sock=sock, max_queue=1, ssl=context,
+                         server_hostname="127.0.0.1" if tls else None,
                          additional_headers={"Authorization": f"Bearer {token}"})
 
     # Lock-step: each message goes out once every reader has the previous one, so the

@@ -20,12 +20,16 @@ class FakeTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.buffered = 0
+        self.high_water: int | None = None
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.high_water = high
 
     def is_closing(self) -> bool:
         return False

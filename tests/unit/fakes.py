@@ -13,6 +13,7 @@ class FakeTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.buffered = 0
+        self.high_water: int | None = None
         self.closing = False
 
     def write(self, data: bytes) -> None:
@@ -20,6 +21,9 @@ class FakeTransport:
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.high_water = high
 
     def is_closing(self) -> bool:
         return self.closing

@@ -188,18 +188,30 @@ class Recorder(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.received = bytearray()
+        self.paused = 0
 
     def data_received(self, data: bytes) -> None:
         self.received += data
+
+    def pause_writing(self) -> None:
+        self.paused += 1
 
 
 @dataclass
 class FakeWriter:
     closed: bool = False
+    signalled: bool = False
+    full: int = 0
 
     def close(self, *, flush: bool) -> None:
         assert not flush
         self.closed = True
+
+    def signal_when_full(self) -> None:
+        self.signalled = True
+
+    def transport_full(self) -> None:
+        self.full += 1
 
 
 @dataclass
@@ -355,3 +367,15 @@ async def test_reading_pauses_while_much_is_held_and_resumes_when_it_is_passed_o
     g.watch()
     assert g.transport.reading
     assert g.inner.received == HEAD + frame
+
+
+async def test_a_full_write_buffer_is_told_to_the_watched_connections_writer() -> None:
+    g = guarded()
+    g.feed(HEAD)
+    g.guard.finished(g.transport)
+    g.protocol.pause_writing()  # before the upgrade: aiohttp's alone
+    assert g.inner.paused == 1 and not g.conn.writer.signalled
+    g.watch()
+    assert g.conn.writer.signalled
+    g.protocol.pause_writing()
+    assert g.conn.writer.full == 1 and g.inner.paused == 2

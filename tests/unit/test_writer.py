@@ -352,3 +352,93 @@ async def test_a_room_member_with_a_larger_limit_is_measured_against_its_own() -
     assert fan_out_room(kept, b"y" * 100) == len(members) - 1
     assert roomy.writes == [b"x" * 100] and overflows.calls == 1
     assert all(t.writes == [b"x" * 100, b"y" * 100] for t in transports)
+
+
+# -- fan_out to a room whose transports signal a full buffer --------------------------
+
+
+class SignallingTransport(StuckTransport):
+    """Reads nothing, and tells its writer when a write takes it past its high-water
+    mark, once, as an event loop's transport calls its protocol's ``pause_writing``;
+    counts how often it is measured."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.measures = 0
+        self.paused = False
+        self.on_full: Callable[[], None] | None = None
+
+    def get_write_buffer_size(self) -> int:
+        self.measures += 1
+        return super().get_write_buffer_size()
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.high_water is not None and self.buffered > self.high_water and not self.paused:
+            self.paused = True
+            if self.on_full is not None:
+                self.on_full()
+
+
+def signalled_room(n: int = FAST_MIN + 1, max_bytes: int = 1000
+                   ) -> tuple[list[ConnectionWriter], list[SignallingTransport], Overflows]:
+    flusher, overflows = Flusher(), Overflows()
+    transports = [SignallingTransport() for _ in range(n)]
+    members = []
+    for t in transports:
+        writer = ConnectionWriter(t, flusher, max_bytes=max_bytes, on_overflow=overflows)
+        t.on_full = writer.transport_full
+        writer.signal_when_full()
+        members.append(writer)
+    return members, transports, overflows
+
+
+async def test_a_signalled_room_is_written_without_measuring_any_transport() -> None:
+    members, transports, _ = signalled_room()
+    assert all(w.signalled for w in members)
+    assert all(t.high_water == 1000 for t in transports)
+    for t in transports:
+        t.measures = 0
+        t.buffered = 0  # the kernel takes everything in this test
+    kept = RoomWriters(members)
+    for i in range(5):
+        t_before = [len(t.writes) for t in transports]
+        assert fan_out_room(kept, f"m{i}".encode()) == len(members)
+        assert [len(t.writes) for t in transports] == [b + 1 for b in t_before]
+        for t in transports:
+            t.buffered = 0
+        await one_iteration()
+    assert sum(t.measures for t in transports) == 0
+
+
+async def test_a_signalled_member_is_closed_by_its_transport_once_past_the_limit() -> None:
+    members, transports, overflows = signalled_room()
+    for t in transports[1:]:
+        t.on_full = None  # only the first is a consumer that reads nothing
+        t.high_water = None
+    kept = RoomWriters(members)
+    results = []
+    for _ in range(25):
+        results.append(fan_out_room(kept, b"x" * 100))
+        await one_iteration()
+    # The 11th frame takes its buffer to 1,100: written, then the writer is closed.
+    assert results == [len(members)] * 10 + [len(members) - 1] * 15
+    assert transports[0].buffered == 1100 and len(transports[0].writes) == 11
+    assert overflows.calls == 1 and members[0].closed
+    assert all(len(t.writes) == 25 for t in transports[1:])
+
+
+async def test_a_transport_with_bytes_in_its_buffer_is_not_signalled_but_measured() -> None:
+    flusher, overflows = Flusher(), Overflows()
+    transports = [SignallingTransport() for _ in range(FAST_MIN)]
+    members = [ConnectionWriter(t, flusher, max_bytes=1000) for t in transports]
+    busy = SignallingTransport()
+    busy.buffered = 950  # maybe paused already: it might never signal
+    writer = ConnectionWriter(busy, flusher, max_bytes=1000, on_overflow=overflows)
+    writer.signal_when_full()
+    assert not writer.signalled and busy.high_water is None
+    for w in members:
+        w.signal_when_full()
+    kept = RoomWriters([*members, writer])
+    assert fan_out_room(kept, b"y" * 100) == FAST_MIN  # measured: 1,050 is over
+    assert busy.writes == [] and overflows.calls == 1
