@@ -146,26 +146,34 @@ def configure(level: str = "info", fmt: str = "text") -> None:
 
 
 class Throttled:
-    """One log line per ``interval`` seconds at most, saying how many events it stands for.
+    """At most ``burst`` log lines per ``interval`` seconds, each saying how many events
+    it stands for.
 
     For events an attacker can cause at will (timeouts, refusals, exhausted descriptors):
-    each is counted, but the log cannot be flooded.
+    each is counted, but the log cannot be flooded. A burst above 1 keeps the lines of a
+    few events apart (one client's refusals) while a flood still costs a line or so.
     """
 
     def __init__(self, logger: logging.Logger, event: str, level: int = logging.WARNING,
-                 *, interval: float = 10.0) -> None:
+                 *, interval: float = 10.0, burst: int = 1) -> None:
         self._logger = logger
         self._event = event
         self._level = level
         self._interval = interval
+        self._burst = burst
+        self._left = 0
         self._next = 0.0
         self._pending = 0
 
     def __call__(self, now: float, **fields: Any) -> None:
-        """Count one event at ``now`` (monotonic seconds); log if the interval has passed."""
+        """Count one event at ``now`` (monotonic seconds); log it if this interval has
+        lines left (a new interval starts at the first event after the last one ended)."""
         self._pending += 1
-        if now < self._next:
+        if now >= self._next:
+            self._next = now + self._interval
+            self._left = self._burst
+        if self._left <= 0:
             return
+        self._left -= 1
         log_event(self._logger, self._event, self._level, count=self._pending, **fields)
         self._pending = 0
-        self._next = now + self._interval

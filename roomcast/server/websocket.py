@@ -41,6 +41,17 @@ _log = logging.getLogger("roomcast.websocket")
 _Opened = web.StreamResponse | Coroutine[Any, Any, web.StreamResponse]
 #: Refusals a client can cause at will are logged throttled.
 _refusals = Throttled(_log, "handshake_refused_limit")
+#: ``handshake_refused`` lines by reason (a fixed set): anyone can cause them at will, so
+#: each reason logs at most 10 lines per 10 s, the next one counting what was left out.
+_refused_lines: dict[str, Throttled] = {}
+
+
+def _log_refused(reason: str, level: int, **fields: Any) -> None:
+    throttled = _refused_lines.get(reason)
+    if throttled is None:
+        throttled = _refused_lines[reason] = Throttled(_log, "handshake_refused", level,
+                                                        burst=10)
+    throttled(time.monotonic(), reason=reason, **fields)
 
 
 def own_origin(request: web.Request) -> str:
@@ -94,14 +105,7 @@ async def _handshake(request: web.Request, gw: Gateway) -> _Opened:
                                                  own_origin(request)):
         metrics.AUTH_FAILURES.labels("origin").inc()
         metrics.HANDSHAKE_REFUSALS.labels("origin").inc()
-        log_event(
-            _log,
-            "handshake_refused",
-            logging.WARNING,
-            reason="origin",
-            origin=origin,
-            peer=client_ip(request),
-        )
+        _log_refused("origin", logging.WARNING, origin=origin, peer=client_ip(request))
         return problem_response(403, "origin not allowed", code="forbidden", reason="origin",
                                 request=request)
     try:
@@ -114,8 +118,7 @@ async def _handshake(request: web.Request, gw: Gateway) -> _Opened:
     except AuthError as exc:
         metrics.AUTH_FAILURES.labels(exc.reason).inc()
         metrics.HANDSHAKE_REFUSALS.labels(exc.reason).inc()
-        log_event(_log, "handshake_refused", logging.INFO, reason=exc.reason,
-                  peer=client_ip(request))
+        _log_refused(exc.reason, logging.INFO, peer=client_ip(request))
         return problem_response(
             401,
             "missing or invalid credentials",
@@ -349,8 +352,7 @@ async def _denied(request: web.Request, gw: Gateway, claims: Claims) -> web.Resp
         return None
     metrics.AUTH_FAILURES.labels(denied.reason).inc()
     metrics.HANDSHAKE_REFUSALS.labels(denied.reason).inc()
-    log_event(_log, "handshake_refused", logging.INFO, reason=denied.reason,
-              user=claims.user_id, peer=client_ip(request))
+    _log_refused(denied.reason, logging.INFO, user=claims.user_id, peer=client_ip(request))
     if denied.retry_after is None:  # revoked: this token is no good, a new one is
         return problem_response(401, describe(denied.reason), code="unauthorized",
                                 reason=denied.reason,

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -313,3 +314,24 @@ async def test_malformed_http_requests_cannot_flood_the_log(
     reported = log_events(gw, "bad_http_request")
     # One line per interval, counting what it stands for.
     assert 1 <= len(reported) <= 2 and reported[0]["status"] == 400, reported
+
+
+async def test_refused_handshakes_cannot_flood_the_log(gateway_factory: GatewayFactory) -> None:
+    gw = gateway_factory(env={"ROOMCAST_LOG_FORMAT": "json"})
+    attempts = 40
+    started = time.monotonic()
+    async with httpx.AsyncClient(timeout=DEADLINE) as http:
+        for _ in range(attempts):
+            r = await http.get(f"{gw.base_url}/websocket/connect",
+                               headers={"Authorization": "Bearer not.a.token"})
+            assert r.status_code == 401 and r.json()["reason"] == "malformed_token"
+        elapsed = time.monotonic() - started
+        scraped = (await http.get(f"{gw.base_url}/metrics")).text
+    # Counted, every one...
+    assert f'roomcast_handshake_refusals_total{{reason="malformed_token"}} {attempts}.0' in scraped
+    # ...but at most 10 lines per 10 s (the rest counted in the next line).
+    await ping(await connect_peer(gw, uid("after")))
+    lines = [e for e in log_events(gw, "handshake_refused") if e["reason"] == "malformed_token"]
+    windows = int(elapsed // 10) + 1  # they start at the first refusal
+    assert 1 <= len(lines) <= 10 * windows, lines
+    assert sum(e["count"] for e in lines) <= attempts

@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from roomcast.logs import JsonFormatter, TextFormatter, TurnHandler, configure, log_event
+from roomcast.logs import (
+    JsonFormatter,
+    TextFormatter,
+    Throttled,
+    TurnHandler,
+    configure,
+    log_event,
+)
 
 
 @pytest.fixture
@@ -99,3 +106,33 @@ def test_outside_a_loop_a_line_is_written_at_once() -> None:
     handler.setFormatter(TextFormatter())
     handler.handle(logging.makeLogRecord({"msg": "alone", "levelno": logging.INFO}))
     assert out.getvalue().split()[-1] == "alone"
+
+
+class Recorded(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts.append(record.fields["count"])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("burst", "expected"), [
+    (1, [1, 5]),           # one line per window; the next counts the four left out
+    (3, [1, 1, 1, 3]),  # three lines per window
+])
+def test_throttled_lines_per_window_count_what_they_stand_for(
+        burst: int, expected: list[int]) -> None:
+    logger = logging.getLogger("roomcast.test.throttled")
+    recorded = Recorded()
+    logger.addHandler(recorded)
+    logger.propagate = False
+    try:
+        throttled = Throttled(logger, "event", interval=10.0, burst=burst)
+        for now in (0.0, 1.0, 2.0, 3.0, 9.9):  # one window
+            throttled(now)
+        throttled(10.0)  # the next
+        assert recorded.counts == expected
+    finally:
+        logger.removeHandler(recorded)
+        logger.propagate = True
