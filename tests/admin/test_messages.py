@@ -129,6 +129,27 @@ async def test_user_message_reaches_all_their_connections(admin_gw: GatewayProce
         await peer.close()
 
 
+async def test_a_connection_that_left_its_personal_room_still_gets_its_users_messages(
+        admin_gw: GatewayProcess, api: httpx.AsyncClient) -> None:
+    user = uid("leaver")
+    leaver, stayer = await connect_same_user(admin_gw, user)
+    reply = await leaver.request({"id": "out", "type": "system",
+                                  "data": {"action": "leave", "room": f"user:{user}"}})
+    assert reply["data"]["status"] == "ok"
+    posted = await stayer.request({"id": "mine", "type": "message", "room": f"user:{user}",
+                                   "data": {"text": "to my other tabs"}})
+    assert posted["type"] != "error", posted
+    r = await api.post(f"/websocket/users/{user}/message",
+                       json={"type": "critical_alert", "data": {"level": 1}})
+    assert answer(r, "Sent")["recipients_count"] == 2
+    # The room post came first, to the room's members only; the user's message to both.
+    got = await leaver.expect(lambda m: m.get("type") in ("message", "critical_alert"))
+    _same(got, r.json())
+    await stayer.expect(lambda m: m.get("type") == "critical_alert")
+    for peer in (leaver, stayer):
+        await peer.close()
+
+
 async def test_connection_message_reaches_that_connection_only(
         admin_gw: GatewayProcess, api: httpx.AsyncClient) -> None:
     user = uid("u")
