@@ -95,6 +95,26 @@ def _too_many(request: web.Request, reason: str) -> web.StreamResponse:
                             headers={"Retry-After": "10"}, request=request)
 
 
+class _Socket(web.WebSocketResponse):
+    """aiohttp's server WebSocket, failing with 1002 where aiohttp would close with 1000:
+    after a frame it could not read that is no framing error of its own (a compressed
+    frame that does not inflate)."""
+
+    _failed = False
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"",
+                    drain: bool = True) -> bool:
+        if code == WSCloseCode.OK and self.exception() is not None and not self.closed:
+            self._failed = True
+            code, message = WSCloseCode.PROTOCOL_ERROR, b"undecodable frame"
+        return await super().close(code=code, message=message, drain=drain)
+
+    @property
+    def close_code(self) -> int | None:
+        # aiohttp's is 1006 here (the frame's error), not the 1002 the client got.
+        return WSCloseCode.PROTOCOL_ERROR if self._failed else super().close_code
+
+
 async def _handshake(request: web.Request, gw: Gateway) -> _Opened:
     """The refusal of the request, or the coroutine that serves its connection."""
     started = time.perf_counter()
@@ -154,7 +174,7 @@ async def _open(request: web.Request, gw: Gateway, claims: Claims, started: floa
                 metrics.HANDSHAKE_REFUSALS.labels("unavailable").inc()
                 return problem_response(503, "membership store unavailable",
                                         code="unavailable", request=request)
-            ws = web.WebSocketResponse(
+            ws = _Socket(
                 autoping=False,
                 heartbeat=None,
                 # permessage-deflate when enabled and offered; aiohttp negotiates it and

@@ -239,6 +239,31 @@ async def test_text_that_is_not_utf8_closes_with_1007_and_is_counted(
             await http.get("/metrics")).text
 
 
+async def test_a_compressed_frame_that_does_not_inflate_closes_with_1002(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory(env={"ROOMCAST_API_KEY": API_KEY, "ROOMCAST_PERMESSAGE_DEFLATE": "on"})
+    user = uid("u")
+    reader, writer, _ = await raw_upgrade(
+        gw, make_token(gw.secret, user),
+        headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
+    try:
+        # RSV1 (compressed) with bytes no deflate stream starts with.
+        writer.write(client_frame(0x40 | 0x1, b"\xff\xfe\xfd not deflate"))
+        assert await close_code(reader) == 1002
+    finally:
+        writer.transport.abort()
+    async with api_client(gw) as http:
+
+        async def counted() -> bool | None:
+            text = (await http.get("/metrics")).text
+            return 'roomcast_messages_rejected_total{code="malformed_frame"} 1.0' in text or None
+
+        await eventually(counted, "the undecodable frame to be counted")
+    gone = [e for e in log_events(gw, "disconnect") if e.get("user") == user]
+    assert gone and gone[0]["code"] == 1002, gone
+
+
 @pytest.mark.parametrize("keepalive", [0x9, 0xA], ids=["pings", "pongs"])
 async def test_unfinished_fragmented_messages_are_time_bounded(
     gateway_factory: GatewayFactory, keepalive: int,
