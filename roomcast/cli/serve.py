@@ -66,8 +66,10 @@ async def _serve(
     app = create_app(settings)
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout,
-        # aiohttp's own per-line limits; the whole head is capped by the guard.
-        max_line_size=8190, max_field_size=8190, max_headers=100,
+        # The whole head is capped by the guard; aiohttp's per-line limits (8190 bytes by
+        # default) would answer a bearer token with many groups a bare 400.
+        max_line_size=settings.max_header_bytes, max_field_size=settings.max_header_bytes,
+        max_headers=100,
         # Idle keep-alive connections (and a later request's head) are not held for an hour.
         keepalive_timeout=75.0,
     )

@@ -36,7 +36,7 @@ from tests.abuse.support import (
 from tests.conftest import GatewayFactory
 from tests.helpers.gateway import GatewayProcess
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.tokens import make_token
+from tests.helpers.tokens import make_token, raw_token
 from tests.helpers.ws import connect_peer
 
 
@@ -360,3 +360,22 @@ async def test_refused_handshakes_cannot_flood_the_log(gateway_factory: GatewayF
     windows = int(elapsed // 10) + 1  # they start at the first refusal
     assert 1 <= len(lines) <= 10 * windows, lines
     assert sum(e["count"] for e in lines) <= attempts
+
+
+async def test_a_token_longer_than_a_header_line_of_8_kib_is_read(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory()
+    user = uid("big")
+    token = raw_token(gw.secret, {"user_id": user, "exp": int(time.time()) + 600,
+                                  "padding": "x" * 12_000})
+    assert len(token) > 12_000
+    peer = await connect_peer(gw, user, token=token)
+    assert peer.welcome["data"]["user_id"] == user
+    await peer.close()
+    # Still bounded: a head over ROOMCAST_MAX_HEADER_BYTES (32 KiB) is refused.
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(gw.ws_url, open_timeout=DEADLINE, additional_headers={
+            "Authorization": "Bearer " + raw_token(gw.secret, {
+                "user_id": user, "exp": int(time.time()) + 600, "padding": "x" * 40_000})})
+    assert refused.value.response.status_code == 431
