@@ -203,12 +203,29 @@ def _handshakes(websocket_path: str) -> Middleware:
 
 async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[GATEWAY].guard
-    guard.finished(request.transport)
+    guard.finished(request.transport, _body_length(request))
     try:
-        return await handler(request)
-    finally:
-        guard.finished(request.transport)
+        response = await handler(request)
+    except web.HTTPException as exc:  # an answer too
+        if guard.next_request(request.transport):
+            exc.force_close()
+        raise
+    except BaseException:
+        # aiohttp answers 500 and closes the connection itself.
         guard.next_request(request.transport)
+        raise
+    if guard.next_request(request.transport):
+        response.force_close()
+    return response
+
+
+def _body_length(request: web.Request) -> int | None:
+    """The request's body length, if the connection stays HTTP and it is known (chunked:
+    not known; no length at all: no body)."""
+    headers = request.headers
+    if "Upgrade" in headers or "Transfer-Encoding" in headers:
+        return None
+    return request.content_length or 0
 
 
 def _api_problems(prefix: str, websocket_path: str) -> Middleware:

@@ -20,6 +20,11 @@ The guard finds where each request head ends, to the byte. What a client sends a
 through the frame watch (server/framewatch.py) from their first byte, as later frames
 do. Passed on at once, they reached aiohttp unchecked, and a frame split across the end
 of the head put the watch out of step with the stream for the connection's whole life.
+
+A plain request whose body length is known has exactly that many bytes passed on as its
+body; what follows is counted as the next request's head, pipelined or not. One over the
+cap behind a request still being answered is not read further, and the connection
+closes after that answer (a 431 then would be taken for it).
 """
 
 from __future__ import annotations
@@ -118,22 +123,42 @@ class ConnectionGuard:
         """``factory`` (aiohttp's server) with every protocol it makes guarded."""
         return lambda: _Guarded(self, factory())
 
-    def finished(self, transport: asyncio.BaseTransport | None) -> None:
+    def finished(self, transport: asyncio.BaseTransport | None, body: int | None = None
+                 ) -> None:
         """The handshake of this connection is over: no deadline, no longer pending, and
-        what followed the request's head goes on to aiohttp (a body, say)."""
+        what followed the request's head goes on to aiohttp (a body, say).
+
+        ``body``: the length of the request's body, where it is known and the connection
+        stays HTTP. The guard then passes exactly that on and counts what follows as the
+        next request's head (pipelined behind this one); otherwise it counts again only
+        from :meth:`next_request`.
+        """
         guarded = self._by_transport.get(transport) if transport is not None else None
         if guarded is not None:
             guarded.finish()
+            guarded.answering = True
+            if body is not None and guarded.held is not None:
+                guarded.body_left = body
             guarded.release()
 
-    def next_request(self, transport: asyncio.BaseTransport | None) -> None:
-        """A response was sent: count header bytes again for the next request (keep-alive)."""
+    def next_request(self, transport: asyncio.BaseTransport | None) -> bool:
+        """A request's handler returned: count header bytes again for the next request
+        (keep-alive), unless the guard is following the connection's requests already.
+
+        True if the connection must close after this answer: a head pipelined behind the
+        request went over the cap (counted as cut; a 431 would be mistaken for the answer).
+        """
         guarded = self._by_transport.get(transport) if transport is not None else None
-        if guarded is not None:
-            guarded.release()
-            guarded.counting = True
-            guarded.head_bytes = 0
-            guarded.tail = b""
+        if guarded is None:
+            return False
+        guarded.answering = False
+        if guarded.refused:
+            guarded.refused = False
+            self._cut_one("head_too_large", guarded.peer())
+            return True
+        if guarded.body_left < 0 and guarded.held is None and not guarded.counting:
+            guarded.count_head()
+        return False
 
     def watch_frames(self, transport: asyncio.BaseTransport | None,
                      fragment_timeout: float, conn: Heard) -> None:
@@ -176,8 +201,8 @@ class ConnectionGuard:
 class _Guarded(asyncio.Protocol):
     """Passes everything to aiohttp's protocol, watching the handshake on the way."""
 
-    __slots__ = ("_guard", "_inner", "_timer", "_transport", "counting", "frames", "head_bytes",
-                 "heard", "held", "tail")
+    __slots__ = ("_guard", "_inner", "_timer", "_transport", "answering", "body_left",
+                 "counting", "frames", "head_bytes", "heard", "held", "refused", "tail")
 
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self._guard = guard
@@ -195,6 +220,13 @@ class _Guarded(asyncio.Protocol):
         self.tail = b""
         #: What arrived after a request head, until :meth:`release` (None: nothing held).
         self.held: bytearray | None = None
+        #: Bytes of the current request's body still to pass on before the next head is
+        #: counted (-1: not followed).
+        self.body_left = -1
+        #: A request's handler started and its response is not out yet.
+        self.answering = False
+        #: A head pipelined behind that request is over the cap: cut once it is answered.
+        self.refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they behave as one.
@@ -220,10 +252,33 @@ class _Guarded(asyncio.Protocol):
         elif self.held is not None:
             self._hold(data)
             return
+        elif self.body_left >= 0:
+            self._body_received(data)
+            return
         elif self.counting:
             self._head_received(data)
             return
         self._inner.data_received(data)
+
+    def _body_received(self, data: bytes) -> None:
+        """Pass the rest of a request's body on; count what follows it as a head."""
+        left = self.body_left
+        if len(data) < left:
+            self.body_left = left - len(data)
+            self._inner.data_received(data)
+            return
+        if left:
+            self._inner.data_received(data[:left])
+        self.count_head()
+        if len(data) > left:
+            self._head_received(data[left:])
+
+    def count_head(self) -> None:
+        """What comes next is a request head: count it from its first byte."""
+        self.body_left = -1
+        self.counting = True
+        self.head_bytes = 0
+        self.tail = b""
 
     def _head_received(self, data: bytes) -> None:
         """Pass a request head on, up to its end; hold what follows it (see :meth:`release`)."""
@@ -262,7 +317,14 @@ class _Guarded(asyncio.Protocol):
             end = found + len(_HEAD_END) if found >= 0 else -1
         size = self.head_bytes + (end if end >= 0 else len(data))
         if size > self._guard.max_head_bytes:
-            self.cut("head_too_large", answer=_TOO_LARGE)
+            if self.answering:
+                # Pipelined behind a request still being answered: a 431 would be taken for
+                # that request's answer. Read nothing more; close after that answer.
+                self.refused = True
+                if self._transport is not None:
+                    self._transport.pause_reading()
+            else:
+                self.cut("head_too_large", answer=_TOO_LARGE)
             return None
         if end < 0:
             self.head_bytes = size
@@ -318,6 +380,9 @@ class _Guarded(asyncio.Protocol):
         self._stop_timer()
         if self._transport is not None:
             self._guard._pending.pop(self._transport, None)
+
+    def peer(self) -> Any:
+        return self._transport.get_extra_info("peername") if self._transport else None
 
     def cut(self, reason: str, *, answer: bytes = b"") -> None:
         transport = self._transport

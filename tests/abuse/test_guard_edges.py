@@ -232,6 +232,51 @@ async def test_a_head_over_the_cap_is_refused_however_it_is_split(
     assert refused == sum(r for _, _, r in cases.values()), answers
 
 
+async def statuses(gw: GatewayProcess, requests: bytes) -> list[int]:
+    """The status of each answer to ``requests`` sent in one write, until the gateway
+    closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    found: list[int] = []
+    try:
+        writer.write(requests)
+        async with asyncio.timeout(DEADLINE):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                found.append(int(head.split(b" ", 2)[1]))
+                length = re.search(rb"(?im)^content-length: *(\d+)", head)
+                await reader.readexactly(int(length.group(1)) if length else 0)
+                if re.search(rb"(?im)^connection: *close", head):
+                    break
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.transport.abort()
+    return found
+
+
+async def test_a_head_pipelined_behind_a_request_counts_against_the_cap(
+    gateway_factory: GatewayFactory,
+) -> None:
+    cap = 32768
+    gw = gateway_factory(env={"ROOMCAST_MAX_HEADER_BYTES": str(cap)})
+    get = _HEALTHZ + b"\r\n"
+    body = b'{"text": "a blank line\r\n\r\nGET / HTTP/1.1 inside a body is no head"}'
+    post = (b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    chunked = (b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"4\r\nabcd\r\n0\r\n\r\n")
+    last = _HEALTHZ.replace(b"\r\n", b"\r\nConnection: close\r\n", 1) + b"\r\n"
+    over = head_of(cap + 1)
+    assert await statuses(gw, get + get + last) == [200, 200, 200]
+    assert await statuses(gw, post + get + last) == [405, 200, 200]
+    assert await statuses(gw, chunked + last) == [405, 200]
+    # Behind a request, a head over the cap is refused too: the connection closes after
+    # that request's answer (a 431 then would be read as the answer to the first).
+    assert await statuses(gw, get + over) == [200]
+    assert await statuses(gw, post + over) == [405]
+    assert await metric(gw, 'roomcast_connections_refused_total{reason="head_too_large"}') == 2
+
+
 async def test_room_traffic_after_a_violation_is_not_written_nor_a_slow_consumer(
     gateway_factory: GatewayFactory,
 ) -> None:

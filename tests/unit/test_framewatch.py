@@ -356,6 +356,34 @@ async def test_a_requests_body_waits_for_its_handler_then_the_next_head_is_count
     assert g.transport.written.startswith(TOO_LARGE)
 
 
+async def test_with_its_length_known_a_body_is_passed_on_exactly_and_the_next_head_counted(
+) -> None:
+    body = b"a\r\n\r\nb"  # a blank line inside a body ends no head
+    head = b"POST /x HTTP/1.1\r\nContent-Length: 6\r\n\r\n"
+    nxt = b"GET /y HTTP/1.1\r\n\r\n"
+    stream = head + body + nxt + b"rest"
+    for cut in range(len(head), len(stream)):
+        g = guarded(max_head_bytes=100)
+        g.feed(stream, cut)
+        g.guard.finished(g.transport, len(body))
+        # The next head goes on (counted); what follows it waits for its handler.
+        assert g.inner.received == head + body + nxt, cut
+        assert not g.guard.next_request(g.transport)
+        g.guard.finished(g.transport, 0)
+        assert g.inner.received == stream, cut
+
+
+async def test_a_head_over_the_cap_behind_a_request_closes_after_its_answer() -> None:
+    g = guarded(max_head_bytes=100)
+    head = b"GET /x HTTP/1.1\r\n\r\n"
+    g.feed(head + head_of(101)[:50])
+    g.guard.finished(g.transport, 0)
+    g.feed(head_of(101)[50:])
+    assert g.inner.received == head + head_of(101)[:50]  # the rest is dropped
+    assert not g.transport.reading and not g.transport.written  # no 431 before the answer
+    assert g.guard.next_request(g.transport)  # the connection closes after it
+
+
 async def test_reading_pauses_while_much_is_held_and_resumes_when_it_is_passed_on() -> None:
     g = guarded()
     payload = os.urandom(70000)
