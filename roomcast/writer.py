@@ -139,6 +139,7 @@ def fan_out(writers: Collection[ConnectionWriter], frame: bytes) -> int:
         # Nothing was written or queued since the last pass: every writer is idle,
         # and only its limit needs checking.
         end = flusher.sent + size
+        closes = flusher.closes
         for writer in writers:
             if writer._limit >= end:
                 transport = writer._transport
@@ -150,6 +151,9 @@ def fan_out(writers: Collection[ConnectionWriter], frame: bytes) -> int:
                         sent -= 1
             elif not writer._write_measured(frame, end):
                 sent -= 1
+        if flusher.closes != closes:
+            # A transport signalled a full buffer as it was written to (rare): count again.
+            sent = sum(not writer.closed for writer in writers)
         flusher.fanned(writers, end)
         return sent
     if flusher._fanned:
@@ -164,6 +168,10 @@ def fan_out(writers: Collection[ConnectionWriter], frame: bytes) -> int:
             continue
         limit = writer._limit - size
         if limit >= flusher.sent:
+            # Set before the write: a transport that signals a full buffer closes the
+            # writer during it, and its closed limit must stay.
+            writer._limit = limit
+            writer._tick = tick
             transport = writer._transport
             if not transport.is_closing():
                 try:
@@ -172,8 +180,9 @@ def fan_out(writers: Collection[ConnectionWriter], frame: bytes) -> int:
                     writer.fail()
                     sent -= 1
                     continue
-            writer._limit = limit
-            writer._tick = tick
+                if writer.closed:
+                    sent -= 1
+                    continue
             if not flusher.scheduled:
                 flusher.schedule()
             continue
@@ -341,6 +350,8 @@ class ConnectionWriter:
         except Exception:
             self.fail()
             return False
+        if self.closed:  # a TLS transport signals a buffer at the limit already
+            return False
         self._limit = end + self.max_bytes - in_flight
         return True
 
@@ -378,7 +389,8 @@ class ConnectionWriter:
         self.pending = []
         self.pending_bytes = 0
         transport.write(data)
-        self._limit = self._flusher.sent + self.max_bytes - in_flight
+        if not self.closed:  # see _write_measured
+            self._limit = self._flusher.sent + self.max_bytes - in_flight
 
     def close(self, *, flush: bool) -> None:
         """Stop accepting frames; write what is queued first if ``flush``."""

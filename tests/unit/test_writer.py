@@ -442,3 +442,27 @@ async def test_a_transport_with_bytes_in_its_buffer_is_not_signalled_but_measure
     kept = RoomWriters([*members, writer])
     assert fan_out_room(kept, b"y" * 100) == FAST_MIN  # measured: 1,050 is over
     assert busy.writes == [] and overflows.calls == 1
+
+
+@pytest.mark.parametrize("n", [4, FAST_MIN + 1], ids=["per writer", "large fan-out"])
+async def test_fan_out_to_a_writer_its_transport_closes_mid_write_counts_it_out(n: int) -> None:
+    members, transports, overflows = signalled_room(n)
+    for t in transports[1:]:
+        t.on_full = None
+        t.high_water = None
+    results = []
+    for i in range(15):
+        if i == 5:
+            # Bytes written past the writer (a pong, say): its own count still has room
+            # for a direct write, which its transport then signals as over the limit.
+            transports[0].buffered += 600
+        results.append(fan_out(members, b"x" * 100))
+        for t in transports[1:]:
+            t.buffered = 0  # they read everything
+        await one_iteration()
+    # Closed during its write, it is not counted and gets nothing more (its closed
+    # limit was not overwritten after the write).
+    assert results == [n] * 5 + [n - 1] * 10
+    assert len(transports[0].writes) == 6 and members[0].closed
+    assert overflows.calls == 1
+    assert all(len(t.writes) == 15 for t in transports[1:])
