@@ -228,15 +228,20 @@ async def test_text_that_is_not_utf8_closes_with_1007_and_is_counted(
         assert await close_code(reader) == 1007
     finally:
         writer.transport.abort()
+    assert 'roomcast_messages_rejected_total{code="too_large"}' not in (
+        await one_malformed_frame_counted(gw))
+
+
+async def one_malformed_frame_counted(gw: GatewayProcess) -> str:
+    """The gateway's metrics once they count one malformed frame."""
     async with api_client(gw) as http:
 
-        async def counted() -> bool | None:
+        async def counted() -> str | None:
             text = (await http.get("/metrics")).text
-            return 'roomcast_messages_rejected_total{code="malformed_frame"} 1.0' in text or None
+            return text if ('roomcast_messages_rejected_total{code="malformed_frame"} 1.0'
+                            in text) else None
 
-        await eventually(counted, "the malformed frame to be counted")
-        assert 'roomcast_messages_rejected_total{code="too_large"}' not in (
-            await http.get("/metrics")).text
+        return await eventually(counted, "the malformed frame to be counted")
 
 
 async def test_a_compressed_frame_that_does_not_inflate_closes_with_1002(
@@ -253,13 +258,7 @@ async def test_a_compressed_frame_that_does_not_inflate_closes_with_1002(
         assert await close_code(reader) == 1002
     finally:
         writer.transport.abort()
-    async with api_client(gw) as http:
-
-        async def counted() -> bool | None:
-            text = (await http.get("/metrics")).text
-            return 'roomcast_messages_rejected_total{code="malformed_frame"} 1.0' in text or None
-
-        await eventually(counted, "the undecodable frame to be counted")
+    await one_malformed_frame_counted(gw)
     gone = [e for e in log_events(gw, "disconnect") if e.get("user") == user]
     assert gone and gone[0]["code"] == 1002, gone
 
