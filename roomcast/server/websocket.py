@@ -95,24 +95,43 @@ def _too_many(request: web.Request, reason: str) -> web.StreamResponse:
                             headers={"Retry-After": "10"}, request=request)
 
 
-class _Socket(web.WebSocketResponse):
-    """aiohttp's server WebSocket, failing with 1002 where aiohttp would close with 1000:
-    after a frame it could not read that is no framing error of its own (a compressed
-    frame that does not inflate)."""
+def _valid_close_code(code: int) -> bool:
+    """Whether a client may send this close code (RFC 6455 section 7.4, IANA registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
-    _failed = False
+
+class _Socket(web.WebSocketResponse):
+    """aiohttp's server WebSocket, closing with the code RFC 6455 asks for where aiohttp
+    sends 1000: the client's own code in answer to its close (1002 for a code no
+    endpoint may send), and 1002 after a frame it could not read that is no framing
+    error of its own (a compressed frame that does not inflate). Its ``close_code`` is
+    the code it sent, where aiohttp's is the client's answer (1006 when none came)."""
+
+    _sent: int | None = None
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"",
                     drain: bool = True) -> bool:
-        if code == WSCloseCode.OK and self.exception() is not None and not self.closed:
-            self._failed = True
-            code, message = WSCloseCode.PROTOCOL_ERROR, b"undecodable frame"
+        if not self.closed:
+            if code == WSCloseCode.OK:
+                code, message = self._instead_of_1000(message)
+            self._sent = code
         return await super().close(code=code, message=message, drain=drain)
+
+    def _instead_of_1000(self, message: bytes) -> tuple[int, bytes]:
+        if self.exception() is not None:
+            return WSCloseCode.PROTOCOL_ERROR, b"undecodable frame"
+        # The client's, when answering its close: a 1006 is the client's too (aiohttp's
+        # own comes with an exception).
+        peer = super().close_code
+        if not peer:  # none, or a close frame without a code
+            return WSCloseCode.OK, message
+        if _valid_close_code(peer):
+            return peer, message
+        return WSCloseCode.PROTOCOL_ERROR, b"invalid close code"
 
     @property
     def close_code(self) -> int | None:
-        # aiohttp's is 1006 here (the frame's error), not the 1002 the client got.
-        return WSCloseCode.PROTOCOL_ERROR if self._failed else super().close_code
+        return self._sent or super().close_code
 
 
 async def _handshake(request: web.Request, gw: Gateway) -> _Opened:
@@ -336,8 +355,8 @@ async def _closed(ws: web.WebSocketResponse, conn: LocalConnection, gw: Gateway,
         conn=conn.id,
         user=conn.user_id,
         reason=(ours.reason if ours is not None else None) or reason,
-        # The code we closed with, else the client's: aiohttp's close_code is the
-        # peer's answer to our close frame, not what we sent.
+        # The code our closer closed with, else the one the socket sent (the client's
+        # own in answer to its close).
         code=ours.code if ours is not None and ours.code is not None else ws.close_code,
     )
 

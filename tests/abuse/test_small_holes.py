@@ -16,6 +16,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -261,6 +262,31 @@ async def test_a_compressed_frame_that_does_not_inflate_closes_with_1002(
     await one_malformed_frame_counted(gw)
     gone = [e for e in log_events(gw, "disconnect") if e.get("user") == user]
     assert gone and gone[0]["code"] == 1002, gone
+
+
+@pytest.mark.parametrize(("sent", "answer"), [
+    (b"\x03\xe8", 1000), (b"\x03\xe9", 1001), (b"\x0f\xa1", 4001), (b"", 1000),
+    (b"\x03\xee", 1002), (b"\x03\xed", 1002), (b"\x13\x88", 1002), (b"\xff\xff", 1002),
+    (b"\x0b\xb7", 1002),
+], ids=["1000", "1001", "4001", "no code", "1006", "1005", "5000", "65535", "2999"])
+async def test_a_clients_close_is_answered_with_its_code_or_1002_if_no_endpoint_may_send_it(
+    gateway_factory: GatewayFactory, sent: bytes, answer: int,
+) -> None:
+    gw = gateway_factory()
+    user = uid("closer")
+    reader, writer, _ = await raw_upgrade(gw, make_token(gw.secret, user))
+    try:
+        writer.write(client_frame(0x8, sent))
+        assert await close_code(reader) == answer
+    finally:
+        writer.transport.abort()
+
+    async def logged() -> dict[str, Any] | None:
+        gone = [e for e in log_events(gw, "disconnect") if e.get("user") == user]
+        return gone[0] if gone else None
+
+    line = await eventually(logged, "the disconnect line")
+    assert line["code"] == answer
 
 
 @pytest.mark.parametrize("keepalive", [0x9, 0xA], ids=["pings", "pongs"])
