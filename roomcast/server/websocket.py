@@ -205,6 +205,14 @@ async def _open(request: web.Request, gw: Gateway, claims: Claims, started: floa
                 max_msg_size=2 * gw.settings.max_message_size,
                 timeout=2.0,
             )
+            version = request.headers.get("Sec-WebSocket-Version")
+            if version is not None and version.strip() != "13":
+                # aiohttp also takes the drafts' 8; RFC 6455 names the version it speaks.
+                return problem_response(426, "unsupported WebSocket version; use 13",
+                                        code="upgrade_required",
+                                        headers={"Upgrade": "websocket",
+                                                 "Sec-WebSocket-Version": "13"},
+                                        request=request)
             try:
                 # Only its handshake checks raise (checked once: can_prepare first
                 # would run them twice).

@@ -404,3 +404,17 @@ async def test_a_token_longer_than_a_header_line_of_8_kib_is_read(
             "Authorization": "Bearer " + raw_token(gw.secret, {
                 "user_id": user, "exp": int(time.time()) + 600, "padding": "x" * 40_000})})
     assert refused.value.response.status_code == 431
+
+
+async def test_an_upgrade_for_another_websocket_version_is_refused_naming_13(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gw = gateway_factory()
+    token = make_token(gw.secret, uid("old"))
+    async with httpx.AsyncClient(timeout=DEADLINE) as http:
+        r = await http.get(f"{gw.base_url}/websocket/connect", headers={
+            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Authorization": f"Bearer {token}"})
+    assert r.status_code == 426 and r.headers["sec-websocket-version"] == "13"
+    assert r.json()["code"] == "upgrade_required"
