@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp.abc import AbstractStreamWriter
 
 from roomcast import metrics
 from roomcast.auth import Claims, authenticate, origin_allowed, token_candidates
@@ -108,10 +109,17 @@ class _Socket(web.WebSocketResponse):
     the code it sent, where aiohttp's is the client's answer (1006 when none came)."""
 
     _sent: int | None = None
+    _transport: asyncio.BaseTransport | None = None
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter:
+        self._transport = request.transport
+        return await super().prepare(request)
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"",
                     drain: bool = True) -> bool:
-        if not self.closed:
+        transport = self._transport
+        # A socket already gone (a reset) is left to aiohttp: its close fails, as 1006.
+        if not self.closed and transport is not None and not transport.is_closing():
             if code == WSCloseCode.OK:
                 code, message = self._instead_of_1000(message)
             self._sent = code

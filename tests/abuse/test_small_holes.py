@@ -14,6 +14,7 @@ import json
 import os
 import re
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -287,6 +288,30 @@ async def test_a_clients_close_is_answered_with_its_code_or_1002_if_no_endpoint_
 
     line = await eventually(logged, "the disconnect line")
     assert line["code"] == answer
+
+
+@pytest.mark.parametrize("how", ["reset", "eof"])
+async def test_a_client_gone_without_a_close_frame_is_logged_1006(
+    gateway_factory: GatewayFactory, how: str,
+) -> None:
+    gw = gateway_factory()
+    user = uid("gone")
+    _, writer, _ = await raw_upgrade(gw, make_token(gw.secret, user))
+    if how == "reset":
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+    else:
+        writer.write_eof()
+
+    async def logged() -> dict[str, Any] | None:
+        gone = [e for e in log_events(gw, "disconnect") if e.get("user") == user]
+        return gone[0] if gone else None
+
+    try:
+        assert (await eventually(logged, "the disconnect line"))["code"] == 1006
+    finally:
+        writer.transport.abort()
 
 
 @pytest.mark.parametrize("keepalive", [0x9, 0xA], ids=["pings", "pongs"])
