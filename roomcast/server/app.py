@@ -204,19 +204,17 @@ def _handshakes(websocket_path: str) -> Middleware:
 async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     guard = request.app[GATEWAY].guard
     guard.finished(request.transport, _body_length(request))
+    # None if the handler failed: aiohttp answers 500 and closes the connection itself.
+    response: web.StreamResponse | None = None
     try:
         response = await handler(request)
+        return response
     except web.HTTPException as exc:  # an answer too
-        if guard.next_request(request.transport):
-            exc.force_close()
+        response = exc
         raise
-    except BaseException:
-        # aiohttp answers 500 and closes the connection itself.
-        guard.next_request(request.transport)
-        raise
-    if guard.next_request(request.transport):
-        response.force_close()
-    return response
+    finally:
+        if guard.next_request(request.transport) and response is not None:
+            response.force_close()
 
 
 def _body_length(request: web.Request) -> int | None:
