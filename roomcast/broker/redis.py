@@ -338,6 +338,7 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         try:
             quiet = 0
+            silent_since = loop.time()
             while True:
                 heard = self._heard
                 started = loop.time()
@@ -351,9 +352,13 @@ class RedisBroker:
                 if self._heard != heard or not self._waiting:
                     quiet = 0
                     continue
+                if quiet == 0:
+                    silent_since = started
                 quiet += 1
                 if quiet >= 2:
-                    raise RedisConnectionError("no reply to PING")
+                    raise RedisConnectionError(
+                        f"no reply to PING (nothing heard for {loop.time() - silent_since:.1f} s"
+                        f"{_unread(pubsub)})")
                 await pubsub.ping()
         finally:
             reader.cancel()
@@ -402,3 +407,17 @@ class RedisBroker:
             # A handler bug must not stop delivery of everything after it.
             log_event(_log, "broker_handler_failed", logging.ERROR, channel=channel,
                       error=describe(exc))
+
+
+def _unread(pubsub: PubSub) -> str:
+    """What the subscription's socket delivered that its reader has not parsed, if any.
+
+    A silence with bytes waiting here is ours (a reader that stopped), not Redis's.
+    """
+    stream = getattr(pubsub.connection, "_reader", None)
+    buffered = len(getattr(stream, "_buffer", b""))
+    transport = getattr(stream, "_transport", None)
+    paused = transport is not None and not transport.is_reading()
+    if not buffered and not paused:
+        return ""
+    return f"; {buffered} bytes unread{', reading paused' if paused else ''}"
