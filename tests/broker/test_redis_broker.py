@@ -539,6 +539,35 @@ async def test_a_listener_busy_handling_is_not_taken_for_a_dead_redis(
         await broker.close()
 
 
+async def test_a_subscription_whose_socket_stopped_being_read_is_noticed_as_ours(
+    redis_server: RedisServer,
+) -> None:
+    # The client side stalls, Redis does not: the watchdog reconnects all the same, and
+    # its reason says the silence was ours (the socket no longer read).
+    broker = RedisBroker(
+        redis_server.url, str(uuid.uuid4()), ping_interval=0.1, max_backoff=0.2, timeout=0.5
+    )
+    handler = RecordingHandler()
+    await broker.start(handler)
+    try:
+        pubsub = broker._pubsub
+        assert pubsub is not None and pubsub.connection is not None
+        stream = pubsub.connection._reader
+        assert stream is not None
+        stream._transport.pause_reading()
+        async with asyncio.timeout(DEADLINE):
+            await broker.wait_health(False)
+        reason = broker.health_reason or ""
+        assert re.fullmatch(r"Redis subscription lost: no reply to PING \(nothing heard for "
+                            r"\d+\.\d s; 0 bytes unread, reading paused\)", reason), reason
+        async with asyncio.timeout(DEADLINE):
+            await broker.wait_health(True)
+        assert broker.reconnects == 1
+        await heard_from_another_instance(redis_server.url, handler)
+    finally:
+        await broker.close()
+
+
 async def test_a_redis_that_stops_answering_is_noticed_and_rejoined(
     redis_server: RedisServer,
 ) -> None:
