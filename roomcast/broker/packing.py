@@ -7,14 +7,23 @@ the largest single cost of an instance's Redis traffic (the registry's flush scr
 alone carries a dozen arguments per connection). :func:`packed_in_c` gives a pool's
 connections redis-py's own hiredis serializer: the same bytes on the wire, the same
 ``DataError`` for an argument Redis cannot take.
+
+They also send without a task: redis-py bounds every send by ``socket_timeout`` with
+``asyncio.wait_for``, a task and a timer per command, though a socket takes a command
+at once unless its buffer is full. Here the command is written first, and only a
+transport left holding bytes is drained under that bound, as redis-py drains it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.connection import HiredisRespSerializer
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
 _Pool = TypeVar("_Pool", bound=ConnectionPool)
@@ -23,11 +32,37 @@ _CLASSES: dict[type[AbstractConnection], type[AbstractConnection]] = {}
 
 
 class _PackedInC:
-    """Mixin: ``pack_command`` by hiredis (``pack_commands`` builds on it)."""
+    """Mixin: ``pack_command`` by hiredis (``pack_commands`` builds on it), and
+    ``send_packed_command`` without a task when the socket takes the command."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
         packed: list[bytes] = _SERIALIZER.pack(*args)
         return packed
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        conn: Any = self
+        writer = conn._writer
+        if (writer is None or conn._reader is None or conn.health_check_interval
+                or isinstance(command, (bytes, str)) or writer.transport.is_closing()):
+            # Connecting, health checks, a lost transport: redis-py's own path.
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            return
+        try:
+            writer.writelines(command)
+            if writer.transport.get_write_buffer_size():
+                await asyncio.wait_for(writer.drain(), conn.socket_timeout)
+        except TimeoutError:
+            await conn.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await conn.disconnect(nowait=True)
+            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
+        except BaseException:
+            # Part of the command may be out: the connection cannot be used again.
+            await conn.disconnect(nowait=True)
+            raise
 
 
 def packed_class(base: type[AbstractConnection]) -> type[AbstractConnection]:
