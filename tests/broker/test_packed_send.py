@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomcast.broker.pool import LeanPool, lean_pool
@@ -26,13 +28,32 @@ async def pool(redis_server: RedisServer) -> AsyncIterator[LeanPool]:
     await pool.disconnect()
 
 
+@contextlib.contextmanager
+def stalled(redis_server: RedisServer) -> Iterator[None]:
+    """Redis stopped (SIGSTOP) for the block: its sockets take bytes until they are full."""
+    redis_server.pause()
+    try:
+        yield
+    finally:
+        redis_server.resume()
+
+
+@contextlib.asynccontextmanager
+async def connected(pool: LeanPool) -> AsyncIterator[AbstractConnection]:
+    """A connection of ``pool`` that answered a PING (connected on redis-py's path)."""
+    conn = await pool.get_connection()
+    try:
+        await conn.send_command("PING")
+        assert await conn.read_response() == b"PONG"
+        yield conn
+    finally:
+        await pool.release(conn)
+
+
 async def test_a_command_the_socket_takes_is_sent_without_wait_for(
     pool: LeanPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    conn = await pool.get_connection()
-    try:
-        await conn.send_command("PING")  # connected on redis-py's path
-        assert await conn.read_response() == b"PONG"
+    async with connected(pool) as conn:
         calls: list[Any] = []
         real = asyncio.wait_for
 
@@ -45,45 +66,26 @@ async def test_a_command_the_socket_takes_is_sent_without_wait_for(
             await conn.send_packed_command(conn.pack_command("SET", f"k{n}", n))
             assert await conn.read_response() == b"OK"
         assert calls == []
-    finally:
-        await pool.release(conn)
 
 
 async def test_a_command_redis_does_not_take_in_time_drops_the_connection(
     pool: LeanPool, redis_server: RedisServer
 ) -> None:
-    conn = await pool.get_connection()
-    try:
-        await conn.send_command("PING")
-        assert await conn.read_response() == b"PONG"
-        redis_server.pause()
-        try:
+    async with connected(pool) as conn:
+        with stalled(redis_server):
             with pytest.raises(RedisTimeoutError, match="Timeout writing to socket"):
                 await conn.send_packed_command(conn.pack_command("SET", "big", b"x" * LARGE))
-            # Part of the command is out: the connection is never used again.
+            # Part of the command is out (and may still run): never used again.
             assert not conn.is_connected
-        finally:
-            redis_server.resume()
-    finally:
-        await pool.release(conn)
-    conn = await pool.get_connection()
-    try:
-        # Redis dropped the half command with its connection: it never ran.
-        await conn.send_packed_command(conn.pack_command("EXISTS", "big"))
-        assert await conn.read_response() == 0
-    finally:
-        await pool.release(conn)
+    async with connected(pool):
+        pass  # the pool connects anew
 
 
 async def test_a_send_cancelled_while_draining_drops_the_connection(
     pool: LeanPool, redis_server: RedisServer
 ) -> None:
-    conn = await pool.get_connection()
-    try:
-        await conn.send_command("PING")
-        assert await conn.read_response() == b"PONG"
-        redis_server.pause()
-        try:
+    async with connected(pool) as conn:
+        with stalled(redis_server):
             send = asyncio.create_task(
                 conn.send_packed_command(conn.pack_command("SET", "big", b"x" * LARGE)))
             await asyncio.sleep(0)  # one turn: the send writes, then waits for room
@@ -94,7 +96,3 @@ async def test_a_send_cancelled_while_draining_drops_the_connection(
             with pytest.raises(asyncio.CancelledError):
                 await send
             assert not conn.is_connected
-        finally:
-            redis_server.resume()
-    finally:
-        await pool.release(conn)

@@ -539,17 +539,25 @@ async def test_a_listener_busy_handling_is_not_taken_for_a_dead_redis(
         await broker.close()
 
 
+@contextlib.asynccontextmanager
+async def watched(url: str) -> AsyncIterator[tuple[RedisBroker, RecordingHandler]]:
+    """A started broker whose watchdog pings after 0.1 s of silence and reconnects fast."""
+    broker = RedisBroker(url, str(uuid.uuid4()), ping_interval=0.1, max_backoff=0.2,
+                         timeout=0.5)
+    handler = RecordingHandler()
+    await broker.start(handler)
+    try:
+        yield broker, handler
+    finally:
+        await broker.close()
+
+
 async def test_a_subscription_whose_socket_stopped_being_read_is_noticed_as_ours(
     redis_server: RedisServer,
 ) -> None:
     # The client side stalls, Redis does not: the watchdog reconnects all the same, and
     # its reason says the silence was ours (the socket no longer read).
-    broker = RedisBroker(
-        redis_server.url, str(uuid.uuid4()), ping_interval=0.1, max_backoff=0.2, timeout=0.5
-    )
-    handler = RecordingHandler()
-    await broker.start(handler)
-    try:
+    async with watched(redis_server.url) as (broker, handler):
         pubsub = broker._pubsub
         assert pubsub is not None and pubsub.connection is not None
         stream = pubsub.connection._reader
@@ -564,8 +572,6 @@ async def test_a_subscription_whose_socket_stopped_being_read_is_noticed_as_ours
             await broker.wait_health(True)
         assert broker.reconnects == 1
         await heard_from_another_instance(redis_server.url, handler)
-    finally:
-        await broker.close()
 
 
 async def test_a_redis_that_stops_answering_is_noticed_and_rejoined(
@@ -573,12 +579,7 @@ async def test_a_redis_that_stops_answering_is_noticed_and_rejoined(
 ) -> None:
     # SIGSTOP: the TCP connection stays up, nothing comes back. Only the watchdog's
     # unanswered PING can tell.
-    broker = RedisBroker(
-        redis_server.url, str(uuid.uuid4()), ping_interval=0.1, max_backoff=0.2, timeout=0.5
-    )
-    handler = RecordingHandler()
-    await broker.start(handler)
-    try:
+    async with watched(redis_server.url) as (broker, handler):
         redis_server.pause()
         try:
             async with asyncio.timeout(DEADLINE):
@@ -592,5 +593,3 @@ async def test_a_redis_that_stops_answering_is_noticed_and_rejoined(
         async with asyncio.timeout(DEADLINE):
             await broker.wait_health(True)
         await heard_from_another_instance(redis_server.url, handler)
-    finally:
-        await broker.close()
