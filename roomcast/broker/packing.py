@@ -16,14 +16,11 @@ transport left holding bytes is drained under that bound, as redis-py drains it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.connection import HiredisRespSerializer
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.utils import HIREDIS_AVAILABLE
 
 _Pool = TypeVar("_Pool", bound=ConnectionPool)
@@ -51,18 +48,13 @@ class _PackedInC:
             return
         try:
             writer.writelines(command)
-            if writer.transport.get_write_buffer_size():
-                await asyncio.wait_for(writer.drain(), conn.socket_timeout)
-        except TimeoutError:
-            await conn.disconnect(nowait=True)
-            raise RedisTimeoutError("Timeout writing to socket") from None
-        except OSError as exc:
-            await conn.disconnect(nowait=True)
-            raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
         except BaseException:
-            # Part of the command may be out: the connection cannot be used again.
             await conn.disconnect(nowait=True)
             raise
+        if writer.transport.get_write_buffer_size():
+            # What the socket did not take is drained as redis-py drains it: within
+            # socket_timeout, the connection dropped if that fails.
+            await super().send_packed_command([], check_health=False)  # type: ignore[misc]
 
 
 def packed_class(base: type[AbstractConnection]) -> type[AbstractConnection]:
