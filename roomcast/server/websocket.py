@@ -174,10 +174,37 @@ async def _handshake(request: web.Request, gw: Gateway) -> _Opened:
             headers={"WWW-Authenticate": 'Bearer realm="roomcast"'},
             request=request,
         )
-    refused = await _denied(request, gw, claims)
+    # After the token (a plain GET without one answers 401, as the Go gateway does), but
+    # before any store is asked: a request that cannot become a WebSocket costs no lookup.
+    refused = _upgrade_refused(request)
+    if refused is None:
+        refused = await _denied(request, gw, claims)
     if refused is not None:
         return refused
     return await _open(request, gw, claims, started)
+
+
+def _upgrade_refused(request: web.Request) -> web.Response | None:
+    """The 426 of a request that asks for no WebSocket, or for another version than 13.
+
+    aiohttp's own checks (the ``Connection`` header, the key) still run in ``prepare``:
+    these two are the cheap ones that catch a plain GET and an old client.
+    """
+    if request.headers.get("Upgrade", "").strip().lower() != "websocket":
+        return _not_an_upgrade(request)
+    version = request.headers.get("Sec-WebSocket-Version")
+    if version is not None and version.strip() != "13":
+        # aiohttp also takes the drafts' 8; RFC 6455 names the version it speaks.
+        return problem_response(426, "unsupported WebSocket version; use 13",
+                                code="upgrade_required",
+                                headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"},
+                                request=request)
+    return None
+
+
+def _not_an_upgrade(request: web.Request) -> web.Response:
+    return problem_response(426, "expected a WebSocket upgrade", code="upgrade_required",
+                            headers={"Upgrade": "websocket"}, request=request)
 
 
 async def _open(request: web.Request, gw: Gateway, claims: Claims, started: float) -> _Opened:
@@ -213,22 +240,11 @@ async def _open(request: web.Request, gw: Gateway, claims: Claims, started: floa
                 max_msg_size=2 * gw.settings.max_message_size,
                 timeout=2.0,
             )
-            version = request.headers.get("Sec-WebSocket-Version")
-            if version is not None and version.strip() != "13":
-                # aiohttp also takes the drafts' 8; RFC 6455 names the version it speaks.
-                return problem_response(426, "unsupported WebSocket version; use 13",
-                                        code="upgrade_required",
-                                        headers={"Upgrade": "websocket",
-                                                 "Sec-WebSocket-Version": "13"},
-                                        request=request)
             try:
-                # Only its handshake checks raise (checked once: can_prepare first
-                # would run them twice).
+                # Only its handshake checks raise (the rest of them: a malformed key).
                 await ws.prepare(request)
             except web.HTTPException:
-                return problem_response(426, "expected a WebSocket upgrade",
-                                        code="upgrade_required",
-                                        headers={"Upgrade": "websocket"}, request=request)
+                return _not_an_upgrade(request)
             conn = _connection(request, gw, claims, groups, ws)
             gw.guard.watch_frames(request.transport, gw.settings.fragment_timeout, conn)
             recover, first = None, None
