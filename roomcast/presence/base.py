@@ -21,6 +21,8 @@ from roomcast.types import ConnId, UserId
 _RANK: Final = {"online": 3, "away": 2, "offline": 1}
 #: Encoded size limit of a connection's presence metadata.
 MAX_METADATA_BYTES: Final = 2048
+#: How long a user's ``lastSeen`` is kept after their last connection went.
+SEEN_TTL_MS: Final = 7 * 24 * 3600 * 1000
 
 
 def now_ms() -> int:

@@ -6,7 +6,15 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-from roomcast.presence.base import Change, Entry, PresenceStats, UserPresence, aggregate, now_ms
+from roomcast.presence.base import (
+    SEEN_TTL_MS,
+    Change,
+    Entry,
+    PresenceStats,
+    UserPresence,
+    aggregate,
+    now_ms,
+)
 from roomcast.types import ConnId, UserId
 
 
@@ -19,12 +27,14 @@ class MemoryPresenceStore:
 
     expires = False
 
-    def __init__(self, *, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, *, clock: Callable[[], int] = now_ms, max_seen: int = 100_000) -> None:
         self._clock = clock
+        self._max_seen = max_seen
         self._entries: dict[UserId, dict[ConnId, Entry]] = {}
         #: Closed connections in their grace period: conn -> deadline (ms).
         self._leaving: dict[ConnId, int] = {}
         self._deadlines: list[tuple[int, ConnId, UserId]] = []
+        #: When each user's last connection went, oldest first.
         self._seen: dict[UserId, int] = {}
         self._seq = itertools.count(1)
 
@@ -59,6 +69,7 @@ class MemoryPresenceStore:
             self._leaving.pop(conn_id, None)
         if not entries:
             self._entries.pop(user_id, None)
+            self._seen.pop(user_id, None)  # to the end: the map stays in time order
             self._seen[user_id] = self._clock()
         return Change(before, self._current(user_id), next(self._seq))
 
@@ -78,10 +89,21 @@ class MemoryPresenceStore:
             deadline, conn_id, user_id = heapq.heappop(self._deadlines)
             if self._leaving.get(conn_id) == deadline:  # not re-added meanwhile
                 due.setdefault(user_id, []).append(conn_id)
-        # Old "last seen" times of users long gone are not worth keeping forever.
-        if len(self._seen) > 100_000:
-            self._seen.clear()
+        self._forget_seen(now)
         return [self._drop(user_id, conns) for user_id, conns in due.items()]
+
+    def _forget_seen(self, now: int) -> None:
+        """Drop ``lastSeen`` times older than Redis keeps them, and the oldest beyond
+        ``max_seen`` users (memory bounded by users, not by how many ever came)."""
+        seen = self._seen
+        excess = len(seen) - self._max_seen
+        stale: list[UserId] = []
+        for user_id, at in seen.items():  # oldest first
+            if len(stale) >= excess and at > now - SEEN_TTL_MS:
+                break
+            stale.append(user_id)
+        for user_id in stale:
+            del seen[user_id]
 
     async def follow(self, user_ids: list[UserId], following: bool) -> None:
         """Nothing to share: the tracker knows its own subscribers."""

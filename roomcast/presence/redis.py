@@ -32,7 +32,15 @@ from roomcast.batching import pipelined, run_script
 from roomcast.broker.pool import lean_pool
 from roomcast.broker.slots import CONTROL_TAG, pinned_pool
 from roomcast.exceptions import BrokerUnavailable
-from roomcast.presence.base import Change, Entry, PresenceStats, UserPresence, aggregate, now_ms
+from roomcast.presence.base import (
+    SEEN_TTL_MS,
+    Change,
+    Entry,
+    PresenceStats,
+    UserPresence,
+    aggregate,
+    now_ms,
+)
 from roomcast.types import ConnId, UserId
 
 PREFIX = "roomcast:presence:"
@@ -43,7 +51,6 @@ LEAVING = PREFIX + "leaving"
 USERS = PREFIX + "users"
 SEQ = PREFIX + "seq"
 FOLLOWERS_PREFIX = PREFIX + "followers:"
-SEEN_TTL_MS = 7 * 24 * 3600 * 1000
 #: Expired entries removed per script call (a sweep calls it until none are left).
 SWEEP_BATCH = 500
 _KEYS = [EXPIRY, LEAVING, USERS, SEQ]

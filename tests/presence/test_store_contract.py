@@ -253,3 +253,27 @@ async def test_changes_say_whether_any_instance_follows_the_user(
     finally:
         await here.close()
         await there.close()
+
+
+async def test_memory_keeps_last_seen_a_week_and_for_the_latest_users_only() -> None:
+    # Redis keeps each lastSeen a week by its own key expiry; the memory store, whose
+    # map is all it has, also bounds how many users it remembers (oldest dropped first).
+    clock = Clock()
+    store = MemoryPresenceStore(clock=clock, max_seen=3)
+    users = [UserId(f"gone{i}") for i in range(5)]
+    for user in users:
+        await store.add(user, ConnId(f"c-{user}"), entry(clock=clock))
+        await store.remove(user, ConnId(f"c-{user}"), grace=0)
+        clock.advance(1)
+    # The first one comes back and leaves again: now the latest.
+    await store.add(users[0], A, entry(clock=clock))
+    await store.remove(users[0], A, grace=0)
+    await store.sweep()
+
+    async def seen() -> dict[str, int]:
+        return {u: p.updated for u, p in (await store.presence(users)).items() if p.updated}
+
+    assert set(await seen()) == {"gone3", "gone4", "gone0"}
+    clock.advance(7 * 24 * 3600 - 2)  # gone3 left 7 days ago now, gone4 a second later
+    await store.sweep()
+    assert set(await seen()) == {"gone4", "gone0"}
