@@ -174,11 +174,12 @@ async def _handshake(request: web.Request, gw: Gateway) -> _Opened:
             headers={"WWW-Authenticate": 'Bearer realm="roomcast"'},
             request=request,
         )
-    # After the token (a plain GET without one answers 401, as the Go gateway does), but
-    # before any store is asked: a request that cannot become a WebSocket costs no lookup.
-    refused = _upgrade_refused(request)
-    if refused is None:
-        refused = await _denied(request, gw, claims)
+    # Who is asking (the token, its revocation) before what they ask for, as the Go
+    # gateway answers a plain GET without a token 401; but a request that cannot become a
+    # WebSocket costs no membership lookup and holds no slot of the user's.
+    refused = await _denied(request, gw, claims)
+    if refused is None:  # not ``or``: a response is a mapping, false while empty
+        refused = _upgrade_refused(request)
     if refused is not None:
         return refused
     return await _open(request, gw, claims, started)

@@ -171,30 +171,6 @@ async def test_a_hanging_redis_gets_a_clear_answer_from_the_bound(
         await api.aclose()
 
 
-@pytest.mark.redis
-async def test_a_request_that_is_no_upgrade_is_refused_before_any_store_is_asked(
-    paused_pair: tuple[GatewayProcess, RedisServer],
-) -> None:
-    gw, server = paused_pair
-    token = make_token(gw.secret, uid("u"))
-    plain = {"Authorization": f"Bearer {token}"}
-    old = {**plain, "Upgrade": "websocket", "Connection": "Upgrade",
-           "Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
-    server.pause()  # a store that was asked would answer 503 after its 1 s bound
-    try:
-        async with httpx.AsyncClient(timeout=DEADLINE) as http:
-            plain_answer = await http.get(f"{gw.base_url}/websocket/connect", headers=plain)
-            old_answer = await http.get(f"{gw.base_url}/websocket/connect", headers=old)
-    finally:
-        server.resume()
-    assert plain_answer.status_code == 426, plain_answer.text
-    assert plain_answer.json()["code"] == "upgrade_required"
-    assert old_answer.status_code == 426, old_answer.text
-    assert old_answer.headers["sec-websocket-version"] == "13"
-    assert (log_events(gw, "denial_store_failed")
-            + log_events(gw, "membership_store_failed")) == []
-
-
 async def test_the_dev_login_is_same_origin_only_and_loud_with_a_real_secret(
     gateway_factory: GatewayFactory,
 ) -> None:

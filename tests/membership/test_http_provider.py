@@ -24,6 +24,7 @@ from tests.core.support import log_events, unique
 from tests.helpers.gateway import GatewayProcess
 from tests.helpers.problems import answer, problem
 from tests.helpers.redis_server import RedisServer
+from tests.helpers.tokens import make_token
 from tests.helpers.ws import Message, Peer, connect_peer
 
 pytestmark = pytest.mark.redis
@@ -193,6 +194,28 @@ async def test_a_hanging_app_does_not_hold_the_handshake(
     await until(peer, "room_joined", "group:fleet")
     assert any(e["event"] == "membership_app_unavailable" and "Timeout" in e["error"]
                for e in log_events(gw))
+    await peer.close()
+
+
+async def test_a_request_that_is_no_upgrade_asks_the_app_nothing(
+        gateway_factory: GatewayFactory, app: FakeApp, redis_server: RedisServer) -> None:
+    user = unique("plain")
+    app.groups[user] = [{"id": "fleet", "name": "Fleet"}]
+    gw = gateway_for(gateway_factory, app, redis_server)
+    token = make_token(gw.secret, user)
+    plain = {"Authorization": f"Bearer {token}"}
+    old = {**plain, "Upgrade": "websocket", "Connection": "Upgrade",
+           "Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
+        problem(await http.get("/websocket/connect", headers=plain), 426, "upgrade_required")
+        refused = await http.get("/websocket/connect", headers=old)
+    problem(refused, 426, "upgrade_required")
+    assert refused.headers["sec-websocket-version"] == "13"
+    assert app.requests == []
+    # A WebSocket of the same user is what asks.
+    peer = await connect_peer(gw, user)
+    await until(peer, "room_joined", "group:fleet")
+    assert app.requests == [user]
     await peer.close()
 
 
