@@ -277,6 +277,8 @@ async def test_admin_disconnect_closes_a_connection_on_another_instance(
     target, sibling = await join(b, user), await join(c, user)
     try:
         await registered(apis[0], target.conn_id)
+        # B counts who is left to tell from the registry: C's write must be in.
+        await registered(apis[0], sibling.conn_id)
         await barrier(raw, target, sibling)
         r = await apis[0].post(f"/websocket/connections/{target.conn_id}/disconnect")
         assert r.status_code == 200, r.text
