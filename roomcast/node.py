@@ -316,12 +316,21 @@ class Node:
                 conn.send(messages.encode(
                     messages.ack(message_id, action_requested="recover", ignored=ignored)
                 ))
-        for room, name in rooms.items():
-            await self.join_room(conn, RoomId(room), name, since=positions.get(room))
-        # Registered once in its rooms (one write, not one per room joined); unless it
-        # closed meanwhile, which the registry was told already.
-        if self.hub.connections.get(conn.id) is conn:
-            self.registry.connection_opened(conn)
+        entered: list[tuple[RoomId, str]] = []
+        try:
+            for room, name in rooms.items():
+                if await self._enter(conn, RoomId(room), name):
+                    entered.append((RoomId(room), name))
+            # Registered once in its rooms (one write, not one per room), before they are
+            # counted; unless it closed meanwhile, which the registry was told already.
+            if self.hub.connections.get(conn.id) is conn:
+                self.registry.connection_opened(conn)
+            for room, name in entered:
+                await self._joined(conn, room, name, positions.get(room))
+        except BaseException:
+            for room, _ in entered:
+                self.history.handover.cancel(conn.id, room)
+            raise
         await self.presence.connection_opened(conn)
         self.lifetimes.track(conn)
 
@@ -349,9 +358,16 @@ class Node:
 
         A connection closed meanwhile is not added (the hub refuses it).
         """
-        retention = self.history.policy.for_room(room)
+        if not await self._enter(conn, room, name):
+            return False
+        self.registry.rooms_changed(conn)
+        return await self._joined(conn, room, name, since)
+
+    async def _enter(self, conn: LocalConnection, room: RoomId, name: str) -> bool:
+        """Make the connection a member (its live publications held back in a room with
+        history), subscribed to the room; False when it closed meanwhile."""
         handover = self.history.handover
-        if retention is not None:
+        if self.history.policy.for_room(room) is not None:
             handover.begin(conn.id, room)
         try:
             if not self.hub.join(conn, room, name):
@@ -359,7 +375,22 @@ class Node:
                 return False
             if self.hub.member_count(room) == 1:
                 await self.broker.subscribe_room(room)
-            self.registry.rooms_changed(conn)
+        except BaseException:
+            handover.cancel(conn.id, room)
+            raise
+        return True
+
+    async def _joined(
+        self, conn: LocalConnection, room: RoomId, name: str, since: Position | None
+    ) -> bool:
+        """Send an entered connection its ``room_joined`` (and what it recovers), and
+        tell the room's other members."""
+        retention = self.history.policy.for_room(room)
+        handover = self.history.handover
+        try:
+            # Counted once our write is in: of two members joining on two instances at
+            # once, the later write's count then sees the other, who hears of it.
+            await self.registry.written(conn)
             count = await self._member_count(room)
             state = JoinState(None) if retention is None else \
                 await self.history.join_state(room, retention, since)
@@ -442,6 +473,7 @@ class Node:
             self._room_updates.changed(room)
             return
         if count is None:
+            await self.registry.written(conn)  # our change first (see _joined)
             count = await self._member_count(room)
         if count <= (1 if action == "member_joined" else 0):
             return  # nobody else to tell (a user's first connection, the last one leaving)

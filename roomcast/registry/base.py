@@ -82,6 +82,15 @@ class Registry(Protocol):
         """Nothing for a connection not yet opened (it is registered in its first rooms)."""
         ...
 
+    async def written(self, conn: LocalConnection) -> None:
+        """Until the connection's last change is stored for every instance to read (or
+        storing it failed, or took too long).
+
+        Two joins of one room on two instances, each counting the room after its own
+        write, cannot both count one member: the later write's count sees the other.
+        """
+        ...
+
     async def connections(
         self,
         *,

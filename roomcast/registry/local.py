@@ -42,6 +42,9 @@ class LocalRegistry:
     def rooms_changed(self, conn: LocalConnection) -> None:
         return None
 
+    async def written(self, conn: LocalConnection) -> None:
+        return None
+
     async def connections(
         self,
         *,

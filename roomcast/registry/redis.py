@@ -68,6 +68,9 @@ COMPAT_REFRESH = 600.0
 ALIVE_CACHE = 1.0
 #: Seconds the writer waits after the first change, to write many in one pipeline.
 WRITE_WINDOW = 0.005
+#: Seconds :meth:`RedisRegistry.written` waits at most (a hanging Redis must not hold
+#: joins longer than its socket timeout would).
+WRITTEN_WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,13 @@ class RedisRegistry:
         self._dirty: dict[ConnId, LocalConnection | None] = {}
         #: What Redis holds for our connections: their user and rooms as last written.
         self._written: dict[ConnId, tuple[str, set[RoomId]]] = {}
+        #: What the running flush writes, and how many flushes took a batch so far.
+        self._writing: dict[ConnId, LocalConnection | None] = {}
+        self._batches = 0
+        #: Batch number -> resolved once that batch was written (or failed).
+        self._flushed: dict[int, asyncio.Future[None]] = {}
+        #: The last flush failed: nobody waits for the retries.
+        self._failing = False
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         #: Compat keys found holding another type (logged once each).
@@ -165,6 +175,10 @@ class RedisRegistry:
             await self._redis.delete(self._k.server + self._server_id, self._rooms_key)
             await self._redis.zrem(self._k.servers, self._server_id)
         await self._redis.aclose()
+        for flushed in self._flushed.values():
+            if not flushed.done():
+                flushed.set_result(None)
+        self._flushed.clear()
 
     # -- write side -----------------------------------------------------------
 
@@ -182,6 +196,20 @@ class RedisRegistry:
         # Not yet opened (its first rooms being joined): written with them when it opens.
         if conn.id in self._dirty or conn.id in self._written:
             self._mark(conn, conn.id in self._hub.connections)
+
+    async def written(self, conn: LocalConnection) -> None:
+        if conn.id in self._dirty and not self._failing:
+            batch = self._batches + 1
+        elif conn.id in self._writing:
+            batch = self._batches
+        else:
+            return
+        flushed = self._flushed.get(batch)
+        if flushed is None:
+            flushed = self._flushed[batch] = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WRITTEN_WAIT):
+                await asyncio.shield(flushed)
 
     async def _writer(self) -> None:
         delay = 0.1
@@ -203,6 +231,9 @@ class RedisRegistry:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
+        self._writing = dirty
+        self._batches += 1
+        batch = self._batches
         try:
             writes = Writes()
             new_rooms: set[RoomId] = set()
@@ -222,11 +253,18 @@ class RedisRegistry:
                 self._set_instance_key(pipe)
                 self._check_kept(self._checked(pipe.command_stack,
                                                await pipe.execute(raise_on_error=False))[0])
+            self._failing = False
         except BaseException:
+            self._failing = True
             # Keep what was not written; newer marks win.
             for conn_id, conn in dirty.items():
                 self._dirty.setdefault(conn_id, conn)
             raise
+        finally:
+            self._writing = {}
+            flushed = self._flushed.pop(batch, None)
+            if flushed is not None and not flushed.done():
+                flushed.set_result(None)
 
     async def _run_writes(self, writes: Writes) -> None:
         """One call of the flush script (loaded again when Redis lost it)."""

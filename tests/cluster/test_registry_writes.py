@@ -1,10 +1,12 @@
-"""The registry's writes: one script call per flush, a connection written once opened."""
+"""The registry's writes: one script call per flush, a connection written once opened,
+and a wait until a change is written that other instances can rely on."""
 
 from __future__ import annotations
 
 import orjson
 import redis.asyncio as aioredis
 
+from roomcast.broker.base import ToRoom
 from roomcast.hub import Hub
 from roomcast.registry.redis import RedisRegistry
 from roomcast.registry.redis_writes import FLUSH, Writes
@@ -67,3 +69,35 @@ async def test_a_connection_is_written_once_in_the_rooms_it_opened_with(
     finally:
         await client.aclose()
         await registry._redis.aclose()
+
+
+async def test_written_returns_once_other_instances_count_the_change(
+        redis_server: RedisServer) -> None:
+    hub = Hub()
+    ours = RedisRegistry(redis_server.url, hub, "me")
+    theirs = RedisRegistry(redis_server.url, Hub(), "other")
+    room = RoomId("group:g1")
+    await ours.start()
+    try:
+        conns = [make_conn(f"c{i}", f"u{i}")[0] for i in range(3)]
+        for conn in conns:
+            hub.add(conn)
+            assert hub.join(conn, room, room)
+            ours.connection_opened(conn)
+        # Each waits for the write that takes its own change (one flush for all three).
+        await ours.written(conns[0])
+        assert await theirs.count(ToRoom(room)) == 3
+        await ours.written(conns[1])  # written already: nothing to wait for
+
+        assert hub.leave(conns[1], room)
+        ours.rooms_changed(conns[1])
+        await ours.written(conns[1])
+        assert await theirs.count(ToRoom(room)) == 2
+
+        hub.remove(conns[2])
+        ours.connection_closed(conns[2])
+        await ours.written(conns[2])
+        assert await theirs.count(ToRoom(room)) == 1
+    finally:
+        await ours.close()
+        await theirs._redis.aclose()
