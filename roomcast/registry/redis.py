@@ -146,10 +146,12 @@ class RedisRegistry:
         #: What the running flush writes, and how many flushes took a batch so far.
         self._writing: dict[ConnId, LocalConnection | None] = {}
         self._batches = 0
-        #: Batch number -> resolved once that batch was written (or failed).
-        self._flushed: dict[int, asyncio.Future[None]] = {}
+        #: Batch number -> set once that batch was written (or failed).
+        self._flushed: dict[int, asyncio.Event] = {}
         #: The last flush failed: nobody waits for the retries.
         self._failing = False
+        #: Someone waits in :meth:`written`: the write window is cut short.
+        self._awaited = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         #: Compat keys found holding another type (logged once each).
@@ -176,8 +178,7 @@ class RedisRegistry:
             await self._redis.zrem(self._k.servers, self._server_id)
         await self._redis.aclose()
         for flushed in self._flushed.values():
-            if not flushed.done():
-                flushed.set_result(None)
+            flushed.set()
         self._flushed.clear()
 
     # -- write side -----------------------------------------------------------
@@ -206,17 +207,23 @@ class RedisRegistry:
             return
         flushed = self._flushed.get(batch)
         if flushed is None:
-            flushed = self._flushed[batch] = asyncio.get_running_loop().create_future()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(WRITTEN_WAIT):
-                await asyncio.shield(flushed)
+            flushed = self._flushed[batch] = asyncio.Event()
+            # One bound per batch, not per waiter: a hanging Redis must not hold joins.
+            asyncio.get_running_loop().call_later(WRITTEN_WAIT, flushed.set)
+            self._awaited.set()
+        await flushed.wait()
 
     async def _writer(self) -> None:
         delay = 0.1
         while True:
             await self._wake.wait()
-            # A short window gathers a connect storm's many marks into one pipeline.
-            await asyncio.sleep(WRITE_WINDOW)
+            # A short window gathers many marks into one write, unless someone waits for
+            # theirs: in a storm the next marks gather while this write is under way.
+            if not self._awaited.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(WRITE_WINDOW):
+                        await self._awaited.wait()
+            self._awaited.clear()
             self._wake.clear()
             try:
                 await self._flush()
@@ -263,8 +270,8 @@ class RedisRegistry:
         finally:
             self._writing = {}
             flushed = self._flushed.pop(batch, None)
-            if flushed is not None and not flushed.done():
-                flushed.set_result(None)
+            if flushed is not None:
+                flushed.set()
 
     async def _run_writes(self, writes: Writes) -> None:
         """One call of the flush script (loaded again when Redis lost it)."""
