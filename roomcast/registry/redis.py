@@ -8,8 +8,10 @@ keys instead of scanning the keyspace) and ``roomcast:room_name:{room}`` (a room
 display name, with the room key's TTL, so names do not pile up forever).
 A connection whose instance key has expired is treated as gone and pruned on
 read, so a crashed instance disappears from listings after the instance TTL.
-Writes are batched in one pipeline per loop turn and retried while Redis is down;
-entries Redis lost (restarted without persistence) are written again at the next refresh.
+Writes are batched, one script call per flush, and retried while Redis is down; a
+join or leave waits for the flush that takes its change before counting its room
+(:meth:`RedisRegistry.written`), and the changes made meanwhile form the next flush.
+Entries Redis lost (restarted without persistence) are written again at the next refresh.
 
 A compat key of another type than roomcast writes (the Go repository would store
 ``websocket:room:{id}`` as a string) is treated as absent and logged once: it never
