@@ -325,12 +325,22 @@ class Node:
             # counted; unless it closed meanwhile, which the registry was told already.
             if self.hub.connections.get(conn.id) is conn:
                 self.registry.connection_opened(conn)
-            for room, name in entered:
-                await self._joined(conn, room, name, positions.get(room))
+            counted = [(room, name, *await self._counted(conn, room, positions.get(room)))
+                       for room, name in entered]
+            # Every room_joined at once, then what each room held back: no message of any
+            # room comes before the last room_joined.
+            held = [(room, count, self._room_joined(conn, room, name, count, state))
+                    for room, name, count, state in counted]
         except BaseException:
             for room, _ in entered:
                 self.history.handover.cancel(conn.id, room)
             raise
+        for _, _, frames in held:
+            for frame in frames or ():
+                conn.send(frame)
+        for room, count, frames in held:
+            if frames is not None:
+                await self._announce(room, "member_joined", conn, count)
         await self.presence.connection_opened(conn)
         self.lifetimes.track(conn)
 
@@ -352,23 +362,29 @@ class Node:
 
         In a room with history, ``room_joined`` carries the stream's epoch and offset;
         with ``since`` (the client's last position) it also says whether the missed
-        publications could be recovered, and they follow it. Live publications are
-        held back from the moment the connection is a member until then (the
-        handover), so nothing is missed or sent twice in between.
+        publications could be recovered, and they follow it. In every room, live
+        publications are held back from the moment the connection is a member until
+        then (the handover), so nothing is missed, sent twice or sent before
+        ``room_joined``.
 
         A connection closed meanwhile is not added (the hub refuses it).
         """
         if not await self._enter(conn, room, name):
             return False
         self.registry.rooms_changed(conn)
-        return await self._joined(conn, room, name, since)
+        count, state = await self._counted(conn, room, since)
+        frames = self._room_joined(conn, room, name, count, state)
+        if frames is not None:
+            for frame in frames:
+                conn.send(frame)
+            await self._announce(room, "member_joined", conn, count)
+        return True
 
     async def _enter(self, conn: LocalConnection, room: RoomId, name: str) -> bool:
-        """Make the connection a member (its live publications held back in a room with
-        history), subscribed to the room; False when it closed meanwhile."""
+        """Make the connection a member, subscribed to the room, its live publications
+        held back until its ``room_joined``; False when it closed meanwhile."""
         handover = self.history.handover
-        if self.history.policy.for_room(room) is not None:
-            handover.begin(conn.id, room)
+        handover.begin(conn.id, room)
         try:
             if not self.hub.join(conn, room, name):
                 handover.cancel(conn.id, room)
@@ -380,13 +396,11 @@ class Node:
             raise
         return True
 
-    async def _joined(
-        self, conn: LocalConnection, room: RoomId, name: str, since: Position | None
-    ) -> bool:
-        """Send an entered connection its ``room_joined`` (and what it recovers), and
-        tell the room's other members."""
+    async def _counted(
+        self, conn: LocalConnection, room: RoomId, since: Position | None
+    ) -> tuple[int, JoinState]:
+        """The member count and stream state an entered connection's ``room_joined`` gives."""
         retention = self.history.policy.for_room(room)
-        handover = self.history.handover
         try:
             # Counted once our write is in: of two members joining on two instances at
             # once, the later write's count then sees the other, who hears of it.
@@ -395,24 +409,27 @@ class Node:
             state = JoinState(None) if retention is None else \
                 await self.history.join_state(room, retention, since)
         except BaseException:
-            handover.cancel(conn.id, room)
+            self.history.handover.cancel(conn.id, room)
             raise
         if self.ordering is not None and state.top is not None:
             self.ordering.seed(room, state.top)
-        # From here to the last frame sent, no await: live delivery resumes right after.
+        return count, state
+
+    def _room_joined(
+        self, conn: LocalConnection, room: RoomId, name: str, count: int, state: JoinState
+    ) -> list[bytes] | None:
+        """Send ``room_joined``; the frames the handover held, to send right after it (no
+        await in between: live delivery has resumed). None when the connection closed."""
         delivered = None if self.ordering is None else self.ordering.delivered(room)
-        frames = handover.finish(conn.id, room, state.replay, state.after,
-                                 delivered=delivered) if retention is not None else []
+        frames = self.history.handover.finish(conn.id, room, state.replay, state.after,
+                                              delivered=delivered)
         if self.hub.connections.get(conn.id) is not conn:
-            return True  # closed meanwhile: its member_left is out, a member_joined would lie
+            return None  # its member_left is out: a member_joined would lie
         kind = "personal" if room == personal_room(conn.user_id) else "group"
         conn.send(messages.encode(
             messages.room_joined(room, kind, name, count, **state.fields())
         ))
-        for frame in frames:
-            conn.send(frame)
-        await self._announce(room, "member_joined", conn, count)
-        return True
+        return frames
 
     async def leave_room(self, conn: LocalConnection, room: RoomId, reason: str) -> bool:
         """Take a connection out of a room with its ``room_left`` and ``room_update`` events."""

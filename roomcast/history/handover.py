@@ -1,8 +1,9 @@
 """Gap-free handover from a room's stored publications to its live ones.
 
-While a connection joins a room with history, its live publications of that room are
-buffered (it is a member already, so nothing published meanwhile is missed). Once the
-stream was read, :meth:`Handover.finish` returns the frames to send, in order: the
+While a connection joins a room, its live publications of that room are buffered (it
+is a member already, so nothing published meanwhile is missed, and none of them comes
+before its ``room_joined``). Once the room was counted and, in a room with history, its
+stream read, :meth:`Handover.finish` returns the frames to send, in order: the
 replay, then the buffered publications newer than the stream position the connection
 was given (older ones are in the replay or were before its join), and the connection
 switches to direct delivery. All of that happens without an ``await`` in between.
