@@ -490,7 +490,7 @@ class Node:
             self._room_updates.changed(room)
             return
         if count is None:
-            await self.registry.written(conn)  # our change first (see _joined)
+            await self.registry.written(conn)  # our change first (see _counted)
             count = await self._member_count(room)
         if count <= (1 if action == "member_joined" else 0):
             return  # nobody else to tell (a user's first connection, the last one leaving)
