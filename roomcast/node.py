@@ -372,7 +372,11 @@ class Node:
         if not await self._enter(conn, room, name):
             return False
         self.registry.rooms_changed(conn)
-        count, state = await self._counted(conn, room, since)
+        try:
+            count, state = await self._counted(conn, room, since)
+        except BaseException:
+            self.history.handover.cancel(conn.id, room)
+            raise
         frames = self._room_joined(conn, room, name, count, state)
         if frames is not None:
             for frame in frames:
@@ -399,18 +403,15 @@ class Node:
     async def _counted(
         self, conn: LocalConnection, room: RoomId, since: Position | None
     ) -> tuple[int, JoinState]:
-        """The member count and stream state an entered connection's ``room_joined`` gives."""
+        """The member count and stream state an entered connection's ``room_joined`` gives
+        (the caller ends the room's handover if this fails)."""
         retention = self.history.policy.for_room(room)
-        try:
-            # Counted once our write is in: of two members joining on two instances at
-            # once, the later write's count then sees the other, who hears of it.
-            await self.registry.written(conn)
-            count = await self._member_count(room)
-            state = JoinState(None) if retention is None else \
-                await self.history.join_state(room, retention, since)
-        except BaseException:
-            self.history.handover.cancel(conn.id, room)
-            raise
+        # Counted once our write is in: of two members joining on two instances at once,
+        # the later write's count then sees the other, who hears of it.
+        await self.registry.written(conn)
+        count = await self._member_count(room)
+        state = JoinState(None) if retention is None else \
+            await self.history.join_state(room, retention, since)
         if self.ordering is not None and state.top is not None:
             self.ordering.seed(room, state.top)
         return count, state

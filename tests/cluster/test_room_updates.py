@@ -11,13 +11,7 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from tests.cluster.support import (
-    DEADLINE,
-    Cluster,
-    close_all,
-    join,
-    uid,
-)
+from tests.cluster.support import DEADLINE, Cluster, close_all, join, uid
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.ws import Message
 
